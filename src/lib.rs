@@ -1,0 +1,16 @@
+//! csp-sync: keeps a HaloPSA instance in step with a Microsoft CSP partner's customer estate.
+//!
+//! Read, plan, then act: readers fetch snapshots from Partner Center, Graph and Halo (`read`), pure
+//! planners turn them into a [`plan::Plan`] with a reason on every change (`plan`), renderers show it
+//! (`render`) and the applier writes it to Halo in batches (`apply`).
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod plan;
+pub mod secrets;

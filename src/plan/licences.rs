@@ -1,0 +1,1 @@
+//! Licences planner. See SPEC section 7 (licences).

@@ -1,0 +1,1 @@
+//! Users planner (joiners, movers, leavers). See SPEC section 7 (users).
