@@ -13,4 +13,6 @@ pub mod error;
 pub mod http;
 pub mod model;
 pub mod plan;
+pub mod render;
 pub mod secrets;
+pub mod state;

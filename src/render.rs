@@ -1,0 +1,276 @@
+//! Renderers: `table` for people at a terminal, `markdown` for CI summaries and pull-request comments,
+//! `json` for machines (stable, versioned, documented in the README).
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde_json::Value;
+
+use crate::plan::{Change, Plan};
+
+/// An output format (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Markdown,
+}
+
+/// Rows of text with headers, rendered as a terminal table or a markdown table.
+#[derive(Debug, Clone, Default)]
+pub struct Grid {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Grid {
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(headers: I) -> Grid {
+        Grid {
+            headers: headers.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push<I: IntoIterator<Item = S>, S: Into<String>>(&mut self, row: I) {
+        self.rows.push(row.into_iter().map(Into::into).collect());
+    }
+
+    /// A UTF-8 table for a terminal (no colours: `NO_COLOR` safe).
+    pub fn to_table(&self) -> String {
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(self.headers.clone());
+        for r in &self.rows {
+            t.add_row(r.clone());
+        }
+        format!("{t}\n")
+    }
+
+    /// A GitHub-flavoured markdown table; pipes and newlines in cells are escaped.
+    pub fn to_markdown(&self) -> String {
+        let esc = |s: &str| s.replace('|', "\\|").replace('\n', "<br>");
+        let mut out = String::new();
+        out.push_str(&format!(
+            "| {} |\n",
+            self.headers.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | ")
+        ));
+        out.push_str(&format!("|{}\n", "---|".repeat(self.headers.len())));
+        for r in &self.rows {
+            out.push_str(&format!(
+                "| {} |\n",
+                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        out
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Markdown => self.to_markdown(),
+            _ => self.to_table(),
+        }
+    }
+}
+
+/// A JSON value as short text for a table cell: strings bare, `null` as an em dash.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "—".to_string(),
+        Value::String(s) if s.is_empty() => "\"\"".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn change_rows(grid: &mut Grid, tenant: &str, c: &Change, prefix: &str) {
+    let record = match c.halo_id {
+        Some(id) => format!("{} (#{id})", c.label),
+        None => c.label.clone(),
+    };
+    let action = format!("{prefix}{}", c.action.as_str());
+    if c.fields.is_empty() {
+        grid.push([
+            tenant.to_string(),
+            c.module.to_string(),
+            action,
+            record,
+            String::new(),
+            String::new(),
+            c.reason.clone(),
+        ]);
+        return;
+    }
+    for f in &c.fields {
+        grid.push([
+            tenant.to_string(),
+            c.module.to_string(),
+            action.clone(),
+            record.clone(),
+            f.field.clone(),
+            format!("{} → {}", cell(&f.from), cell(&f.to)),
+            c.reason.clone(),
+        ]);
+    }
+}
+
+/// The changes of a plan as a grid: one line per changed field, every line with its reason.
+pub fn plan_grid(plan: &Plan) -> Grid {
+    let mut g = Grid::new(["tenant", "module", "action", "record", "field", "from → to", "reason"]);
+    for t in &plan.tenants {
+        for c in &t.changes {
+            change_rows(&mut g, &t.name, c, "");
+        }
+        for h in &t.held_back {
+            for c in &h.changes {
+                change_rows(&mut g, &t.name, c, "held: ");
+            }
+        }
+    }
+    g
+}
+
+/// Conflicts, guards and errors of a plan as a grid.
+pub fn problems_grid(plan: &Plan) -> Grid {
+    let mut g = Grid::new(["tenant", "kind", "record", "why"]);
+    for t in &plan.tenants {
+        for e in &t.errors {
+            g.push([t.name.clone(), "error".into(), String::new(), e.clone()]);
+        }
+        for h in &t.held_back {
+            g.push([
+                t.name.clone(),
+                format!("held back ({})", h.guard),
+                format!("{} {} changes", h.changes.len(), h.module),
+                h.reason.clone(),
+            ]);
+        }
+        for c in &t.conflicts {
+            let ids = if c.halo_ids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (Halo {})",
+                    c.halo_ids
+                        .iter()
+                        .map(|i| format!("#{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            g.push([
+                t.name.clone(),
+                format!("conflict ({})", c.module),
+                format!("{}{ids}", c.label),
+                c.reason.clone(),
+            ]);
+        }
+    }
+    g
+}
+
+/// One line of counts: "3 to create, 1 to update, ...".
+pub fn summary_line(plan: &Plan) -> String {
+    let s = &plan.summary;
+    format!(
+        "{} to create, {} to update, {} to link, {} to deactivate, {} to reactivate; {} conflicts, {} held back, {} errors",
+        s.create, s.update, s.link, s.deactivate, s.reactivate, s.conflicts, s.held_back, s.errors
+    )
+}
+
+/// Renders a plan in the chosen format.
+pub fn plan(plan: &Plan, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(plan).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Table | Format::Markdown => {
+            let mut out = String::new();
+            if format == Format::Markdown {
+                out.push_str("## csp-sync plan\n\n");
+            }
+            if plan.has_changes() || plan.has_held_back() {
+                out.push_str(&plan_grid(plan).render(format));
+            } else {
+                out.push_str("No changes.\n");
+            }
+            let problems = problems_grid(plan);
+            if !problems.rows.is_empty() {
+                out.push('\n');
+                if format == Format::Markdown {
+                    out.push_str("### Needs attention\n\n");
+                }
+                out.push_str(&problems.render(format));
+            }
+            out.push('\n');
+            out.push_str(&summary_line(plan));
+            out.push('\n');
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Conflict, FieldChange, HaloEntity, Module, TenantPlan};
+
+    fn sample() -> Plan {
+        let change = Change {
+            module: Module::Users,
+            action: Action::Update,
+            entity: HaloEntity::Users,
+            halo_id: Some(12),
+            source_key: "oid-1".into(),
+            label: "jane@contoso.com".into(),
+            reason: "job title changed in Entra".into(),
+            fields: vec![FieldChange {
+                field: "title".into(),
+                from: Value::from("Clerk"),
+                to: Value::from("Finance | Manager"),
+            }],
+            extra: serde_json::Map::new(),
+        };
+        Plan::new(
+            "2026-11-27T00:00:00Z".into(),
+            vec![Module::Users],
+            vec![TenantPlan {
+                customer_id: "c1".into(),
+                name: "Contoso".into(),
+                halo_client_id: Some(1),
+                changes: vec![change],
+                conflicts: vec![Conflict {
+                    module: Module::Users,
+                    source_key: "oid-2".into(),
+                    label: "bob@contoso.com".into(),
+                    reason: "two contacts have this e-mail".into(),
+                    halo_ids: vec![3, 4],
+                }],
+                ..TenantPlan::default()
+            }],
+        )
+    }
+
+    #[test]
+    fn table_lines_carry_reasons() {
+        let out = plan(&sample(), Format::Table);
+        let line = out.lines().find(|l| l.contains("jane@contoso.com")).unwrap();
+        assert!(line.contains("job title changed in Entra"), "{out}");
+        assert!(out.contains("#3, #4"), "{out}");
+        assert!(out.contains("1 to update"), "{out}");
+    }
+
+    #[test]
+    fn markdown_escapes_pipes() {
+        let out = plan(&sample(), Format::Markdown);
+        assert!(out.contains("Finance \\| Manager"), "{out}");
+        assert!(out.starts_with("## csp-sync plan"));
+    }
+
+    #[test]
+    fn json_is_versioned() {
+        let v: Value = serde_json::from_str(&plan(&sample(), Format::Json)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["tenants"][0]["changes"][0]["fields"][0]["to"], "Finance | Manager");
+    }
+}

@@ -1,0 +1,306 @@
+//! The state directory (SPEC section 9): Graph delta links with each tenant's last full read, when each user
+//! was last seen in scope (grace periods), the run lock, and a journal of applied changes. Every file is
+//! written atomically (write, fsync, rename). Losing the directory costs a full read, never a wrong change.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use crate::model::EntraUser;
+
+/// How many runs the journal keeps.
+pub const JOURNAL_RUNS: usize = 100;
+
+/// A tenant's Graph users as of the last read, with the delta link that continues from there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantUsersState {
+    pub delta_link: Option<String>,
+    /// RFC 3339 time of the last full (non-delta) read.
+    pub last_full_read: Option<String>,
+    pub users: Vec<EntraUser>,
+}
+
+/// One applied change in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub customer_id: String,
+    pub module: String,
+    pub action: String,
+    pub entity: String,
+    pub halo_id: Option<i64>,
+    pub source_key: String,
+    pub label: String,
+}
+
+/// The record of one sync run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalRun {
+    pub started_at: String,
+    pub finished_at: String,
+    pub applied: Vec<JournalEntry>,
+    pub failed: usize,
+}
+
+/// The state directory of one configuration.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(path: impl Into<PathBuf>) -> StateDir {
+        StateDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn ensure(&self) -> Result<()> {
+        fs::create_dir_all(&self.path).with_context(|| {
+            format!(
+                "cannot create the state directory {} (set [sync] state_dir to a writable place)",
+                self.path.display()
+            )
+        })
+    }
+
+    /// Takes the run lock; a second run exits at once naming the running process.
+    pub fn lock(&self) -> Result<RunLock> {
+        self.ensure()?;
+        RunLock::acquire(&self.path.join("lock"))
+    }
+
+    fn tenant_users_path(&self, tenant_id: &str) -> PathBuf {
+        let safe: String = tenant_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        self.path.join("users").join(format!("{safe}.json"))
+    }
+
+    /// The stored users and delta link of a tenant; `None` when absent or unreadable (a full read follows).
+    pub fn tenant_users(&self, tenant_id: &str) -> Option<TenantUsersState> {
+        read_json(&self.tenant_users_path(tenant_id))
+    }
+
+    pub fn save_tenant_users(&self, tenant_id: &str, state: &TenantUsersState) -> Result<()> {
+        write_json(&self.tenant_users_path(tenant_id), state)
+    }
+
+    /// When each user ("tenant/oid") was last seen in scope.
+    pub fn last_seen(&self) -> BTreeMap<String, jiff::Timestamp> {
+        read_json(&self.path.join("last-seen.json")).unwrap_or_default()
+    }
+
+    pub fn save_last_seen(&self, seen: &BTreeMap<String, jiff::Timestamp>) -> Result<()> {
+        write_json(&self.path.join("last-seen.json"), seen)
+    }
+
+    /// The journal, oldest run first.
+    pub fn journal(&self) -> Vec<JournalRun> {
+        read_json(&self.path.join("journal.json")).unwrap_or_default()
+    }
+
+    /// Appends a run to the journal, keeping the last [`JOURNAL_RUNS`].
+    pub fn append_journal(&self, run: JournalRun) -> Result<()> {
+        let mut runs = self.journal();
+        runs.push(run);
+        let excess = runs.len().saturating_sub(JOURNAL_RUNS);
+        runs.drain(..excess);
+        write_json(&self.path.join("journal.json"), &runs)
+    }
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    let text = fs::read(path).ok()?;
+    match serde_json::from_slice(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(
+                "ignoring unreadable state file {}: {e}; the next run reads in full",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).context("serialising state")?;
+    write_atomic(path, &bytes, None)
+}
+
+/// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
+/// `mode` sets Unix permissions on the new file (e.g. 0o600 for secrets).
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode.unwrap_or(0o644));
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    }
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The run lock: a file holding the owner's pid, removed when dropped. A lock left by a process that no
+/// longer exists is taken over.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl RunLock {
+    fn acquire(path: &Path) -> Result<RunLock> {
+        let me = format!(
+            "{}\n{}\n",
+            std::process::id(),
+            jiff::Timestamp::now()
+        );
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(mut f) => {
+                    f.write_all(me.as_bytes())
+                        .and_then(|()| f.sync_all())
+                        .with_context(|| format!("cannot write the lock {}", path.display()))?;
+                    return Ok(RunLock {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = fs::read_to_string(path).unwrap_or_default();
+                    let mut lines = text.lines();
+                    let pid = lines.next().and_then(|l| l.trim().parse::<u32>().ok());
+                    let since = lines.next().unwrap_or("an unknown time").trim().to_string();
+                    match pid {
+                        Some(pid) if process_alive(pid) => bail!(
+                            "another csp-sync run (pid {pid}, started {since}) holds the lock {}; \
+                             wait for it to finish (one run at a time per state directory)",
+                            path.display()
+                        ),
+                        _ => {
+                            tracing::warn!(
+                                "taking over the stale lock {} (its process is gone)",
+                                path.display()
+                            );
+                            let _ = fs::remove_file(path);
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot create the lock {}", path.display())
+                    });
+                }
+            }
+        }
+        bail!("cannot take the lock {}", path.display())
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Whether a process with this pid exists. Where that cannot be known, it is assumed alive (safe side).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("s"));
+        let lock = state.lock().unwrap();
+        let err = state.lock().unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(lock);
+        state.lock().unwrap();
+    }
+
+    #[test]
+    fn stale_lock_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::write(dir.path().join("lock"), "999999999\nyesterday\n").unwrap();
+        state.lock().unwrap();
+    }
+
+    #[test]
+    fn journal_keeps_the_last_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        for i in 0..(JOURNAL_RUNS + 3) {
+            state
+                .append_journal(JournalRun {
+                    started_at: i.to_string(),
+                    finished_at: String::new(),
+                    applied: vec![],
+                    failed: 0,
+                })
+                .unwrap();
+        }
+        let runs = state.journal();
+        assert_eq!(runs.len(), JOURNAL_RUNS);
+        assert_eq!(runs[0].started_at, "3");
+    }
+
+    #[test]
+    fn corrupt_state_reads_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::create_dir_all(dir.path().join("users")).unwrap();
+        fs::write(dir.path().join("users/t1.json"), "{not json").unwrap();
+        assert!(state.tenant_users("t1").is_none());
+        state
+            .save_tenant_users(
+                "t1",
+                &TenantUsersState {
+                    delta_link: Some("x".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(state.tenant_users("t1").unwrap().delta_link.as_deref(), Some("x"));
+    }
+}
