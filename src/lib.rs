@@ -5,6 +5,7 @@
 //! (`render`) and the applier writes it to Halo in batches (`apply`).
 
 pub mod api;
+pub mod apply;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

@@ -49,16 +49,18 @@ impl Grid {
     pub fn to_markdown(&self) -> String {
         let esc = |s: &str| s.replace('|', "\\|").replace('\n', "<br>");
         let mut out = String::new();
-        out.push_str(&format!(
-            "| {} |\n",
-            self.headers.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | ")
-        ));
-        out.push_str(&format!("|{}\n", "---|".repeat(self.headers.len())));
-        for r in &self.rows {
-            out.push_str(&format!(
+        let line = |cells: &[String]| {
+            format!(
                 "| {} |\n",
-                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-            ));
+                cells.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            )
+        };
+        out.push_str(&line(&self.headers));
+        out.push('|');
+        out.push_str(&"---|".repeat(self.headers.len()));
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&line(r));
         }
         out
     }
@@ -114,7 +116,15 @@ fn change_rows(grid: &mut Grid, tenant: &str, c: &Change, prefix: &str) {
 
 /// The changes of a plan as a grid: one line per changed field, every line with its reason.
 pub fn plan_grid(plan: &Plan) -> Grid {
-    let mut g = Grid::new(["tenant", "module", "action", "record", "field", "from → to", "reason"]);
+    let mut g = Grid::new([
+        "tenant",
+        "module",
+        "action",
+        "record",
+        "field",
+        "from → to",
+        "reason",
+    ]);
     for t in &plan.tenants {
         for c in &t.changes {
             change_rows(&mut g, &t.name, c, "");
@@ -254,7 +264,10 @@ mod tests {
     #[test]
     fn table_lines_carry_reasons() {
         let out = plan(&sample(), Format::Table);
-        let line = out.lines().find(|l| l.contains("jane@contoso.com")).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.contains("jane@contoso.com"))
+            .unwrap();
         assert!(line.contains("job title changed in Entra"), "{out}");
         assert!(out.contains("#3, #4"), "{out}");
         assert!(out.contains("1 to update"), "{out}");
@@ -271,6 +284,9 @@ mod tests {
     fn json_is_versioned() {
         let v: Value = serde_json::from_str(&plan(&sample(), Format::Json)).unwrap();
         assert_eq!(v["version"], 1);
-        assert_eq!(v["tenants"][0]["changes"][0]["fields"][0]["to"], "Finance | Manager");
+        assert_eq!(
+            v["tenants"][0]["changes"][0]["fields"][0]["to"],
+            "Finance | Manager"
+        );
     }
 }

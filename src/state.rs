@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::model::EntraUser;
 
@@ -79,7 +79,13 @@ impl StateDir {
     fn tenant_users_path(&self, tenant_id: &str) -> PathBuf {
         let safe: String = tenant_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.path.join("users").join(format!("{safe}.json"))
     }
@@ -182,11 +188,7 @@ pub struct RunLock {
 
 impl RunLock {
     fn acquire(path: &Path) -> Result<RunLock> {
-        let me = format!(
-            "{}\n{}\n",
-            std::process::id(),
-            jiff::Timestamp::now()
-        );
+        let me = format!("{}\n{}\n", std::process::id(), jiff::Timestamp::now());
         for _ in 0..2 {
             match OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut f) => {
@@ -218,9 +220,8 @@ impl RunLock {
                     }
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot create the lock {}", path.display())
-                    });
+                    return Err(e)
+                        .with_context(|| format!("cannot create the lock {}", path.display()));
                 }
             }
         }
@@ -253,7 +254,10 @@ mod tests {
         let state = StateDir::new(dir.path().join("s"));
         let lock = state.lock().unwrap();
         let err = state.lock().unwrap_err().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(lock);
         state.lock().unwrap();
     }
@@ -301,6 +305,9 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(state.tenant_users("t1").unwrap().delta_link.as_deref(), Some("x"));
+        assert_eq!(
+            state.tenant_users("t1").unwrap().delta_link.as_deref(),
+            Some("x")
+        );
     }
 }
