@@ -17,3 +17,4 @@ pub mod plan;
 pub mod render;
 pub mod secrets;
 pub mod state;
+pub mod ui;

@@ -1,0 +1,64 @@
+//! The output handle: stdout carries only the command's output; progress bars (only on a terminal),
+//! summaries and warnings go to stderr.
+
+use std::io::{IsTerminal, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::render::Format;
+
+/// How output is shown, decided once from the global flags and the environment.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    pub format: Format,
+    pub quiet: bool,
+    progress: bool,
+}
+
+impl Ui {
+    /// `format`: the `--output` flag, if given; otherwise table on a terminal, json elsewhere.
+    pub fn new(format: Option<Format>, quiet: bool, no_progress: bool) -> Ui {
+        let stdout_tty = std::io::stdout().is_terminal();
+        let format = format.unwrap_or(if stdout_tty { Format::Table } else { Format::Json });
+        let progress = !no_progress && !quiet && std::io::stderr().is_terminal();
+        Ui {
+            format,
+            quiet,
+            progress,
+        }
+    }
+
+    /// Writes the command's output to stdout. A closed pipe (`| head`) is not an error.
+    pub fn out(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+
+    /// A line for people on stderr (summaries, hints); suppressed by `-q`.
+    pub fn info(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// A warning on stderr; always shown.
+    pub fn warn(&self, text: &str) {
+        eprintln!("warning: {text}");
+    }
+
+    /// A progress bar for one phase; hidden unless stderr is a terminal and progress is wanted, so nothing
+    /// of it reaches cron or CI logs.
+    pub fn bar(&self, phase: &str, len: u64) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:>18} [{bar:30}] {pos}/{len} {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(phase.to_string());
+        bar
+    }
+}
