@@ -455,14 +455,19 @@ fn field_diffs(u: &HaloUser, user: &EntraUser) -> Vec<FieldChange> {
         .collect()
 }
 
-/// "job title, department changed in Entra" for the kept-in-step fields among `diffs`.
-fn changed_reason(diffs: &[FieldChange]) -> Option<String> {
+/// The kept-in-step fields among `diffs`, in words: "job title, department".
+fn changed_names(diffs: &[FieldChange]) -> Option<String> {
     let names: Vec<&str> = diffs
         .iter()
-        .filter(|d| d.field != "azure_tenant_id" && d.field != "inactive" && d.field != "azureoid")
+        .filter(|d| {
+            !matches!(
+                d.field.as_str(),
+                "azure_tenant_id" | "inactive" | "azureoid"
+            )
+        })
         .map(|d| describe(&d.field))
         .collect();
-    (!names.is_empty()).then(|| format!("{} changed in Entra", names.join(", ")))
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 fn date(ts: Timestamp) -> String {
@@ -752,17 +757,20 @@ impl TenantPlanner<'_, '_> {
                 Value::from(self.tenant.clone()),
             ));
         }
-        let changed = changed_reason(&fields);
+        let mut reasons: Vec<String> = Vec::new();
+        if let Some(names) = changed_names(&fields) {
+            reasons.push(format!("{names} changed in Entra"));
+        }
+        if non_empty(u.azure_tenant_id.as_deref()).is_none() {
+            reasons.push("Entra tenant id not yet recorded in Halo".into());
+        }
         if u.inactive {
-            let reason = match changed {
-                Some(c) => format!("back in Entra; {c}"),
-                None => "back in Entra".to_string(),
-            };
+            reasons.insert(0, "back in Entra".into());
+            let reason = reasons.join("; ");
             fields.push(field("inactive", Value::Bool(true), Value::Bool(false)));
             self.change(Action::Reactivate, Some(u.id), oid, label, reason, fields);
         } else if !fields.is_empty() {
-            let reason =
-                changed.unwrap_or_else(|| "Entra tenant id not yet recorded in Halo".into());
+            let reason = reasons.join("; ");
             self.change(Action::Update, Some(u.id), oid, label, reason, fields);
         }
     }
@@ -814,8 +822,8 @@ impl TenantPlanner<'_, '_> {
         ];
         fields.extend(field_diffs(c, user));
         let mut reason = "linked by e-mail".to_string();
-        if let Some(changed) = changed_reason(&fields) {
-            reason = format!("{reason}; {changed}");
+        if let Some(names) = changed_names(&fields) {
+            reason = format!("{reason}; {names} updated from Entra");
         }
         if c.inactive {
             fields.push(field("inactive", Value::Bool(true), Value::Bool(false)));
@@ -1017,4 +1025,1212 @@ fn order(a: &Change, b: &Change) -> std::cmp::Ordering {
         b.label.to_lowercase(),
         &b.source_key,
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::many_single_char_names)]
+mod tests {
+    use super::*;
+    use crate::model::{HaloSite, TenantDirectory};
+    use serde_json::json;
+
+    const T1: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const T2: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+    const E3: &str = "05e9a617-0261-4cee-bb44-138d3ef5d965";
+    const BP: &str = "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46";
+    const CLIENT: i64 = 42;
+    const OTHER: i64 = 50;
+
+    fn now() -> Timestamp {
+        "2026-12-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn days_ago(d: i64) -> Timestamp {
+        now()
+            .checked_add(SignedDuration::from_hours(-24 * d))
+            .unwrap()
+    }
+
+    fn entra(oid: &str, upn: &str) -> EntraUser {
+        EntraUser {
+            id: oid.into(),
+            user_principal_name: upn.into(),
+            display_name: Some(format!("User {oid}")),
+            given_name: Some("Given".into()),
+            surname: Some("Surname".into()),
+            mail: Some(upn.into()),
+            account_enabled: true,
+            user_type: UserType::Member,
+            sku_ids: vec![E3.into()],
+            job_title: Some("Engineer".into()),
+            department: None,
+            business_phone: None,
+            mobile_phone: None,
+        }
+    }
+
+    fn dir(users: Vec<EntraUser>) -> TenantDirectory {
+        TenantDirectory {
+            users,
+            deleted_ids: Vec::new(),
+            sku_part_numbers: vec![(E3.into(), "SPE_E3".into()), (BP.into(), "SPB".into())],
+        }
+    }
+
+    /// A Halo contact already in step with `entra(oid, upn)` and linked to `tenant`.
+    fn synced(id: i64, oid: &str, upn: &str, tenant: &str) -> HaloUser {
+        HaloUser {
+            id,
+            client_id: CLIENT,
+            site_id: 420,
+            name: format!("User {oid}"),
+            firstname: Some("Given".into()),
+            surname: Some("Surname".into()),
+            emailaddress: Some(upn.into()),
+            title: Some("Engineer".into()),
+            azureoid: Some(oid.into()),
+            azure_tenant_id: Some(tenant.into()),
+            ..HaloUser::default()
+        }
+    }
+
+    /// A hand-made contact with no Entra link.
+    fn contact(id: i64, client_id: i64, email: &str) -> HaloUser {
+        HaloUser {
+            id,
+            client_id,
+            site_id: 420,
+            name: "Hand Made".into(),
+            emailaddress: Some(email.into()),
+            ..HaloUser::default()
+        }
+    }
+
+    fn halo(users: Vec<HaloUser>) -> HaloSnapshot {
+        HaloSnapshot {
+            clients: vec![
+                HaloClient {
+                    id: CLIENT,
+                    name: "Acme".into(),
+                    main_site_id: Some(420),
+                    azure_tenant_ids: vec![T1.into(), T2.into()],
+                    ..HaloClient::default()
+                },
+                HaloClient {
+                    id: OTHER,
+                    name: "Other Ltd".into(),
+                    main_site_id: Some(500),
+                    ..HaloClient::default()
+                },
+            ],
+            sites: vec![
+                HaloSite {
+                    id: 420,
+                    client_id: CLIENT,
+                    name: "Main".into(),
+                    inactive: false,
+                },
+                HaloSite {
+                    id: 421,
+                    client_id: CLIENT,
+                    name: "Branch".into(),
+                    inactive: false,
+                },
+                HaloSite {
+                    id: 500,
+                    client_id: OTHER,
+                    name: "Other main".into(),
+                    inactive: false,
+                },
+            ],
+            users,
+            licences: Vec::new(),
+        }
+    }
+
+    fn input<'a>(tenant: &'a str, d: &'a TenantDirectory) -> TenantUsersInput<'a> {
+        TenantUsersInput {
+            customer_id: tenant,
+            name: "Acme",
+            halo_client_id: CLIENT,
+            site_id: None,
+            directory: Ok(d),
+        }
+    }
+
+    fn policy() -> UsersPolicy {
+        UsersPolicy {
+            max_deactivations: 100,
+            max_deactivation_percent: 100.0,
+            ..UsersPolicy::default()
+        }
+    }
+
+    fn ci(re: &str) -> Regex {
+        regex::RegexBuilder::new(re)
+            .case_insensitive(true)
+            .build()
+            .unwrap()
+    }
+
+    /// Plans and checks the invariants every plan must meet.
+    fn run(
+        tenants: &[TenantUsersInput],
+        h: &HaloSnapshot,
+        p: &UsersPolicy,
+        seen: &BTreeMap<String, Timestamp>,
+    ) -> Vec<TenantPlan> {
+        let plans = plan_users(tenants, h, p, seen, now());
+        assert_eq!(plans.len(), tenants.len());
+        for t in &plans {
+            let mut sorted = t.changes.clone();
+            sorted.sort_by(order);
+            assert_eq!(
+                sorted, t.changes,
+                "changes are ordered by action then label"
+            );
+            let held = t.held_back.iter().flat_map(|h| &h.changes);
+            for c in t.changes.iter().chain(held) {
+                assert!(!c.reason.is_empty(), "change without reason: {c:?}");
+                assert_eq!(c.module, Module::Users);
+                assert_eq!(c.entity, HaloEntity::Users);
+                assert!(!c.label.is_empty());
+                assert!(!c.fields.is_empty(), "change without fields: {c:?}");
+                assert_eq!(c.halo_id.is_none(), c.action == Action::Create);
+            }
+            for c in &t.conflicts {
+                assert!(!c.reason.is_empty());
+            }
+        }
+        plans
+    }
+
+    fn run1(d: &TenantDirectory, h: &HaloSnapshot, p: &UsersPolicy) -> TenantPlan {
+        run(&[input(T1, d)], h, p, &BTreeMap::new()).remove(0)
+    }
+
+    fn set(u: &mut HaloUser, f: &str, v: &Value) {
+        let s = v.as_str().map(str::to_string);
+        match f {
+            "name" => u.name = s.unwrap_or_default(),
+            "firstname" => u.firstname = s,
+            "surname" => u.surname = s,
+            "emailaddress" => u.emailaddress = s,
+            "title" => u.title = s,
+            "department" => u.department = s,
+            "phonenumber" => u.phonenumber = s,
+            "mobilenumber" => u.mobilenumber = s,
+            "azureoid" => u.azureoid = s,
+            "azure_tenant_id" => u.azure_tenant_id = s,
+            "inactive" => u.inactive = v.as_bool().unwrap(),
+            other => panic!("unexpected field {other}"),
+        }
+    }
+
+    /// Applies the planned changes (not held-back ones) to the snapshot as Halo would.
+    fn apply(h: &mut HaloSnapshot, plans: &[TenantPlan]) {
+        for c in plans.iter().flat_map(|t| &t.changes) {
+            match c.halo_id {
+                None => {
+                    let id = h.users.iter().map(|u| u.id).max().unwrap_or(0) + 1;
+                    let mut u = HaloUser {
+                        id,
+                        client_id: c.extra["client_id"].as_i64().unwrap(),
+                        site_id: c.extra["site_id"].as_i64().unwrap(),
+                        ..HaloUser::default()
+                    };
+                    for f in &c.fields {
+                        assert!(f.from.is_null());
+                        set(&mut u, &f.field, &f.to);
+                    }
+                    h.users.push(u);
+                }
+                Some(id) => {
+                    let u = h.users.iter_mut().find(|u| u.id == id).unwrap();
+                    for f in &c.fields {
+                        set(u, &f.field, &f.to);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fields(c: &Change) -> BTreeMap<String, (Value, Value)> {
+        c.fields
+            .iter()
+            .map(|f| (f.field.clone(), (f.from.clone(), f.to.clone())))
+            .collect()
+    }
+
+    fn actions(t: &TenantPlan) -> Vec<(Action, String)> {
+        t.changes
+            .iter()
+            .map(|c| (c.action, c.source_key.clone()))
+            .collect()
+    }
+
+    // ---- scope ----
+
+    #[test]
+    fn scope_members_enabled_licensed() {
+        let p = UsersPolicy::default();
+        let parts = dir(vec![]).sku_part_numbers;
+        let ok = entra("o1", "a@x.com");
+        assert_eq!(in_scope(&ok, &p, &parts), Ok(()));
+
+        let mut guest = entra("o2", "bob_gmail.com#EXT#@x.onmicrosoft.com");
+        assert_eq!(
+            in_scope(&guest, &p, &parts),
+            Err(OUT_GUEST),
+            "#EXT# UPN is a guest even as Member"
+        );
+        guest.user_principal_name = "bob@x.com".into();
+        guest.user_type = UserType::Guest;
+        assert_eq!(in_scope(&guest, &p, &parts), Err(OUT_GUEST));
+        let with_guests = UsersPolicy {
+            include_guests: true,
+            ..UsersPolicy::default()
+        };
+        assert_eq!(in_scope(&guest, &with_guests, &parts), Ok(()));
+
+        let mut disabled = entra("o3", "c@x.com");
+        disabled.account_enabled = false;
+        assert_eq!(in_scope(&disabled, &p, &parts), Err(OUT_DISABLED));
+
+        let mut unlicensed = entra("o4", "d@x.com");
+        unlicensed.sku_ids.clear();
+        assert_eq!(in_scope(&unlicensed, &p, &parts), Err(OUT_NO_LICENCE));
+        let no_req = UsersPolicy {
+            require_licence: false,
+            ..UsersPolicy::default()
+        };
+        assert_eq!(in_scope(&unlicensed, &no_req, &parts), Ok(()));
+    }
+
+    #[test]
+    fn scope_exclude_upn_is_on_upn() {
+        let p = UsersPolicy {
+            exclude_upn: vec![ci("^admin@"), ci("^svc[-_.]")],
+            ..UsersPolicy::default()
+        };
+        let parts = Vec::new();
+        assert_eq!(
+            in_scope(&entra("o", "Admin@x.com"), &p, &parts),
+            Err(OUT_EXCLUDED)
+        );
+        assert_eq!(
+            in_scope(&entra("o", "svc-backup@x.com"), &p, &parts),
+            Err(OUT_EXCLUDED)
+        );
+        assert_eq!(in_scope(&entra("o", "sysadmin@x.com"), &p, &parts), Ok(()));
+        let mut by_mail = entra("o", "jane@x.com");
+        by_mail.mail = Some("admin@x.com".into());
+        assert_eq!(
+            in_scope(&by_mail, &p, &parts),
+            Ok(()),
+            "mail is not the UPN"
+        );
+    }
+
+    #[test]
+    fn scope_contract_skus_by_part_number_or_id_any_case() {
+        let parts = dir(vec![]).sku_part_numbers;
+        let by_part = UsersPolicy {
+            contract_skus: vec!["spe_e3".into()],
+            ..UsersPolicy::default()
+        };
+        let by_id = UsersPolicy {
+            contract_skus: vec![E3.to_uppercase()],
+            ..UsersPolicy::default()
+        };
+        let e3 = entra("o1", "a@x.com");
+        let mut bp = entra("o2", "b@x.com");
+        bp.sku_ids = vec![BP.into()];
+        for p in [&by_part, &by_id] {
+            assert_eq!(in_scope(&e3, p, &parts), Ok(()));
+            assert_eq!(in_scope(&bp, p, &parts), Err(OUT_NO_CONTRACT_LICENCE));
+        }
+        // Part number unknown to the table: only an id can match.
+        assert_eq!(in_scope(&e3, &by_part, &[]), Err(OUT_NO_CONTRACT_LICENCE));
+        assert_eq!(in_scope(&e3, &by_id, &[]), Ok(()));
+        // Without require_licence an unlicensed user still fails the contract filter.
+        let mut none = entra("o3", "c@x.com");
+        none.sku_ids.clear();
+        let p = UsersPolicy {
+            require_licence: false,
+            ..by_part.clone()
+        };
+        assert_eq!(in_scope(&none, &p, &parts), Err(OUT_NO_CONTRACT_LICENCE));
+    }
+
+    // ---- joiners ----
+
+    #[test]
+    fn new_user_is_created_on_main_site_with_all_fields() {
+        let mut u = entra("o1", "jane@acme.com");
+        u.mail = Some("Jane.Doe@acme.com".into());
+        u.department = Some("Finance".into());
+        u.business_phone = Some("+44 20 7946 0000".into());
+        u.mobile_phone = Some("+44 7700 900000".into());
+        let d = dir(vec![u]);
+        let t = run1(&d, &halo(vec![]), &policy());
+        assert!(t.errors.is_empty() && t.conflicts.is_empty());
+        assert_eq!(t.changes.len(), 1);
+        let c = &t.changes[0];
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.reason, "new in Entra");
+        assert_eq!(c.source_key, "o1");
+        assert_eq!(c.label, "Jane.Doe@acme.com");
+        assert_eq!(
+            Value::Object(c.extra.clone()),
+            json!({"client_id": 42, "site_id": 420, "sendwelcomeemail": false})
+        );
+        let names: Vec<&str> = c.fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "name",
+                "firstname",
+                "surname",
+                "emailaddress",
+                "title",
+                "department",
+                "phonenumber",
+                "mobilenumber",
+                "azureoid",
+                "azure_tenant_id"
+            ]
+        );
+        let f = fields(c);
+        assert_eq!(f["emailaddress"], (Value::Null, json!("Jane.Doe@acme.com")));
+        assert_eq!(f["azure_tenant_id"], (Value::Null, json!(T1)));
+        assert_eq!(f["phonenumber"].1, json!("+44 20 7946 0000"));
+    }
+
+    #[test]
+    fn create_uses_configured_site_and_welcome_email_and_skips_empty_fields() {
+        let mut u = entra("o1", "jane@acme.com");
+        u.display_name = None;
+        u.job_title = Some("   ".into());
+        u.mail = None;
+        let d = dir(vec![u]);
+        let mut i = input(T1, &d);
+        i.site_id = Some(421);
+        let p = UsersPolicy {
+            welcome_email: true,
+            ..policy()
+        };
+        let t = run(&[i], &halo(vec![]), &p, &BTreeMap::new()).remove(0);
+        let c = &t.changes[0];
+        assert_eq!(c.extra["site_id"], json!(421));
+        assert_eq!(c.extra["sendwelcomeemail"], json!(true));
+        let f = fields(c);
+        assert_eq!(
+            f["name"].1,
+            json!("Given Surname"),
+            "name falls back to given + surname"
+        );
+        assert_eq!(
+            f["emailaddress"].1,
+            json!("jane@acme.com"),
+            "UPN when no mail"
+        );
+        assert!(!f.contains_key("title") && !f.contains_key("department"));
+    }
+
+    #[test]
+    fn no_site_is_a_tenant_error_but_other_changes_are_planned() {
+        let d = dir(vec![entra("o1", "new@acme.com"), {
+            let mut u = entra("o2", "old@acme.com");
+            u.job_title = Some("Boss".into());
+            u
+        }]);
+        let mut h = halo(vec![synced(1, "o2", "old@acme.com", T1)]);
+        h.clients[0].main_site_id = None;
+        let t = run1(&d, &h, &policy());
+        assert_eq!(actions(&t), [(Action::Update, "o2".to_string())]);
+        assert_eq!(t.errors.len(), 1);
+        assert!(t.errors[0].contains("1 new contact(s)") && t.errors[0].contains("halo_site_id"));
+
+        // A configured site of another client, or unknown, is refused too.
+        for site in [500, 999] {
+            let mut i = input(T1, &d);
+            i.site_id = Some(site);
+            let t = run(&[i], &halo(vec![]), &policy(), &BTreeMap::new()).remove(0);
+            assert!(t.changes.is_empty());
+            assert_eq!(t.errors.len(), 1, "{:?}", t.errors);
+            assert!(t.errors[0].contains(&format!("halo_site_id {site}")));
+        }
+    }
+
+    #[test]
+    fn unknown_client_is_a_tenant_error() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let mut i = input(T1, &d);
+        i.halo_client_id = 77;
+        let t = run(&[i], &halo(vec![]), &policy(), &BTreeMap::new()).remove(0);
+        assert!(t.changes.is_empty());
+        assert!(t.errors[0].contains("Halo client 77"));
+    }
+
+    // ---- movers ----
+
+    #[test]
+    fn job_title_change_is_an_update_of_that_field_only() {
+        let mut u = entra("o1", "a@acme.com");
+        u.job_title = Some("Director".into());
+        let d = dir(vec![u]);
+        let t = run1(
+            &d,
+            &halo(vec![synced(7, "o1", "a@acme.com", T1)]),
+            &policy(),
+        );
+        assert_eq!(t.changes.len(), 1);
+        let c = &t.changes[0];
+        assert_eq!((c.action, c.halo_id), (Action::Update, Some(7)));
+        assert_eq!(c.reason, "job title changed in Entra");
+        assert_eq!(c.fields.len(), 1);
+        assert_eq!(fields(c)["title"], (json!("Engineer"), json!("Director")));
+        assert_eq!(
+            c.payload(false),
+            json!({"id": 7, "title": "Director", "_dont_fire_automations": true})
+        );
+    }
+
+    #[test]
+    fn several_fields_changed_are_named_in_the_reason() {
+        let mut u = entra("o1", "a@acme.com");
+        u.department = Some("Sales".into());
+        u.surname = Some("Smith".into());
+        let d = dir(vec![u]);
+        let t = run1(
+            &d,
+            &halo(vec![synced(7, "o1", "a@acme.com", T1)]),
+            &policy(),
+        );
+        assert_eq!(t.changes[0].reason, "surname, department changed in Entra");
+    }
+
+    #[test]
+    fn empty_entra_values_never_clear_halo_values() {
+        let mut u = entra("o1", "a@acme.com");
+        u.job_title = None;
+        u.display_name = Some(String::new());
+        u.given_name = Some("  ".into());
+        let mut h = synced(7, "o1", "a@acme.com", T1);
+        h.department = Some("Sales".into());
+        h.mobilenumber = Some("+1 555".into());
+        let d = dir(vec![u]);
+        let t = run1(&d, &halo(vec![h]), &policy());
+        assert!(t.changes.is_empty(), "{:?}", t.changes);
+    }
+
+    #[test]
+    fn names_compare_case_sensitively_emails_do_not() {
+        let mut u = entra("o1", "a@acme.com");
+        u.mail = Some("Alice.Smith@Acme.com".into());
+        u.display_name = Some("alice smith".into());
+        let mut h = synced(7, "o1", "alice.smith@acme.com ", T1);
+        h.name = "Alice Smith".into();
+        let d = dir(vec![u]);
+        let t = run1(&d, &halo(vec![h]), &policy());
+        assert_eq!(t.changes.len(), 1);
+        let f = fields(&t.changes[0]);
+        assert_eq!(f.keys().collect::<Vec<_>>(), ["name"]);
+        assert_eq!(f["name"], (json!("Alice Smith"), json!("alice smith")));
+    }
+
+    #[test]
+    fn linked_by_oid_case_insensitively_and_missing_tenant_id_is_recorded() {
+        let mut h = synced(7, "O1-UPPER", "a@acme.com", T1);
+        h.azure_tenant_id = None;
+        h.name = "User o1-upper".into();
+        let d = dir(vec![entra("o1-upper", "a@acme.com")]);
+        let mut snap = halo(vec![h]);
+        let plans = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        let t = &plans[0];
+        assert_eq!(t.changes.len(), 1, "{:?}", t.changes);
+        assert_eq!(t.changes[0].action, Action::Update);
+        assert_eq!(
+            fields(&t.changes[0])["azure_tenant_id"],
+            (Value::Null, json!(T1))
+        );
+        assert_eq!(
+            t.changes[0].reason,
+            "Entra tenant id not yet recorded in Halo"
+        );
+        apply(&mut snap, &plans);
+        assert!(
+            run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new())[0]
+                .changes
+                .is_empty()
+        );
+    }
+
+    // ---- linking ----
+
+    #[test]
+    fn mixed_case_email_links_with_oid_and_tenant() {
+        let mut u = entra("o1", "alice@acme.com");
+        u.mail = Some("Alice@Acme.com".into());
+        let mut c = contact(9, CLIENT, " ALICE@acme.COM ");
+        c.name = "User o1".into();
+        let d = dir(vec![u]);
+        let t = run1(&d, &halo(vec![c]), &policy());
+        assert_eq!(t.changes.len(), 1);
+        let ch = &t.changes[0];
+        assert_eq!((ch.action, ch.halo_id), (Action::Link, Some(9)));
+        assert!(ch.reason.starts_with("linked by e-mail"));
+        let f = fields(ch);
+        assert_eq!(f["azureoid"], (Value::Null, json!("o1")));
+        assert_eq!(f["azure_tenant_id"], (Value::Null, json!(T1)));
+        assert!(
+            !f.contains_key("emailaddress"),
+            "case-only difference is no change"
+        );
+        assert!(!f.contains_key("name"));
+        assert!(f.contains_key("title") && f.contains_key("firstname"));
+    }
+
+    #[test]
+    fn link_by_upn_when_mail_differs_writes_the_mail() {
+        let mut u = entra("o1", "jdoe@acme.onmicrosoft.com");
+        u.mail = Some("jane@acme.com".into());
+        let d = dir(vec![u]);
+        let t = run1(
+            &d,
+            &halo(vec![contact(9, CLIENT, "JDoe@acme.onmicrosoft.com")]),
+            &policy(),
+        );
+        let ch = &t.changes[0];
+        assert_eq!(ch.action, Action::Link);
+        assert_eq!(
+            fields(ch)["emailaddress"],
+            (json!("JDoe@acme.onmicrosoft.com"), json!("jane@acme.com"))
+        );
+        assert_eq!(
+            ch.reason,
+            "linked by e-mail; name, first name, surname, e-mail address, job title updated from Entra"
+        );
+    }
+
+    #[test]
+    fn inactive_candidate_is_linked_and_reactivated_not_duplicated() {
+        let mut c = contact(9, CLIENT, "bob@acme.com");
+        c.inactive = true;
+        let d = dir(vec![entra("o1", "bob@acme.com")]);
+        let mut snap = halo(vec![c]);
+        let plans = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        let t = &plans[0];
+        assert_eq!(actions(t), [(Action::Link, "o1".to_string())]);
+        assert_eq!(
+            fields(&t.changes[0])["inactive"],
+            (json!(true), json!(false))
+        );
+        assert!(t.changes[0].reason.contains("reactivated"));
+        apply(&mut snap, &plans);
+        assert!(!snap.users[0].inactive);
+        assert!(
+            run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new())[0]
+                .changes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn two_candidates_are_a_conflict_naming_them() {
+        let d = dir(vec![entra("o1", "bob@acme.com")]);
+        let h = halo(vec![
+            contact(9, CLIENT, "bob@acme.com"),
+            contact(11, CLIENT, "Bob@Acme.com"),
+        ]);
+        let t = run1(&d, &h, &policy());
+        assert!(t.changes.is_empty());
+        assert_eq!(t.conflicts.len(), 1);
+        assert_eq!(t.conflicts[0].halo_ids, [9, 11]);
+        assert!(t.conflicts[0].reason.contains("ids 9, 11"));
+    }
+
+    #[test]
+    fn one_contact_matching_two_entra_users_is_a_conflict_for_both() {
+        // Mail of one is the UPN of the other.
+        let mut a = entra("oa", "info@acme.com");
+        a.mail = Some("info@acme.com".into());
+        let mut b = entra("ob", "reception@acme.com");
+        b.mail = Some("info@acme.com".into());
+        let d = dir(vec![a, b]);
+        let t = run1(
+            &d,
+            &halo(vec![contact(9, CLIENT, "info@acme.com")]),
+            &policy(),
+        );
+        assert!(t.changes.is_empty(), "{:?}", t.changes);
+        assert_eq!(t.conflicts.len(), 2);
+        for c in &t.conflicts {
+            assert_eq!(c.halo_ids, [9]);
+            assert!(c.reason.contains("matches 2 Entra users"));
+        }
+    }
+
+    #[test]
+    fn candidate_only_under_another_client_is_a_conflict() {
+        let d = dir(vec![entra("o1", "bob@acme.com")]);
+        let t = run1(
+            &d,
+            &halo(vec![contact(9, OTHER, "bob@acme.com")]),
+            &policy(),
+        );
+        assert!(t.changes.is_empty());
+        assert_eq!(t.conflicts.len(), 1);
+        assert!(
+            t.conflicts[0]
+                .reason
+                .contains("exists under client Other Ltd (50)")
+        );
+        assert_eq!(t.conflicts[0].halo_ids, [9]);
+    }
+
+    #[test]
+    fn own_client_candidate_wins_over_another_clients_contact() {
+        let d = dir(vec![entra("o1", "bob@acme.com")]);
+        let h = halo(vec![
+            contact(9, OTHER, "bob@acme.com"),
+            contact(10, CLIENT, "bob@acme.com"),
+        ]);
+        let t = run1(&d, &h, &policy());
+        assert!(t.conflicts.is_empty());
+        assert_eq!(t.changes[0].halo_id, Some(10));
+    }
+
+    #[test]
+    fn linked_contact_under_another_client_is_a_conflict() {
+        let mut h = synced(7, "o1", "a@acme.com", T1);
+        h.client_id = OTHER;
+        h.title = Some("Old".into());
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let t = run1(&d, &halo(vec![h]), &policy());
+        assert!(t.changes.is_empty());
+        assert_eq!(t.conflicts.len(), 1);
+        assert!(
+            t.conflicts[0]
+                .reason
+                .contains("belongs to client Other Ltd (50)")
+        );
+    }
+
+    #[test]
+    fn two_contacts_with_one_oid_are_a_conflict() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let h = halo(vec![
+            synced(7, "o1", "a@acme.com", T1),
+            synced(8, "o1", "a2@acme.com", T1),
+        ]);
+        let t = run1(&d, &h, &policy());
+        assert!(t.changes.is_empty());
+        assert_eq!(t.conflicts[0].halo_ids, [7, 8]);
+    }
+
+    #[test]
+    fn out_of_scope_user_leaves_matching_contact_alone() {
+        let mut u = entra("o1", "admin@acme.com");
+        u.sku_ids.clear();
+        let mut g = entra("o2", "x_gmail.com#EXT#@acme.onmicrosoft.com");
+        g.mail = Some("x@gmail.com".into());
+        let d = dir(vec![u, g]);
+        let mut c = contact(9, CLIENT, "admin@acme.com");
+        c.inactive = true;
+        let h = halo(vec![c, contact(10, CLIENT, "x@gmail.com")]);
+        let t = run1(&d, &h, &policy());
+        assert!(t.changes.is_empty() && t.conflicts.is_empty() && t.notes.is_empty());
+    }
+
+    // ---- protect ----
+
+    #[test]
+    fn protected_contacts_are_never_changed() {
+        let p = UsersPolicy {
+            protect: vec![ci("^ceo@")],
+            ..policy()
+        };
+        // Linked with field differences.
+        let mut u = entra("o1", "CEO@acme.com");
+        u.job_title = Some("Chief".into());
+        // Candidate for linking.
+        let u2 = entra("o2", "ceo@sub.acme.com");
+        let d = dir(vec![u, u2]);
+        let h = halo(vec![
+            synced(7, "o1", "ceo@acme.com", T1),
+            contact(8, CLIENT, "CEO@sub.acme.com"),
+            // Leaver.
+            synced(9, "o3", "ceo@old.acme.com", T1),
+        ]);
+        let t = run1(&d, &h, &p);
+        assert!(t.changes.is_empty(), "{:?}", t.changes);
+        assert!(t.held_back.is_empty());
+        assert_eq!(t.notes.len(), 3, "{:?}", t.notes);
+        assert!(t.notes.iter().all(|n| n.contains("protect")));
+    }
+
+    // ---- leavers ----
+
+    #[test]
+    fn leavers_are_deactivated_with_their_reason() {
+        let mut disabled = entra("od", "dis@acme.com");
+        disabled.account_enabled = false;
+        let mut unlicensed = entra("ou", "unl@acme.com");
+        unlicensed.sku_ids.clear();
+        let mut excluded = entra("ox", "admin@acme.com");
+        excluded.job_title = None;
+        let mut d = dir(vec![
+            entra("ok", "ok@acme.com"),
+            disabled,
+            unlicensed,
+            excluded,
+        ]);
+        d.deleted_ids = vec!["OR".into()];
+        let p = UsersPolicy {
+            exclude_upn: vec![ci("^admin@")],
+            ..policy()
+        };
+        let mut already = synced(6, "oi", "inactive@acme.com", T1);
+        already.inactive = true;
+        let h = halo(vec![
+            synced(1, "ok", "ok@acme.com", T1),
+            synced(2, "od", "dis@acme.com", T1),
+            synced(3, "ou", "unl@acme.com", T1),
+            synced(4, "ox", "admin@acme.com", T1),
+            synced(5, "or", "removed@acme.com", T1),
+            already,
+            synced(7, "og", "gone@acme.com", T1),
+            // Never deactivated: no azureoid, or linked to another tenant.
+            contact(8, CLIENT, "hand@acme.com"),
+            synced(9, "ot2", "t2@acme.com", T2),
+        ]);
+        let t = run1(&d, &h, &p);
+        let got: Vec<(Option<i64>, &str)> = t
+            .changes
+            .iter()
+            .map(|c| (c.halo_id, c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(4), OUT_EXCLUDED),
+                (Some(2), OUT_DISABLED),
+                (Some(7), "deleted in Entra"),
+                (Some(5), "deleted in Entra"),
+                (Some(3), OUT_NO_LICENCE),
+            ]
+        );
+        for c in &t.changes {
+            assert_eq!(c.action, Action::Deactivate);
+            assert_eq!(c.payload(true), json!({"id": c.halo_id, "inactive": true}));
+        }
+    }
+
+    #[test]
+    fn grace_period_keeps_then_deactivates() {
+        let d = dir(vec![entra("ok", "ok@acme.com")]);
+        let h = halo(vec![
+            synced(1, "ok", "ok@acme.com", T1),
+            synced(2, "og", "gone@acme.com", T1),
+        ]);
+        let p = UsersPolicy {
+            leaver_grace_days: 14,
+            ..policy()
+        };
+        let key = last_seen_key(T1, "og");
+
+        // Within the grace period: kept, with a note.
+        let seen = BTreeMap::from([(key.clone(), days_ago(10))]);
+        let t = run(&[input(T1, &d)], &h, &p, &seen).remove(0);
+        assert!(t.changes.is_empty());
+        assert_eq!(
+            t.notes,
+            [
+                "gone@acme.com: deleted in Entra, missing since 2026-11-21, deactivated after 2026-12-05"
+            ]
+        );
+
+        // Exactly at the end of the grace period: deactivated.
+        let seen = BTreeMap::from([(key.clone(), days_ago(14))]);
+        let t = run(&[input(T1, &d)], &h, &p, &seen).remove(0);
+        assert_eq!(t.changes.len(), 1);
+        assert_eq!(
+            t.changes[0].reason,
+            "deleted in Entra, missing since 2026-11-17"
+        );
+
+        // Long after.
+        let seen = BTreeMap::from([(key.clone(), days_ago(40))]);
+        let t = run(&[input(T1, &d)], &h, &p, &seen).remove(0);
+        assert_eq!(t.changes[0].action, Action::Deactivate);
+
+        // No record: kept, and the caller is told to start the clock.
+        let none = BTreeMap::new();
+        let t = run(&[input(T1, &d)], &h, &p, &none).remove(0);
+        assert!(t.changes.is_empty());
+        assert!(t.notes[0].contains("grace period starts now"));
+        assert_eq!(
+            grace_started(&[input(T1, &d)], &h, &p, &none),
+            std::slice::from_ref(&key)
+        );
+        assert!(grace_started(&[input(T1, &d)], &h, &p, &seen).is_empty());
+        assert!(grace_started(&[input(T1, &d)], &h, &policy(), &none).is_empty());
+
+        // Grace 0: immediately, whatever the state says.
+        let t = run(
+            &[input(T1, &d)],
+            &h,
+            &policy(),
+            &BTreeMap::from([(key, days_ago(0))]),
+        )
+        .remove(0);
+        assert_eq!(t.changes[0].reason, "deleted in Entra");
+    }
+
+    #[test]
+    fn disabled_user_is_deactivated_then_reactivated_when_back() {
+        let mut u = entra("o1", "a@acme.com");
+        u.account_enabled = false;
+        let mut snap = halo(vec![
+            synced(1, "o1", "a@acme.com", T1),
+            synced(2, "o2", "b@acme.com", T1),
+        ]);
+        let mut d = dir(vec![u, entra("o2", "b@acme.com")]);
+
+        let plans = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        assert_eq!(actions(&plans[0]), [(Action::Deactivate, "o1".to_string())]);
+        assert_eq!(plans[0].changes[0].reason, "disabled in Entra");
+        apply(&mut snap, &plans);
+        assert!(snap.users[0].inactive);
+        assert!(
+            run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new())[0]
+                .changes
+                .is_empty()
+        );
+
+        d.users[0].account_enabled = true;
+        d.users[0].job_title = Some("Returned".into());
+        let plans = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        let c = &plans[0].changes[0];
+        assert_eq!((c.action, c.halo_id), (Action::Reactivate, Some(1)));
+        assert_eq!(c.reason, "back in Entra; job title changed in Entra");
+        assert_eq!(fields(c)["inactive"], (json!(true), json!(false)));
+        apply(&mut snap, &plans);
+        assert!(!snap.users[0].inactive);
+        assert!(
+            run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new())[0]
+                .changes
+                .is_empty()
+        );
+    }
+
+    // ---- two tenants, one client ----
+
+    #[test]
+    fn user_in_two_tenants_mapped_to_one_client() {
+        // The same person has an account in both tenants; Halo has one contact linked to T1.
+        let d1 = dir(vec![entra("o1", "pat@acme.com")]);
+        let d2 = dir(vec![
+            entra("o2", "pat@acme.com"),
+            entra("o3", "sam@acme.com"),
+        ]);
+        let mut snap = halo(vec![synced(1, "o1", "pat@acme.com", T1)]);
+        let both = [input(T1, &d1), input(T2, &d2)];
+        let plans = run(&both, &snap, &policy(), &BTreeMap::new());
+        assert!(plans[0].changes.is_empty(), "T1's contact is in step");
+        // T2's pat is its own key: a new contact, not a deactivation of T1's.
+        let got: Vec<_> = plans[1]
+            .changes
+            .iter()
+            .map(|c| (c.action, c.source_key.as_str()))
+            .collect();
+        assert_eq!(got, [(Action::Create, "o2"), (Action::Create, "o3")]);
+        for c in &plans[1].changes {
+            assert_eq!(fields(c)["azure_tenant_id"].1, json!(T2));
+        }
+        apply(&mut snap, &plans);
+        let again = run(&both, &snap, &policy(), &BTreeMap::new());
+        assert!(
+            again
+                .iter()
+                .all(|t| t.changes.is_empty() && t.conflicts.is_empty())
+        );
+
+        // T2 loses pat: only T2's contact is deactivated, T1's is untouched.
+        let d2b = dir(vec![entra("o3", "sam@acme.com")]);
+        let plans = run(
+            &[input(T1, &d1), input(T2, &d2b)],
+            &snap,
+            &policy(),
+            &BTreeMap::new(),
+        );
+        assert!(plans[0].changes.is_empty());
+        let c = &plans[1].changes;
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].action, c[0].source_key.as_str()),
+            (Action::Deactivate, "o2")
+        );
+        assert_eq!(c[0].halo_id, Some(2));
+    }
+
+    #[test]
+    fn one_unlinked_contact_claimed_from_two_tenants_is_a_conflict() {
+        let d1 = dir(vec![entra("o1", "pat@acme.com")]);
+        let d2 = dir(vec![entra("o2", "pat@acme.com")]);
+        let h = halo(vec![contact(5, CLIENT, "pat@acme.com")]);
+        let plans = run(
+            &[input(T1, &d1), input(T2, &d2)],
+            &h,
+            &policy(),
+            &BTreeMap::new(),
+        );
+        for t in &plans {
+            assert!(t.changes.is_empty());
+            assert_eq!(t.conflicts.len(), 1);
+            assert!(t.conflicts[0].reason.contains(&format!("tenant {T1}")));
+            assert!(t.conflicts[0].reason.contains(&format!("tenant {T2}")));
+        }
+        // A single tenant links it.
+        let plans = run(&[input(T1, &d1)], &h, &policy(), &BTreeMap::new());
+        assert_eq!(plans[0].changes[0].action, Action::Link);
+    }
+
+    // ---- guards ----
+
+    /// `active` active users linked to T1 of which the first `gone` are missing from Entra, plus one
+    /// newcomer to create.
+    fn guard_case(active: usize, gone: usize) -> (TenantDirectory, HaloSnapshot) {
+        let mut users = vec![entra("new", "new@acme.com")];
+        let mut halo_users = Vec::new();
+        for i in 0..active {
+            let oid = format!("o{i:03}");
+            let mail = format!("u{i:03}@acme.com");
+            if i >= gone {
+                users.push(entra(&oid, &mail));
+            }
+            halo_users.push(synced(i as i64 + 1, &oid, &mail, T1));
+        }
+        (dir(users), halo(halo_users))
+    }
+
+    fn guarded(active: usize, gone: usize, allow: bool) -> TenantPlan {
+        let (d, h) = guard_case(active, gone);
+        let p = UsersPolicy {
+            max_deactivations: 2,
+            max_deactivation_percent: 20.0,
+            allow_deactivations: allow,
+            ..UsersPolicy::default()
+        };
+        let t = run1(&d, &h, &p);
+        assert_eq!(
+            t.changes
+                .iter()
+                .filter(|c| c.action == Action::Create)
+                .count(),
+            1
+        );
+        t
+    }
+
+    fn deactivations(t: &TenantPlan) -> usize {
+        t.changes
+            .iter()
+            .filter(|c| c.action == Action::Deactivate)
+            .count()
+    }
+
+    #[test]
+    fn deactivation_guard_needs_both_limits_exceeded() {
+        // Exactly at the count limit (2), far over the percentage: not held.
+        let t = guarded(4, 2, false);
+        assert_eq!((deactivations(&t), t.held_back.len()), (2, 0));
+        // Over the count, exactly at the percentage (3 of 15 = 20%): not held.
+        let t = guarded(15, 3, false);
+        assert_eq!((deactivations(&t), t.held_back.len()), (3, 0));
+        // Over the count, under the percentage (3 of 20 = 15%): not held.
+        let t = guarded(20, 3, false);
+        assert_eq!((deactivations(&t), t.held_back.len()), (3, 0));
+        // Over both (3 of 10 = 30%): all held, the create still planned.
+        let t = guarded(10, 3, false);
+        assert_eq!(deactivations(&t), 0);
+        assert_eq!(t.held_back.len(), 1);
+        let hb = &t.held_back[0];
+        assert_eq!(hb.guard, GUARD_DEACTIVATION);
+        assert_eq!(hb.changes.len(), 3);
+        assert!(hb.reason.contains("max_deactivations = 2"), "{}", hb.reason);
+        assert!(hb.reason.contains("max_deactivation_percent = 20"));
+        assert!(hb.reason.contains("30.0% of 10"));
+        assert!(hb.reason.contains("--allow-deactivations"));
+        // Allowed for this run.
+        let t = guarded(10, 3, true);
+        assert_eq!((deactivations(&t), t.held_back.len()), (3, 0));
+    }
+
+    #[test]
+    fn empty_source_guard_holds_back_deactivations() {
+        let h = halo(vec![
+            synced(1, "o1", "a@acme.com", T1),
+            synced(2, "o2", "b@acme.com", T1),
+        ]);
+        // Nobody returned.
+        let d = dir(vec![]);
+        let t = run1(&d, &h, &policy());
+        assert!(t.changes.is_empty());
+        assert_eq!(t.held_back.len(), 1);
+        assert_eq!(t.held_back[0].guard, GUARD_EMPTY_SOURCE);
+        assert_eq!(t.held_back[0].changes.len(), 2);
+        assert!(t.held_back[0].reason.contains("returned no users"));
+
+        // Users returned, none in scope (a licence read gone wrong).
+        let mut a = entra("o1", "a@acme.com");
+        a.sku_ids.clear();
+        let d = dir(vec![a]);
+        let t = run1(&d, &h, &policy());
+        assert_eq!(t.held_back[0].guard, GUARD_EMPTY_SOURCE);
+        assert!(t.held_back[0].reason.contains("no users in scope"));
+
+        // --allow-deactivations does not override it.
+        let p = UsersPolicy {
+            allow_deactivations: true,
+            ..policy()
+        };
+        assert_eq!(run1(&dir(vec![]), &h, &p).held_back.len(), 1);
+
+        // Switched off: deactivated.
+        let p = UsersPolicy {
+            empty_source_guard: false,
+            ..policy()
+        };
+        let t = run1(&dir(vec![]), &h, &p);
+        assert_eq!(deactivations(&t), 2);
+        assert!(t.held_back.is_empty());
+    }
+
+    #[test]
+    fn read_failure_is_a_tenant_error_and_nothing_is_deactivated() {
+        let h = halo(vec![synced(1, "o1", "a@acme.com", T1)]);
+        let empty = TenantDirectory::default();
+        let i = TenantUsersInput {
+            directory: Err("403 Forbidden from Graph".into()),
+            ..input(T1, &empty)
+        };
+        let plans = run(&[i], &h, &policy(), &BTreeMap::new());
+        let t = &plans[0];
+        assert!(t.changes.is_empty() && t.held_back.is_empty());
+        assert_eq!(t.errors.len(), 1);
+        assert!(t.errors[0].contains("403 Forbidden from Graph"));
+        assert_eq!(t.customer_id, T1);
+        assert_eq!(t.halo_client_id, Some(CLIENT));
+        assert!(seen_in_scope(&plans_inputs_err(), &policy()).is_empty());
+    }
+
+    fn plans_inputs_err() -> Vec<TenantUsersInput<'static>> {
+        vec![TenantUsersInput {
+            customer_id: T1,
+            name: "Acme",
+            halo_client_id: CLIENT,
+            site_id: None,
+            directory: Err("timeout".into()),
+        }]
+    }
+
+    // ---- state, order, idempotence ----
+
+    #[test]
+    fn seen_in_scope_lists_in_scope_keys_per_tenant() {
+        let mut off = entra("O2", "b@acme.com");
+        off.account_enabled = false;
+        let d1 = dir(vec![entra("O1", "a@acme.com"), off]);
+        let d2 = dir(vec![entra("o1", "a@acme.com")]);
+        let keys = seen_in_scope(&[input(T1, &d1), input(&T2.to_uppercase(), &d2)], &policy());
+        assert_eq!(keys, [format!("{T1}/o1"), format!("{T2}/o1")]);
+    }
+
+    #[test]
+    fn changes_are_ordered_by_action_then_label() {
+        let mut upd = entra("u", "m@acme.com");
+        upd.job_title = Some("New".into());
+        let d = dir(vec![
+            entra("c2", "z@acme.com"),
+            entra("c1", "B@acme.com"),
+            upd,
+        ]);
+        let h = halo(vec![
+            synced(1, "u", "m@acme.com", T1),
+            synced(2, "gone", "a@acme.com", T1),
+        ]);
+        let t = run1(&d, &h, &policy());
+        let got: Vec<(Action, &str)> = t
+            .changes
+            .iter()
+            .map(|c| (c.action, c.label.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Action::Create, "B@acme.com"),
+                (Action::Create, "z@acme.com"),
+                (Action::Update, "m@acme.com"),
+                (Action::Deactivate, "a@acme.com"),
+            ]
+        );
+        // Same inputs, same plan.
+        assert_eq!(run1(&d, &h, &policy()), t);
+    }
+
+    #[test]
+    fn applying_the_plan_then_planning_again_gives_no_changes() {
+        let mut mover = entra("om", "mover@acme.com");
+        mover.department = Some("Ops".into());
+        mover.mobile_phone = Some("+1 555 0100".into());
+        let mut returning = entra("or", "back@acme.com");
+        returning.job_title = None;
+        let mut by_upn = entra("ou", "upn@acme.onmicrosoft.com");
+        by_upn.mail = Some("Real@Acme.com".into());
+        let mut disabled = entra("od", "dis@acme.com");
+        disabled.account_enabled = false;
+        let d = dir(vec![
+            entra("on", "new@acme.com"),
+            mover,
+            returning,
+            by_upn,
+            disabled,
+            entra("oc", "Hand@Acme.com"),
+        ]);
+        let mut back = synced(2, "or", "back@acme.com", T1);
+        back.inactive = true;
+        let mut inactive_candidate = contact(5, CLIENT, "hand@acme.com");
+        inactive_candidate.inactive = true;
+        let mut snap = halo(vec![
+            synced(1, "om", "mover@acme.com", T1),
+            back,
+            synced(3, "od", "dis@acme.com", T1),
+            contact(4, CLIENT, "upn@acme.onmicrosoft.com"),
+            inactive_candidate,
+            synced(6, "gone", "gone@acme.com", T1),
+        ]);
+        let plans = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        let mut got: Vec<Action> = plans[0].changes.iter().map(|c| c.action).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                Action::Create,
+                Action::Update,
+                Action::Link,
+                Action::Link,
+                Action::Deactivate,
+                Action::Deactivate,
+                Action::Reactivate
+            ]
+        );
+        apply(&mut snap, &plans);
+        let again = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        assert!(again[0].changes.is_empty(), "{:?}", again[0].changes);
+        assert!(again[0].conflicts.is_empty() && again[0].held_back.is_empty());
+        assert_eq!(snap.users.len(), 7);
+    }
 }
