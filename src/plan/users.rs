@@ -2233,4 +2233,80 @@ mod tests {
         assert!(again[0].conflicts.is_empty() && again[0].held_back.is_empty());
         assert_eq!(snap.users.len(), 7);
     }
+
+    #[test]
+    fn recreated_account_gets_a_new_contact_and_the_old_one_leaves() {
+        let d = dir(vec![entra("new-oid", "kim@acme.com")]);
+        let mut snap = halo(vec![synced(1, "old-oid", "kim@acme.com", T1)]);
+        let plans = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        let got: Vec<_> = plans[0]
+            .changes
+            .iter()
+            .map(|c| (c.action, c.source_key.as_str(), c.halo_id))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Action::Create, "new-oid", None),
+                (Action::Deactivate, "old-oid", Some(1))
+            ]
+        );
+        apply(&mut snap, &plans);
+        assert!(
+            run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new())[0]
+                .changes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn contact_linked_to_another_tenant_is_a_conflict_not_a_takeover() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let h = halo(vec![synced(1, "o1", "a@acme.com", T2)]);
+        let t = run1(&d, &h, &policy());
+        assert!(t.changes.is_empty());
+        assert_eq!(t.conflicts.len(), 1);
+        assert!(t.conflicts[0].reason.contains(T2));
+    }
+
+    #[test]
+    fn present_user_wins_over_a_stale_deleted_id() {
+        let mut d = dir(vec![entra("o1", "a@acme.com")]);
+        d.deleted_ids = vec!["o1".into()];
+        let h = halo(vec![synced(1, "o1", "a@acme.com", T1)]);
+        let t = run1(&d, &h, &policy());
+        assert!(t.changes.is_empty() && t.held_back.is_empty());
+    }
+
+    #[test]
+    fn contract_filter_applies_to_matching_and_leavers() {
+        let mut bp = entra("o2", "b@acme.com");
+        bp.sku_ids = vec![BP.into()];
+        let d = dir(vec![
+            entra("o1", "a@acme.com"),
+            bp,
+            entra("o3", "c@acme.com"),
+        ]);
+        let h = halo(vec![
+            synced(1, "o1", "a@acme.com", T1),
+            synced(2, "o2", "b@acme.com", T1),
+        ]);
+        let p = UsersPolicy {
+            contract_skus: vec!["SPE_E3".into()],
+            ..policy()
+        };
+        let t = run1(&d, &h, &p);
+        let got: Vec<_> = t
+            .changes
+            .iter()
+            .map(|c| (c.action, c.source_key.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Action::Create, "o3", "new in Entra"),
+                (Action::Deactivate, "o2", OUT_NO_CONTRACT_LICENCE)
+            ]
+        );
+    }
 }
