@@ -808,7 +808,8 @@ enum Outcome {
 ///
 /// Rule (deterministic): the subscriptions are taken in seat-allocation order (active first, then by
 /// effective start date, then by id; see [`allocation_order`]). Only live (active or pending)
-/// subscriptions take seats when the SKU has any; cancelled, suspended or expired ones then get 0. Each
+/// subscriptions take seats when the SKU has any, else only suspended ones; the others get 0 (cancelled
+/// and expired subscriptions always do). Each
 /// takes up to its quantity and the last takes whatever remains, so over-assignment shows on the last
 /// (newest) live subscription. A SKU whose usage is unknown leaves `licences_in_use` unwritten.
 fn allocate_seats(joined: &mut [Joined<'_>], usage: &[SkuUsage]) {
@@ -826,7 +827,19 @@ fn allocate_seats(joined: &mut [Joined<'_>], usage: &[SkuUsage]) {
         let takers: Vec<usize> = members
             .iter()
             .copied()
-            .filter(|&i| !any_live || is_live(joined[i].sub.status))
+            .filter(|&i| {
+                let status = joined[i].sub.status;
+                if any_live {
+                    is_live(status)
+                } else {
+                    // No live subscription: seats still assigned sit on suspended ones (or ones of
+                    // unknown status); cancelled and expired subscriptions never hold seats.
+                    !matches!(
+                        status,
+                        SubscriptionStatus::Deleted | SubscriptionStatus::Expired
+                    )
+                }
+            })
             .collect();
         let mut remaining = u.consumed_units.max(0);
         for &i in &members {
@@ -1157,5 +1170,809 @@ fn licence_change(
         reason,
         fields,
         extra,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Summary;
+    use serde_json::json;
+
+    const TENANT: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const CLIENT: i64 = 42;
+    const SPB_ID: &str = "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46";
+    const EXO1_ID: &str = "4b9405b0-7788-4568-add1-99614e613b69";
+    const FLOW_FREE_ID: &str = "f30db892-07e9-47e9-837c-80727f46fd3d";
+
+    fn now() -> Timestamp {
+        "2026-03-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn sub(id: &str, offer_name: &str, quantity: i64) -> Subscription {
+        Subscription {
+            id: id.into(),
+            offer_id: "CFQ7TTC0LH18:0001:CFQ7TTC0K971".into(),
+            offer_name: offer_name.into(),
+            friendly_name: None,
+            quantity,
+            status: SubscriptionStatus::Active,
+            auto_renew: true,
+            billing_cycle: "monthly".into(),
+            term_duration: "P1M".into(),
+            effective_start_date: Some("2026-01-01T10:00:00.1234567Z".into()),
+            commitment_end_date: Some("2026-03-31T00:00:00Z".into()),
+            cancellation_window_ends: Some("2026-01-08T10:00:00Z".into()),
+            product_type: Some("OnlineServicesNCE".into()),
+            is_trial: false,
+        }
+    }
+
+    fn usage(sku_id: &str, part: &str, consumed: i64, enabled: i64) -> SkuUsage {
+        SkuUsage {
+            sku_id: sku_id.into(),
+            sku_part_number: part.into(),
+            consumed_units: consumed,
+            enabled_units: enabled,
+            capability_status: "Enabled".into(),
+        }
+    }
+
+    fn input(subscriptions: Vec<Subscription>, skus: Vec<SkuUsage>) -> TenantLicencesInput {
+        TenantLicencesInput {
+            customer_id: TENANT.into(),
+            tenant_id: TENANT.into(),
+            tenant_name: "Acme Corp".into(),
+            halo_client_id: CLIENT,
+            subscriptions,
+            skus,
+            sku_source: SkuSource::Graph,
+            company_subscriptions: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn licence(id: i64, name: &str) -> HaloLicence {
+        HaloLicence {
+            id,
+            client_id: CLIENT,
+            name: name.into(),
+            ..HaloLicence::default()
+        }
+    }
+
+    fn plan(inputs: &[TenantLicencesInput], halo: &HaloSnapshot) -> LicencesPlan {
+        plan_licences(inputs, halo, &LicencesPolicy::default(), now())
+    }
+
+    fn changes(p: &LicencesPlan) -> Vec<&Change> {
+        p.tenants.iter().flat_map(|t| &t.changes).collect()
+    }
+
+    fn field<'c>(c: &'c Change, name: &str) -> Option<&'c Value> {
+        c.fields.iter().find(|f| f.field == name).map(|f| &f.to)
+    }
+
+    /// Applies a plan's changes to the snapshot the way Halo would: creates get the next id, updates and
+    /// links overwrite the fields they carry.
+    fn apply(p: &LicencesPlan, halo: &HaloSnapshot) -> HaloSnapshot {
+        let mut out = halo.clone();
+        for c in changes(p) {
+            let payload = c.payload(false);
+            match c.halo_id {
+                None => {
+                    let id = out.licences.iter().map(|l| l.id).max().unwrap_or(0) + 1;
+                    let mut obj = payload.as_object().unwrap().clone();
+                    obj.insert("id".into(), json!(id));
+                    out.licences
+                        .push(serde_json::from_value(Value::Object(obj)).unwrap());
+                }
+                Some(id) => {
+                    let l = out.licences.iter_mut().find(|l| l.id == id).unwrap();
+                    let mut obj = serde_json::to_value(&*l).unwrap();
+                    for (k, v) in payload.as_object().unwrap() {
+                        obj[k] = v.clone();
+                    }
+                    *l = serde_json::from_value(obj).unwrap();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn nce_monthly_subscription_creates_a_full_licence() {
+        let p = plan(
+            &[input(
+                vec![sub("s-1", "Microsoft 365 Business Premium", 10)],
+                vec![usage(SPB_ID, "SPB", 7, 10)],
+            )],
+            &HaloSnapshot::default(),
+        );
+        let cs = changes(&p);
+        assert_eq!(cs.len(), 1);
+        let c = cs[0];
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.entity, HaloEntity::SoftwareLicence);
+        assert_eq!(c.reason, "new subscription in Partner Center");
+        assert_eq!(c.extra.get("client_id"), Some(&json!(CLIENT)));
+        assert!(!c.extra.contains_key("site_id"));
+        assert!(c.fields.iter().all(|f| f.from.is_null()));
+        let body = c.payload(true);
+        assert_eq!(
+            body,
+            json!({
+                "client_id": CLIENT,
+                "name": "Microsoft 365 Business Premium",
+                "count": 10,
+                "licences_in_use": 7,
+                "status": "Active",
+                "billing_cycle": "Monthly",
+                "term_duration": "Monthly",
+                "autorenew": true,
+                "start_date": "2026-01-01T10:00:00",
+                "end_date": "2026-03-31T00:00:00",
+                "product_sku": "SPB",
+                "manufacturer": "Microsoft",
+                "third_party_product": "s-1",
+                "tenant_id": TENANT,
+            })
+        );
+        assert_eq!(p.seats.len(), 1);
+        let row = &p.seats[0];
+        assert_eq!((row.purchased, row.assigned, row.available), (10, 7, 3));
+        assert_eq!(row.flags, vec![SeatFlag::UnusedSeats]);
+        assert_eq!(row.sku_part_number.as_deref(), Some("SPB"));
+        // A monthly term gets no renewal flags even though its term ends within 30 days.
+        assert!(p.unjoined.is_empty());
+    }
+
+    #[test]
+    fn annual_and_triennial_terms_are_written_out() {
+        let mut annual = sub("s-a", "Microsoft 365 Business Premium", 5);
+        annual.term_duration = "P1Y".into();
+        annual.billing_cycle = "monthly".into();
+        let mut tri = sub("s-t", "Exchange Online (Plan 1)", 3);
+        tri.term_duration = "p3y".into();
+        tri.billing_cycle = "Triennial".into();
+        tri.auto_renew = false;
+        let p = plan(
+            &[input(vec![annual, tri], vec![])],
+            &HaloSnapshot::default(),
+        );
+        let cs = changes(&p);
+        let a = cs.iter().find(|c| c.source_key == "s-a").unwrap();
+        assert_eq!(field(a, "term_duration"), Some(&json!("Annual")));
+        assert_eq!(field(a, "billing_cycle"), Some(&json!("Monthly")));
+        // Usage unknown: licences_in_use is not written.
+        assert_eq!(field(a, "licences_in_use"), None);
+        let t = cs.iter().find(|c| c.source_key == "s-t").unwrap();
+        assert_eq!(field(t, "term_duration"), Some(&json!("Triennial")));
+        assert_eq!(field(t, "billing_cycle"), Some(&json!("Triennial")));
+        assert_eq!(field(t, "autorenew"), Some(&json!(false)));
+        assert_eq!(field(t, "product_sku"), Some(&json!("EXCHANGESTANDARD")));
+    }
+
+    #[test]
+    fn one_sku_in_several_subscriptions_splits_assigned_seats() {
+        let mut first = sub("s-b", "Microsoft 365 Business Premium", 10);
+        first.effective_start_date = Some("2025-06-01T00:00:00Z".into());
+        let mut second = sub("s-a", "Microsoft 365 Business Premium", 5);
+        second.effective_start_date = Some("2026-02-01T00:00:00Z".into());
+        let mut cancelled = sub("s-0", "Microsoft 365 Business Premium", 3);
+        cancelled.status = SubscriptionStatus::Suspended;
+        cancelled.effective_start_date = Some("2024-01-01T00:00:00Z".into());
+
+        let in_use = |consumed: i64| {
+            let p = plan(
+                &[input(
+                    vec![second.clone(), cancelled.clone(), first.clone()],
+                    vec![usage(SPB_ID, "SPB", consumed, 15)],
+                )],
+                &HaloSnapshot::default(),
+            );
+            let got: Vec<(String, Value)> = changes(&p)
+                .iter()
+                .map(|c| {
+                    (
+                        c.source_key.clone(),
+                        field(c, "licences_in_use").cloned().unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            (got, p)
+        };
+        let (got, p) = in_use(12);
+        assert_eq!(
+            got,
+            vec![
+                ("s-b".to_string(), json!(10)),
+                ("s-a".to_string(), json!(2)),
+                ("s-0".to_string(), json!(0)),
+            ]
+        );
+        let row = &p.seats[0];
+        assert_eq!(row.subscription_ids, vec!["s-b", "s-a", "s-0"]);
+        assert_eq!((row.purchased, row.assigned, row.available), (15, 12, 3));
+
+        // Over-assignment lands on the last live subscription, and the seat row is flagged.
+        let (got, p) = in_use(17);
+        assert_eq!(got[0].1, json!(10));
+        assert_eq!(got[1].1, json!(7));
+        assert_eq!(got[2].1, json!(0));
+        assert_eq!(p.seats[0].flags, vec![SeatFlag::OverAssigned]);
+        assert_eq!(p.seats[0].available, -2);
+    }
+
+    #[test]
+    fn sku_bought_elsewhere_is_in_the_seat_view_only() {
+        let p = plan(
+            &[input(
+                vec![],
+                vec![usage(EXO1_ID, "EXCHANGESTANDARD", 4, 5)],
+            )],
+            &HaloSnapshot::default(),
+        );
+        assert!(changes(&p).is_empty());
+        assert_eq!(p.seats.len(), 1);
+        let row = &p.seats[0];
+        assert_eq!(row.product_name, "Exchange Online (Plan 1)");
+        assert_eq!((row.purchased, row.assigned, row.available), (5, 4, 1));
+        assert!(row.subscription_ids.is_empty());
+        assert!(
+            row.note
+                .as_deref()
+                .unwrap()
+                .contains("not bought through Partner Center")
+        );
+        assert!(
+            p.tenants[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("Exchange Online (Plan 1)"))
+        );
+    }
+
+    #[test]
+    fn excluded_free_sku_is_neither_synced_nor_shown() {
+        let policy = LicencesPolicy {
+            exclude_skus: vec!["flow_free".into(), SPB_ID.to_uppercase()],
+            names: BTreeMap::new(),
+        };
+        let p = plan_licences(
+            &[input(
+                vec![
+                    sub("s-free", "Microsoft Power Automate Free", 10000),
+                    sub("s-spb", "Microsoft 365 Business Premium", 1),
+                    sub("s-exo", "Exchange Online (Plan 1)", 1),
+                ],
+                vec![
+                    usage(FLOW_FREE_ID, "FLOW_FREE", 3, 10000),
+                    usage(SPB_ID, "SPB", 1, 1),
+                ],
+            )],
+            &HaloSnapshot::default(),
+            &policy,
+            now(),
+        );
+        let keys: Vec<&str> = changes(&p).iter().map(|c| c.source_key.as_str()).collect();
+        assert_eq!(keys, vec!["s-exo"]);
+        let skus: Vec<Option<&str>> = p
+            .seats
+            .iter()
+            .map(|r| r.sku_part_number.as_deref())
+            .collect();
+        assert_eq!(skus, vec![Some("EXCHANGESTANDARD")]);
+    }
+
+    #[test]
+    fn part_number_absent_from_microsofts_table_uses_the_offer_name() {
+        let mut i = input(
+            vec![sub("s-x", "Contoso Widget Suite", 2)],
+            vec![usage(
+                "11111111-2222-3333-4444-555555555555",
+                "CONTOSO_WIDGET",
+                1,
+                2,
+            )],
+        );
+        i.company_subscriptions = vec![CompanySubscription {
+            commerce_subscription_id: Some("S-X".into()),
+            sku_id: "11111111-2222-3333-4444-555555555555".into(),
+            sku_part_number: "CONTOSO_WIDGET".into(),
+            total_licenses: 2,
+            status: "Enabled".into(),
+        }];
+        let p = plan(&[i], &HaloSnapshot::default());
+        let c = changes(&p)[0];
+        assert_eq!(field(c, "name"), Some(&json!("Contoso Widget Suite")));
+        assert_eq!(field(c, "product_sku"), Some(&json!("CONTOSO_WIDGET")));
+        assert_eq!(field(c, "licences_in_use"), Some(&json!(1)));
+        assert!(p.unjoined.is_empty());
+    }
+
+    #[test]
+    fn graph_directory_subscription_wins_over_the_offer_name() {
+        let mut i = input(
+            vec![sub("s-1", "Microsoft 365 Business Premium", 2)],
+            vec![usage(EXO1_ID, "EXCHANGESTANDARD", 2, 2)],
+        );
+        i.company_subscriptions = vec![
+            CompanySubscription {
+                commerce_subscription_id: None,
+                sku_id: SPB_ID.into(),
+                sku_part_number: "SPB".into(),
+                total_licenses: 2,
+                status: "Enabled".into(),
+            },
+            CompanySubscription {
+                commerce_subscription_id: Some("s-1".into()),
+                sku_id: EXO1_ID.to_uppercase(),
+                sku_part_number: String::new(),
+                total_licenses: 2,
+                status: "Enabled".into(),
+            },
+        ];
+        let p = plan(&[i], &HaloSnapshot::default());
+        let c = changes(&p)[0];
+        assert_eq!(field(c, "product_sku"), Some(&json!("EXCHANGESTANDARD")));
+        assert_eq!(field(c, "name"), Some(&json!("Exchange Online (Plan 1)")));
+        assert_eq!(field(c, "licences_in_use"), Some(&json!(2)));
+    }
+
+    #[test]
+    fn unjoined_subscription_is_synced_by_offer_name_and_reported() {
+        let p = plan(
+            &[input(vec![sub("s-m", "Mystery Offer", 3)], vec![])],
+            &HaloSnapshot::default(),
+        );
+        let c = changes(&p)[0];
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(field(c, "name"), Some(&json!("Mystery Offer")));
+        assert_eq!(field(c, "product_sku"), None);
+        assert_eq!(field(c, "licences_in_use"), None);
+        assert_eq!(p.unjoined.len(), 1);
+        assert_eq!(p.unjoined[0].subscription_id, "s-m");
+        assert!(p.tenants[0].notes.iter().any(|n| n.contains("s-m")));
+        let row = &p.seats[0];
+        assert_eq!(row.sku_id, None);
+        assert_eq!(row.purchased, 3);
+        assert!(row.flags.is_empty());
+    }
+
+    #[test]
+    fn name_override_renames_the_licence() {
+        let subs = vec![sub("s-1", "Microsoft 365 Business Premium", 10)];
+        let skus = vec![usage(SPB_ID, "SPB", 7, 10)];
+        let halo = apply(
+            &plan(
+                &[input(subs.clone(), skus.clone())],
+                &HaloSnapshot::default(),
+            ),
+            &HaloSnapshot::default(),
+        );
+        let mut names = BTreeMap::new();
+        names.insert("spb".to_string(), "M365 Business Premium".to_string());
+        let policy = LicencesPolicy {
+            exclude_skus: vec![],
+            names,
+        };
+        let p = plan_licences(&[input(subs, skus)], &halo, &policy, now());
+        let cs = changes(&p);
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].action, Action::Update);
+        assert_eq!(
+            cs[0].fields,
+            vec![FieldChange {
+                field: "name".into(),
+                from: json!("Microsoft 365 Business Premium"),
+                to: json!("M365 Business Premium"),
+            }]
+        );
+        assert_eq!(
+            cs[0].reason,
+            "name \"Microsoft 365 Business Premium\" -> \"M365 Business Premium\""
+        );
+        assert_eq!(p.seats[0].product_name, "M365 Business Premium");
+    }
+
+    #[test]
+    fn azure_plan_is_skipped_and_its_licence_left_alone() {
+        let mut azure = sub("s-az", "Azure plan", 1);
+        azure.offer_id = "DZH318Z0BPS6:0001:DZH318Z0BML6".into();
+        let mut azure2 = sub("s-az2", "Something", 1);
+        azure2.product_type = Some("Azure".into());
+        let mut existing = licence(5, "Azure plan");
+        existing.third_party_product = Some("s-az".into());
+        existing.tenant_id = Some(TENANT.into());
+        let halo = HaloSnapshot {
+            licences: vec![existing],
+            ..HaloSnapshot::default()
+        };
+        let p = plan(&[input(vec![azure, azure2], vec![])], &halo);
+        assert!(changes(&p).is_empty());
+        assert!(p.seats.is_empty());
+        assert!(p.unjoined.is_empty());
+    }
+
+    #[test]
+    fn quantity_change_updates_only_the_count() {
+        let skus = vec![usage(SPB_ID, "SPB", 7, 10)];
+        let s = sub("s-1", "Microsoft 365 Business Premium", 10);
+        let halo = apply(
+            &plan(
+                &[input(vec![s.clone()], skus.clone())],
+                &HaloSnapshot::default(),
+            ),
+            &HaloSnapshot::default(),
+        );
+        let mut more = s;
+        more.quantity = 12;
+        let p = plan(&[input(vec![more], skus)], &halo);
+        let cs = changes(&p);
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].action, Action::Update);
+        assert_eq!(cs[0].halo_id, Some(1));
+        assert_eq!(cs[0].reason, "seat count 10 -> 12 in Partner Center");
+        assert_eq!(
+            cs[0].payload(false),
+            json!({"id": 1, "count": 12, "_dont_fire_automations": true})
+        );
+    }
+
+    #[test]
+    fn cancellation_sets_status_deleted_and_never_deletes() {
+        let skus = vec![usage(SPB_ID, "SPB", 7, 10)];
+        let s = sub("s-1", "Microsoft 365 Business Premium", 10);
+        let halo = apply(
+            &plan(
+                &[input(vec![s.clone()], skus.clone())],
+                &HaloSnapshot::default(),
+            ),
+            &HaloSnapshot::default(),
+        );
+        let mut gone = s;
+        gone.status = SubscriptionStatus::Deleted;
+        let p = plan(&[input(vec![gone.clone()], skus.clone())], &halo);
+        let cs = changes(&p);
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].action, Action::Update);
+        assert_eq!(field(cs[0], "status"), Some(&json!("Deleted")));
+        assert!(
+            cs[0].reason.contains("cancelled in Partner Center"),
+            "{}",
+            cs[0].reason
+        );
+        // The cancelled subscription no longer takes seats.
+        assert_eq!(field(cs[0], "licences_in_use"), Some(&json!(0)));
+        // Once applied, nothing more happens.
+        let halo = apply(&p, &halo);
+        assert_eq!(halo.licences.len(), 1);
+        assert!(changes(&plan(&[input(vec![gone], skus)], &halo)).is_empty());
+    }
+
+    #[test]
+    fn cancelled_subscription_without_a_licence_creates_nothing() {
+        let mut gone = sub("s-1", "Microsoft 365 Business Premium", 10);
+        gone.status = SubscriptionStatus::Deleted;
+        let p = plan(
+            &[input(vec![gone], vec![])],
+            &HaloSnapshot {
+                licences: vec![licence(3, "Microsoft 365 Business Premium")],
+                ..HaloSnapshot::default()
+            },
+        );
+        assert!(changes(&p).is_empty());
+        assert!(
+            p.tenants[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("none created"))
+        );
+    }
+
+    #[test]
+    fn licence_gone_from_partner_center_is_marked_deleted_once() {
+        let mut old = licence(9, "Office 365 E3");
+        old.third_party_product = Some("s-old".into());
+        old.tenant_id = Some(TENANT.to_uppercase());
+        old.status = Some("Active".into());
+        let mut other_tenant = licence(10, "Office 365 E3");
+        other_tenant.third_party_product = Some("s-other".into());
+        other_tenant.tenant_id = Some("bbbbbbbb-0000-0000-0000-000000000002".into());
+        let halo = HaloSnapshot {
+            licences: vec![old, other_tenant],
+            ..HaloSnapshot::default()
+        };
+        let subs = vec![sub("s-1", "Exchange Online (Plan 1)", 1)];
+        let p = plan(&[input(subs.clone(), vec![])], &halo);
+        let gone: Vec<&Change> = changes(&p)
+            .into_iter()
+            .filter(|c| c.halo_id.is_some())
+            .collect();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].halo_id, Some(9));
+        assert_eq!(gone[0].reason, "no longer in Partner Center");
+        assert_eq!(gone[0].fields.len(), 1);
+        assert_eq!(field(gone[0], "status"), Some(&json!("Deleted")));
+        let halo = apply(&p, &halo);
+        assert!(changes(&plan(&[input(subs, vec![])], &halo)).is_empty());
+
+        // Guarded when Partner Center returned nothing or could not be read.
+        let halo = HaloSnapshot {
+            licences: vec![{
+                let mut l = licence(9, "Office 365 E3");
+                l.third_party_product = Some("s-old".into());
+                l.tenant_id = Some(TENANT.into());
+                l
+            }],
+            ..HaloSnapshot::default()
+        };
+        let p = plan(&[input(vec![], vec![])], &halo);
+        assert!(changes(&p).is_empty());
+        assert_eq!(p.tenants[0].held_back.len(), 1);
+        assert_eq!(p.tenants[0].held_back[0].guard, "empty_source_guard");
+        let mut broken = input(vec![sub("s-1", "Exchange Online (Plan 1)", 1)], vec![]);
+        broken.errors = vec!["Partner Center subscriptions: HTTP 500".into()];
+        let p = plan(&[broken], &halo);
+        assert_eq!(p.tenants[0].held_back[0].changes.len(), 1);
+        assert_eq!(p.tenants[0].errors.len(), 1);
+    }
+
+    #[test]
+    fn existing_unlinked_licence_is_adopted_not_duplicated() {
+        let mut existing = licence(3, "microsoft 365 business premium");
+        existing.count = Some(10);
+        let halo = HaloSnapshot {
+            licences: vec![existing, licence(4, "Something else")],
+            ..HaloSnapshot::default()
+        };
+        let subs = vec![sub("s-1", "Microsoft 365 Business Premium", 10), {
+            let mut s = sub("s-2", "Microsoft 365 Business Premium", 2);
+            s.effective_start_date = Some("2026-02-01T00:00:00Z".into());
+            s
+        }];
+        let skus = vec![usage(SPB_ID, "SPB", 11, 12)];
+        let p = plan(&[input(subs.clone(), skus.clone())], &halo);
+        let cs = changes(&p);
+        assert_eq!(cs.len(), 2);
+        assert_eq!(cs[0].action, Action::Link);
+        assert_eq!(cs[0].halo_id, Some(3));
+        assert_eq!(cs[0].source_key, "s-1");
+        assert_eq!(field(cs[0], "third_party_product"), Some(&json!("s-1")));
+        assert_eq!(field(cs[0], "tenant_id"), Some(&json!(TENANT)));
+        assert_eq!(
+            field(cs[0], "count"),
+            None,
+            "unchanged fields are not written"
+        );
+        assert!(
+            cs[0].reason.starts_with("existing licence"),
+            "{}",
+            cs[0].reason
+        );
+        // The second subscription of the same product cannot take the same licence.
+        assert_eq!(cs[1].action, Action::Create);
+        assert_eq!(cs[1].source_key, "s-2");
+        let halo = apply(&p, &halo);
+        assert!(changes(&plan(&[input(subs, skus)], &halo)).is_empty());
+    }
+
+    #[test]
+    fn adoption_by_product_sku_and_two_candidates_conflict() {
+        let mut by_sku = licence(3, "Business Premium seats");
+        by_sku.product_sku = Some("spb".into());
+        let one = HaloSnapshot {
+            licences: vec![by_sku.clone()],
+            ..HaloSnapshot::default()
+        };
+        let s = vec![sub("s-1", "Microsoft 365 Business Premium", 10)];
+        let p = plan(&[input(s.clone(), vec![])], &one);
+        assert_eq!(changes(&p)[0].action, Action::Link);
+
+        let mut by_name = licence(7, "Microsoft 365 Business Premium");
+        by_name.tenant_id = Some(TENANT.into());
+        // A licence of another tenant, or on another client, is no candidate.
+        let mut elsewhere = licence(8, "Microsoft 365 Business Premium");
+        elsewhere.client_id = 99;
+        let mut other_tenant = licence(11, "Microsoft 365 Business Premium");
+        other_tenant.tenant_id = Some("bbbbbbbb-0000-0000-0000-000000000002".into());
+        let two = HaloSnapshot {
+            licences: vec![by_sku, by_name, elsewhere, other_tenant],
+            ..HaloSnapshot::default()
+        };
+        let p = plan(&[input(s, vec![])], &two);
+        assert!(changes(&p).is_empty());
+        let conflicts = &p.tenants[0].conflicts;
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].halo_ids, vec![3, 7]);
+        assert_eq!(conflicts[0].source_key, "s-1");
+    }
+
+    #[test]
+    fn linked_licence_on_another_client_or_tenant_is_a_conflict() {
+        let mut moved = licence(3, "Microsoft 365 Business Premium");
+        moved.client_id = 99;
+        moved.third_party_product = Some("s-1".into());
+        moved.tenant_id = Some(TENANT.into());
+        let s = vec![sub("s-1", "Microsoft 365 Business Premium", 10)];
+        let p = plan(
+            &[input(s.clone(), vec![])],
+            &HaloSnapshot {
+                licences: vec![moved.clone()],
+                ..HaloSnapshot::default()
+            },
+        );
+        assert!(changes(&p).is_empty());
+        assert_eq!(p.tenants[0].conflicts[0].halo_ids, vec![3]);
+
+        moved.client_id = CLIENT;
+        moved.tenant_id = Some("bbbbbbbb-0000-0000-0000-000000000002".into());
+        let p = plan(
+            &[input(s, vec![])],
+            &HaloSnapshot {
+                licences: vec![moved],
+                ..HaloSnapshot::default()
+            },
+        );
+        assert!(changes(&p).is_empty());
+        assert!(p.tenants[0].conflicts[0].reason.contains("another tenant"));
+    }
+
+    #[test]
+    fn planning_is_idempotent() {
+        let mut annual = sub("s-2", "Office 365 E3", 20);
+        annual.term_duration = "P1Y".into();
+        annual.billing_cycle = "annual".into();
+        annual.commitment_end_date = Some("2026-12-31T23:59:59.999Z".into());
+        let mut suspended = sub("s-3", "Microsoft 365 Business Basic", 4);
+        suspended.status = SubscriptionStatus::Suspended;
+        let mut pending = sub("s-4", "Mystery Offer", 1);
+        pending.status = SubscriptionStatus::Pending;
+        pending.effective_start_date = None;
+        let inputs = vec![
+            input(
+                vec![
+                    sub("s-1", "Microsoft 365 Business Premium", 10),
+                    annual,
+                    suspended,
+                    pending,
+                ],
+                vec![
+                    usage(SPB_ID, "SPB", 12, 10),
+                    usage(
+                        "6fd2c87f-b296-42f0-b197-1e91e994b900",
+                        "ENTERPRISEPACK",
+                        3,
+                        20,
+                    ),
+                ],
+            ),
+            TenantLicencesInput {
+                customer_id: "bbbbbbbb-0000-0000-0000-000000000002".into(),
+                tenant_id: "bbbbbbbb-0000-0000-0000-000000000002".into(),
+                tenant_name: "Beta Ltd".into(),
+                ..input(vec![sub("s-9", "Exchange Online (Plan 1)", 2)], vec![])
+            },
+        ];
+        let mut halo = HaloSnapshot {
+            licences: vec![licence(50, "Office 365 E3"), {
+                let mut l = licence(51, "Retired thing");
+                l.third_party_product = Some("s-old".into());
+                l.tenant_id = Some(TENANT.into());
+                l
+            }],
+            ..HaloSnapshot::default()
+        };
+        let first = plan(&inputs, &halo);
+        assert_eq!(Summary::of(&first.tenants).create, 4);
+        assert_eq!(Summary::of(&first.tenants).link, 1);
+        assert_eq!(Summary::of(&first.tenants).update, 1);
+        halo = apply(&first, &halo);
+        let second = plan(&inputs, &halo);
+        assert!(changes(&second).is_empty(), "{:#?}", changes(&second));
+        assert!(second.tenants.iter().all(|t| t.conflicts.is_empty()));
+        // Same input, same output (order included).
+        assert_eq!(plan(&inputs, &halo), second);
+        assert_eq!(second.tenants[0].name, "Acme Corp");
+        assert_eq!(second.seats, first.seats);
+    }
+
+    #[test]
+    fn seat_flags_for_commitments() {
+        let mut annual = sub("s-1", "Microsoft 365 Business Premium", 10);
+        annual.term_duration = "P1Y".into();
+        annual.commitment_end_date = Some("2026-03-11T12:00:00Z".into());
+        annual.cancellation_window_ends = Some("2026-03-04T00:00:00Z".into());
+        let mut monthly = sub("s-2", "Exchange Online (Plan 1)", 5);
+        monthly.commitment_end_date = Some("2026-03-05T00:00:00Z".into());
+        monthly.cancellation_window_ends = Some("2026-03-02T00:00:00Z".into());
+        let mut later = sub("s-3", "Office 365 E3", 5);
+        later.term_duration = "P3Y".into();
+        later.commitment_end_date = Some("2026-04-10T00:00:00Z".into());
+        later.cancellation_window_ends = Some("2026-02-20T00:00:00Z".into());
+        let p = plan(
+            &[input(
+                vec![annual, monthly, later],
+                vec![
+                    usage(SPB_ID, "SPB", 10, 10),
+                    usage(EXO1_ID, "EXCHANGESTANDARD", 6, 5),
+                    usage(
+                        "6fd2c87f-b296-42f0-b197-1e91e994b900",
+                        "ENTERPRISEPACK",
+                        2,
+                        5,
+                    ),
+                ],
+            )],
+            &HaloSnapshot::default(),
+        );
+        let flags = |part: &str| {
+            p.seats
+                .iter()
+                .find(|r| r.sku_part_number.as_deref() == Some(part))
+                .unwrap()
+                .flags
+                .clone()
+        };
+        assert_eq!(
+            flags("SPB"),
+            vec![
+                SeatFlag::RenewalSoon {
+                    date: "2026-03-11".into(),
+                    days: 10
+                },
+                SeatFlag::CancellationWindowCloses {
+                    date: "2026-03-04".into(),
+                    days: 3
+                },
+            ]
+        );
+        assert_eq!(flags("EXCHANGESTANDARD"), vec![SeatFlag::OverAssigned]);
+        assert_eq!(flags("ENTERPRISEPACK"), vec![SeatFlag::UnusedSeats]);
+        // Seats sorted by product name.
+        let names: Vec<&str> = p.seats.iter().map(|r| r.product_name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "Exchange Online (Plan 1)",
+                "Microsoft 365 Business Premium",
+                "Office 365 E3"
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&flags("SPB")[0]).unwrap(),
+            json!({"flag": "renewal_soon", "date": "2026-03-11", "days": 10})
+        );
+    }
+
+    #[test]
+    fn halo_dates_compare_to_the_second() {
+        assert_eq!(
+            halo_datetime("2021-01-14T16:57:14.498252Z").as_deref(),
+            Some("2021-01-14T16:57:14")
+        );
+        assert_eq!(
+            halo_datetime("2021-01-14T16:57:14.123").as_deref(),
+            Some("2021-01-14T16:57:14")
+        );
+        assert_eq!(
+            halo_datetime("2021-01-14").as_deref(),
+            Some("2021-01-14T00:00:00")
+        );
+        assert_eq!(halo_datetime("not a date"), None);
+        assert!(same_datetime(
+            Some("2021-01-14T16:57:14.9"),
+            "2021-01-14T16:57:14"
+        ));
+        assert!(same_datetime(
+            Some("2021-01-14T00:00:00"),
+            "2021-01-14T16:57:14"
+        ));
+        assert!(!same_datetime(
+            Some("2021-01-15T00:00:00"),
+            "2021-01-14T16:57:14"
+        ));
+        assert!(!same_datetime(None, "2021-01-14T16:57:14"));
     }
 }
