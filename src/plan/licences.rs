@@ -699,6 +699,17 @@ impl<'a> TenantPlanner<'a> {
                 (purchased, note)
             };
             let assigned = usage.map_or(0, |u| u.consumed_units);
+            let all_dead = !subs.is_empty()
+                && subs.iter().all(|j| {
+                    matches!(
+                        j.sub.status,
+                        SubscriptionStatus::Deleted | SubscriptionStatus::Expired
+                    )
+                });
+            if all_dead && purchased == 0 && assigned == 0 {
+                // Only cancelled or expired subscriptions and no seat left: nothing to show.
+                continue;
+            }
             let mut flags = Vec::new();
             if usage.is_some() {
                 if assigned > purchased {
@@ -1652,6 +1663,41 @@ mod tests {
     }
 
     #[test]
+    fn seats_of_a_suspended_sku_stay_on_its_suspended_subscription() {
+        let mut suspended = sub("s-s", "Microsoft 365 Business Premium", 10);
+        suspended.status = SubscriptionStatus::Suspended;
+        let mut cancelled = sub("s-c", "Microsoft 365 Business Premium", 4);
+        cancelled.status = SubscriptionStatus::Deleted;
+        cancelled.effective_start_date = Some("2025-01-01T00:00:00Z".into());
+        let mut old = licence(1, "Microsoft 365 Business Premium");
+        old.third_party_product = Some("s-c".into());
+        old.tenant_id = Some(TENANT.into());
+        let p = plan(
+            &[input(
+                vec![cancelled, suspended],
+                vec![usage(SPB_ID, "SPB", 6, 0)],
+            )],
+            &HaloSnapshot {
+                licences: vec![old],
+                ..HaloSnapshot::default()
+            },
+        );
+        let cs = changes(&p);
+        let in_use = |key: &str| {
+            field(
+                cs.iter().find(|c| c.source_key == key).unwrap(),
+                "licences_in_use",
+            )
+            .cloned()
+        };
+        assert_eq!(in_use("s-s"), Some(json!(6)));
+        assert_eq!(in_use("s-c"), Some(json!(0)));
+        // Nothing live: nothing purchased, all assigned seats over.
+        assert_eq!(p.seats[0].purchased, 0);
+        assert_eq!(p.seats[0].flags, vec![SeatFlag::OverAssigned]);
+    }
+
+    #[test]
     fn cancelled_subscription_without_a_licence_creates_nothing() {
         let mut gone = sub("s-1", "Microsoft 365 Business Premium", 10);
         gone.status = SubscriptionStatus::Deleted;
@@ -1669,6 +1715,8 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("none created"))
         );
+        // No seat left and only a cancelled subscription: no seat row either.
+        assert!(p.seats.is_empty());
     }
 
     #[test]
