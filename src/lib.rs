@@ -1,4 +1,4 @@
-//! csp-sync: keeps a HaloPSA instance in step with a Microsoft CSP partner's customer estate.
+//! csp-sync: keeps a `HaloPSA` instance in step with a Microsoft CSP partner's customer estate.
 //!
 //! Read, plan, then act: readers fetch snapshots from Partner Center, Graph and Halo (`read`), pure
 //! planners turn them into a [`plan::Plan`] with a reason on every change (`plan`), renderers show it

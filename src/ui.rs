@@ -19,7 +19,11 @@ impl Ui {
     /// `format`: the `--output` flag, if given; otherwise table on a terminal, json elsewhere.
     pub fn new(format: Option<Format>, quiet: bool, no_progress: bool) -> Ui {
         let stdout_tty = std::io::stdout().is_terminal();
-        let format = format.unwrap_or(if stdout_tty { Format::Table } else { Format::Json });
+        let format = format.unwrap_or(if stdout_tty {
+            Format::Table
+        } else {
+            Format::Json
+        });
         let progress = !no_progress && !quiet && std::io::stderr().is_terminal();
         Ui {
             format,

@@ -1,0 +1,1 @@
+//! Tenants planner: mapping suggestions and client auto-creation. See SPEC section 7 (tenants).
