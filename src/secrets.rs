@@ -275,6 +275,13 @@ impl Secrets {
         })
     }
 
+    /// The environment variable that provides `name` ahead of the keyring, if one is set.
+    pub fn overridden_by(&self, name: SecretName) -> Option<String> {
+        [name.env_var(), name.file_env_var()]
+            .into_iter()
+            .find(|var| (self.env)(var).is_some_and(|v| !v.trim().is_empty()))
+    }
+
     /// Looks a secret up: `CSP_SYNC_<NAME>`, then `CSP_SYNC_<NAME>_FILE`, then the keyring.
     /// `Ok(None)` when none of them has it.
     pub fn get(
