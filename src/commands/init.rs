@@ -1,0 +1,83 @@
+//! `csp-sync init [PATH]`: write the commented starter configuration.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use crate::config::{EXAMPLE, FILE_NAME};
+
+/// Writes [`EXAMPLE`] to `path` (default `./csp-sync.toml`), refusing to overwrite an existing file,
+/// and tells `out` what to do next.
+pub fn run_init(path: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<()> {
+    let path: PathBuf = path.map_or_else(|| PathBuf::from(FILE_NAME), Path::to_path_buf);
+    if path.exists() {
+        bail!(
+            "{} already exists; not overwritten (edit it, or give another path: `csp-sync init other.toml`)",
+            path.display()
+        );
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (check that the directory is writable)",
+                path.display()
+            )
+        })?;
+    file.write_all(EXAMPLE.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+
+    let shown = path.display();
+    let config_flag = if path == Path::new(FILE_NAME) {
+        String::new()
+    } else {
+        format!(" --config {shown}")
+    };
+    writeln!(
+        out,
+        "Wrote {shown}.\n\
+         Next:\n  \
+         1. Edit it: the Partner Center tenant and app ids, the Graph app id, your Halo URL and API client id.\n  \
+         2. Provide the secrets. At a desktop: `csp-sync auth set partner-center`, `csp-sync auth set graph`,\n     \
+            `csp-sync auth set halo`. On a server or in CI: CSP_SYNC_<NAME> or CSP_SYNC_<NAME>_FILE\n     \
+            (PARTNER_CENTER_CLIENT_SECRET, GRAPH_CLIENT_SECRET, HALO_CLIENT_SECRET, ...).\n  \
+         3. `csp-sync{config_flag} auth check` to see that every token works.\n  \
+         4. `csp-sync{config_flag} tenants map` to map Partner Center customers to Halo clients.\n  \
+         5. `csp-sync{config_flag} diff` to review the changes, then `csp-sync{config_flag} sync`."
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_the_example_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("c.toml");
+        let mut out = Vec::new();
+        run_init(Some(&path), &mut out).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), EXAMPLE);
+        let said = String::from_utf8(out).unwrap();
+        assert!(said.contains("Wrote "), "{said}");
+        assert!(said.contains("auth check"), "{said}");
+        assert!(said.contains("--config"), "{said}");
+        crate::config::load(&path).expect("the written file loads");
+
+        std::fs::write(&path, "mine").unwrap();
+        let e = run_init(Some(&path), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already exists"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine");
+    }
+}

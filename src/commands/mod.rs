@@ -1,0 +1,5 @@
+//! One file per subcommand.
+
+pub mod auth_set;
+pub mod completions;
+pub mod init;
