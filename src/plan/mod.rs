@@ -319,7 +319,10 @@ mod tests {
             c.payload(false),
             serde_json::json!({"id": 7, "title": "New", "_dont_fire_automations": true})
         );
-        assert_eq!(c.payload(true), serde_json::json!({"id": 7, "title": "New"}));
+        assert_eq!(
+            c.payload(true),
+            serde_json::json!({"id": 7, "title": "New"})
+        );
     }
 
     #[test]
