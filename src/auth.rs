@@ -1,1 +1,1208 @@
-//! TODO
+//! Access tokens: the Microsoft identity platform v2 token endpoint (client credentials and refresh
+//! token grants) and Halo's client-credentials endpoint, with an in-memory cache.
+//!
+//! - [`TokenProvider`] gets and caches tokens per (tenant, client id, resource, grant) for their lifetime,
+//!   renewing them 5 minutes early; concurrent callers for one key share one request (single flight).
+//! - [`Credentials`] holds the secrets and knows which grant each API call needs ([`TokenSource`]):
+//!   Partner Center app-only or app+user, Graph app or delegated per customer tenant, the Graph
+//!   partner-tenant token, Halo. A rotated refresh token is kept in memory and handed to a callback so the
+//!   caller can store it back (SPEC section 5).
+//!
+//! The API clients renew a token once on a 401 ([`Credentials::invalidate`] then retry).
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::http::{Api, ApiError, Http, Request, RequestKind, excerpt};
+
+/// Tokens are renewed this long before they expire.
+const RENEW_EARLY: Duration = Duration::from_secs(5 * 60);
+/// Lifetime assumed when a token response has no usable `expires_in` (documented typical value).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The OAuth grant a token was obtained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grant {
+    ClientCredentials,
+    RefreshToken,
+    Halo,
+}
+
+/// Cache key of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    /// Tenant id (Microsoft) or the token URL (Halo).
+    pub tenant: String,
+    pub client_id: String,
+    /// Resource URL (Microsoft) or scope (Halo).
+    pub resource: String,
+    pub grant: Grant,
+}
+
+/// A token request that failed. Its `Display` names the tenant, the AADSTS code, the cause in plain
+/// words and the fix. It never contains a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct AuthError {
+    /// The tenant the token was requested for (Halo: the Halo tenant or URL).
+    pub tenant: String,
+    /// The AADSTS number, when the identity platform gave one.
+    pub code: Option<u32>,
+    /// OAuth `error` (`invalid_grant`, ...), or `request_failed` / `missing_secret` / `bad_response`.
+    pub error: String,
+    /// First line of `error_description`, or what went wrong.
+    pub description: String,
+    /// Which credential: "Partner Center", "Graph", "Halo".
+    pub service: &'static str,
+    /// The `csp-sync auth login` / `auth set` target of the credential involved, for the hint.
+    pub login_target: Option<&'static str>,
+    /// HTTP status of the token response, if there was one.
+    pub status: Option<u16>,
+}
+
+impl AuthError {
+    fn new(service: &'static str, tenant: &str, error: &str, description: String) -> Self {
+        AuthError {
+            tenant: tenant.to_string(),
+            code: None,
+            error: error.to_string(),
+            description,
+            service,
+            login_target: None,
+            status: None,
+        }
+    }
+
+    fn from_api(service: &'static str, tenant: &str, e: &ApiError) -> Self {
+        let mut err = AuthError::new(service, tenant, "request_failed", e.to_string());
+        err.status = e.status;
+        err
+    }
+
+    /// Parses an identity-platform (or Halo OAuth) error body.
+    pub fn from_body(service: &'static str, tenant: &str, status: u16, body: &str) -> Self {
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let error = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown_error")
+            .to_string();
+        let full_description = v
+            .get("error_description")
+            .and_then(Value::as_str)
+            .map_or_else(
+                || {
+                    if v.is_null() {
+                        excerpt(body)
+                    } else {
+                        String::new()
+                    }
+                },
+                str::to_string,
+            );
+        let description = full_description
+            .split(['\r', '\n'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        // Key off error_codes[] (reference 1.8), falling back to the number in the text.
+        let code = v
+            .get("error_codes")
+            .and_then(|c| c.get(0))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .or_else(|| aadsts_in_text(&description));
+        AuthError {
+            tenant: tenant.to_string(),
+            code,
+            error,
+            description,
+            service,
+            login_target: None,
+            status: Some(status),
+        }
+    }
+
+    /// The cause in plain words and what to do about it.
+    pub fn explain(&self) -> (String, String) {
+        let login = self.login_target.map_or_else(
+            || "`csp-sync auth login partner-center` (or `graph`)".to_string(),
+            |t| format!("`csp-sync auth login {t}`"),
+        );
+        let set = self.login_target.map_or_else(
+            || "`csp-sync auth set`".to_string(),
+            |t| format!("`csp-sync auth set {t}`"),
+        );
+        let consent = format!("run `csp-sync tenants consent --tenant {}`", self.tenant);
+        let (cause, fix): (&str, String) = match self.code {
+            Some(65001) => ("the app has not been consented in this tenant", consent),
+            Some(90099) => (
+                "the app is not authorised in this customer tenant for partner delegated admins (GDAP)",
+                consent,
+            ),
+            Some(500_011) => (
+                "the API's service principal is not present in this tenant",
+                consent,
+            ),
+            Some(700_016) => (
+                "the app was not found in this tenant (wrong client id, or not consented there)",
+                format!("check the client_id in the config, then {consent}"),
+            ),
+            Some(700_082 | 70008) => (
+                "the refresh token has expired (unused for 90 days) or was revoked",
+                format!("sign in again with {login}"),
+            ),
+            Some(50173 | 70043) => (
+                "the refresh token's grant was revoked or a sign-in frequency policy requires a fresh sign-in",
+                format!("sign in again with {login}"),
+            ),
+            Some(50076) => (
+                "multi-factor authentication is required for this sign-in",
+                format!("sign in again with MFA using {login}"),
+            ),
+            Some(50079) => (
+                "the account must register for multi-factor authentication",
+                format!("complete MFA registration for the account, then {login}"),
+            ),
+            Some(53003) => (
+                "a Conditional Access policy blocked the sign-in",
+                "ask the tenant's admin to exclude the partner sign-in or app from the policy"
+                    .into(),
+            ),
+            Some(530_034) => (
+                "delegated admin access was blocked because of suspicious activity",
+                "review the partner account's risk state in Entra".into(),
+            ),
+            Some(50020 | 50177) => (
+                "the partner account has no access to this tenant: the GDAP relationship expired or \
+                 its security group is not assigned",
+                "check the tenant's GDAP relationship (`csp-sync tenants health`) and renew it in \
+                 Partner Center"
+                    .into(),
+            ),
+            Some(7_000_215) => (
+                "the client secret is wrong",
+                format!("store the current secret with {set}"),
+            ),
+            Some(7_000_222) => (
+                "the client secret has expired",
+                format!("create a new secret for the app in Entra and store it with {set}"),
+            ),
+            Some(90002 | 900_023) => (
+                "the tenant was not found",
+                "check the tenant id and [microsoft] cloud; the customer may no longer exist"
+                    .into(),
+            ),
+            Some(90038) => (
+                "the tenant belongs to another national cloud",
+                "set [microsoft] cloud to the tenant's cloud".into(),
+            ),
+            Some(5_000_224) => (
+                "the tenant is not available (it may have been deleted)",
+                "check the customer in Partner Center; skip it in the config if it is gone".into(),
+            ),
+            Some(50196 | 90055) => (
+                "too many token requests",
+                "wait a few minutes and run again".into(),
+            ),
+            Some(70011 | 901_002 | 9_002_313) => (
+                "the token request was malformed",
+                "this is a csp-sync bug; please report it with this message".into(),
+            ),
+            _ => match self.error.as_str() {
+                "invalid_client" | "unauthorized_client" => (
+                    "the client id or secret was refused",
+                    format!("check the client_id in the config and store the secret with {set}"),
+                ),
+                "invalid_grant" => (
+                    "the grant was refused",
+                    format!("sign in again with {login}"),
+                ),
+                "missing_secret" => ("a secret is missing", format!("store it with {set}")),
+                "request_failed" => (
+                    "the token endpoint could not be reached or failed",
+                    "check the login URL and the network, then try again".into(),
+                ),
+                _ => (
+                    "the sign-in was refused",
+                    "run `csp-sync auth check` to see which credential fails".into(),
+                ),
+            },
+        };
+        (cause.to_string(), fix)
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (cause, fix) = self.explain();
+        write!(f, "{} token for tenant {}: ", self.service, self.tenant)?;
+        if let Some(code) = self.code {
+            write!(f, "AADSTS{code}: ")?;
+        }
+        write!(f, "{cause}; {fix}")?;
+        if !self.description.is_empty() {
+            write!(f, " ({}: {})", self.error, self.description)?;
+        } else if self.error != "unknown_error" {
+            write!(f, " ({})", self.error)?;
+        }
+        Ok(())
+    }
+}
+
+fn aadsts_in_text(s: &str) -> Option<u32> {
+    let i = s.find("AADSTS")?;
+    let digits: String = s[i + 6..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// `expires_in` as a number or a string (the v1 endpoint sends strings).
+fn lifetime_of(v: Option<&Value>) -> Duration {
+    let secs = match v {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    secs.filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(DEFAULT_LIFETIME, Duration::from_secs_f64)
+}
+
+/// When to renew a token with lifetime `life` obtained at `now`: 5 minutes early, or at half its life
+/// when it is shorter than 10 minutes.
+fn renew_at(now: Instant, life: Duration) -> Instant {
+    if life > RENEW_EARLY * 2 {
+        now + life.saturating_sub(RENEW_EARLY)
+    } else {
+        now + life / 2
+    }
+}
+
+/// A token as returned by an endpoint.
+struct Fetched {
+    access: SecretString,
+    lifetime: Duration,
+    refresh: Option<SecretString>,
+}
+
+struct Cached {
+    token: SecretString,
+    renew_at: Instant,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// Halo's token endpoint settings.
+#[derive(Debug, Clone)]
+pub struct HaloAuth {
+    /// Full token URL, e.g. `https://acme.halopsa.com/auth/token`.
+    pub token_url: String,
+    /// Hosted Halo's tenant, sent as `?tenant=`.
+    pub tenant: Option<String>,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub scope: String,
+}
+
+/// Gets and caches tokens.
+pub struct TokenProvider {
+    http: Arc<Http>,
+    login_url: String,
+    halo: Option<HaloAuth>,
+    cache: StdMutex<HashMap<TokenKey, Slot>>,
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenProvider")
+            .field("login_url", &self.login_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenProvider {
+    /// `login_url`: the identity platform's authority host, e.g. `https://login.microsoftonline.com`.
+    pub fn new(http: Arc<Http>, login_url: impl Into<String>, halo: Option<HaloAuth>) -> Self {
+        TokenProvider {
+            http,
+            login_url: login_url.into().trim_end_matches('/').to_string(),
+            halo,
+            cache: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, key: &TokenKey) -> Slot {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets a cached token (after a 401), so the next call gets a new one.
+    pub fn invalidate(&self, key: &TokenKey) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.remove(key);
+    }
+
+    /// Returns the cached token for `key` or fetches one; concurrent callers share one fetch.
+    /// The second value is a rotated refresh token, only when a fetch happened and returned one.
+    async fn cached<F, Fut>(
+        &self,
+        key: &TokenKey,
+        fetch: F,
+    ) -> Result<(SecretString, Option<SecretString>), AuthError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fetched, AuthError>>,
+    {
+        let slot = self.slot(key);
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref()
+            && Instant::now() < c.renew_at
+        {
+            return Ok((c.token.clone(), None));
+        }
+        let fetched = fetch().await?;
+        tracing::debug!(
+            tenant = %key.tenant, resource = %key.resource, grant = ?key.grant,
+            lifetime_s = fetched.lifetime.as_secs(), "token obtained"
+        );
+        *guard = Some(Cached {
+            token: fetched.access.clone(),
+            renew_at: renew_at(Instant::now(), fetched.lifetime),
+        });
+        Ok((fetched.access, fetched.refresh))
+    }
+
+    /// The cache key of a Microsoft token.
+    pub fn microsoft_key(tenant: &str, client_id: &str, resource: &str, grant: Grant) -> TokenKey {
+        TokenKey {
+            tenant: tenant.to_ascii_lowercase(),
+            client_id: client_id.to_ascii_lowercase(),
+            resource: resource.trim_end_matches('/').to_string(),
+            grant,
+        }
+    }
+
+    /// The cache key of the Halo token, if Halo is configured.
+    pub fn halo_key(&self) -> Option<TokenKey> {
+        self.halo.as_ref().map(|h| TokenKey {
+            tenant: h.token_url.clone(),
+            client_id: h.client_id.clone(),
+            resource: h.scope.clone(),
+            grant: Grant::Halo,
+        })
+    }
+
+    /// App-only token (client credentials) for `resource` (e.g. `https://graph.microsoft.com`) in `tenant`.
+    pub async fn microsoft_app_token(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: &SecretString,
+        resource: &str,
+    ) -> Result<SecretString, AuthError> {
+        let key = Self::microsoft_key(tenant, client_id, resource, Grant::ClientCredentials);
+        let form = vec![
+            ("grant_type", SecretString::from("client_credentials")),
+            ("client_id", SecretString::from(client_id.to_string())),
+            ("client_secret", secret.clone()),
+            ("scope", SecretString::from(scope_of(resource))),
+        ];
+        let (token, _) = self
+            .cached(&key, || self.microsoft_request(tenant, form))
+            .await?;
+        Ok(token)
+    }
+
+    /// Delegated token from a refresh token, for `resource` in `tenant`. Returns the access token and
+    /// the rotated refresh token when the endpoint returned one (store it back).
+    pub async fn microsoft_refresh_token(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        refresh_token: &SecretString,
+        client_secret: Option<&SecretString>,
+        resource: &str,
+    ) -> Result<(SecretString, Option<SecretString>), AuthError> {
+        let key = Self::microsoft_key(tenant, client_id, resource, Grant::RefreshToken);
+        let mut form = vec![
+            ("grant_type", SecretString::from("refresh_token")),
+            ("client_id", SecretString::from(client_id.to_string())),
+            ("refresh_token", refresh_token.clone()),
+            ("scope", SecretString::from(scope_of(resource))),
+        ];
+        if let Some(secret) = client_secret {
+            form.push(("client_secret", secret.clone()));
+        }
+        self.cached(&key, || self.microsoft_request(tenant, form))
+            .await
+    }
+
+    async fn microsoft_request(
+        &self,
+        tenant: &str,
+        form: Vec<(&'static str, SecretString)>,
+    ) -> Result<Fetched, AuthError> {
+        let url = format!("{}/{tenant}/oauth2/v2.0/token", self.login_url);
+        let req = Request::post(Api::Login, url)
+            .kind(RequestKind::Read)
+            .form(form);
+        let resp = self
+            .http
+            .send_raw(&req)
+            .await
+            .map_err(|e| AuthError::from_api("Microsoft", tenant, &e))?;
+        if !resp.status.is_success() {
+            return Err(AuthError::from_body(
+                "Microsoft",
+                tenant,
+                resp.status.as_u16(),
+                &resp.body,
+            ));
+        }
+        parse_token_body("Microsoft", tenant, &resp.body)
+    }
+
+    /// Halo token (client credentials at `{token_url}?tenant=`).
+    pub async fn halo_token(&self) -> Result<SecretString, AuthError> {
+        let Some(halo) = &self.halo else {
+            return Err(AuthError::new(
+                "Halo",
+                "(not configured)",
+                "missing_secret",
+                "no [halo] section configured".into(),
+            ));
+        };
+        let key = self
+            .halo_key()
+            .unwrap_or_else(|| unreachable!("halo is set"));
+        let label = halo
+            .tenant
+            .clone()
+            .unwrap_or_else(|| halo.token_url.clone());
+        let fetch = || async {
+            let url = match &halo.tenant {
+                Some(t) if !t.is_empty() => {
+                    let sep = if halo.token_url.contains('?') {
+                        '&'
+                    } else {
+                        '?'
+                    };
+                    format!("{}{sep}tenant={}", halo.token_url, encode_component(t))
+                }
+                _ => halo.token_url.clone(),
+            };
+            let form = vec![
+                ("grant_type", SecretString::from("client_credentials")),
+                ("client_id", SecretString::from(halo.client_id.clone())),
+                ("client_secret", halo.client_secret.clone()),
+                ("scope", SecretString::from(halo.scope.clone())),
+            ];
+            let req = Request::post(Api::Halo, url)
+                .kind(RequestKind::Read)
+                .form(form);
+            let resp = self
+                .http
+                .send_raw(&req)
+                .await
+                .map_err(|e| AuthError::from_api("Halo", &label, &e))?;
+            if !resp.status.is_success() {
+                let mut err =
+                    AuthError::from_body("Halo", &label, resp.status.as_u16(), &resp.body);
+                err.login_target = Some("halo");
+                return Err(err);
+            }
+            parse_token_body("Halo", &label, &resp.body)
+        };
+        let (token, _) = self.cached(&key, fetch).await?;
+        Ok(token)
+    }
+}
+
+fn scope_of(resource: &str) -> String {
+    format!("{}/.default", resource.trim_end_matches('/'))
+}
+
+/// Percent-encodes a query component (the Halo tenant name).
+fn encode_component(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn parse_token_body(service: &'static str, tenant: &str, body: &str) -> Result<Fetched, AuthError> {
+    let v: Value = serde_json::from_str(body).map_err(|e| {
+        AuthError::new(
+            service,
+            tenant,
+            "bad_response",
+            format!("the token response is not JSON ({e}); check the token URL"),
+        )
+    })?;
+    let access = v
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            AuthError::new(
+                service,
+                tenant,
+                "bad_response",
+                "the token response has no access_token; check the token URL".into(),
+            )
+        })?;
+    Ok(Fetched {
+        access: SecretString::from(access.to_string()),
+        lifetime: lifetime_of(v.get("expires_in")),
+        refresh: v
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|s| SecretString::from(s.to_string())),
+    })
+}
+
+/// How Graph is called in customer tenants (`[graph] auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphAuthMode {
+    /// Client credentials at each customer tenant (the app is consented there).
+    App,
+    /// The partner's refresh token redeemed at each customer tenant (GDAP).
+    Delegated,
+}
+
+/// Which stored refresh token a rotated one belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefreshTokenName {
+    /// `PARTNER_CENTER_REFRESH_TOKEN` (`auth set partner-center-refresh-token`).
+    PartnerCenter,
+    /// `GRAPH_REFRESH_TOKEN` (`auth set graph-refresh-token`).
+    Graph,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TokenSource {
+    /// Partner Center, app-only when a client secret is set (falls back to app+user otherwise).
+    PartnerCenterApp,
+    /// Partner Center app+user (refresh token): `subscribedskus`, application consents.
+    PartnerCenterUser,
+    /// Graph in a customer tenant, by `[graph] auth`.
+    GraphCustomer(String),
+    /// Graph in the partner's own tenant (GDAP relationships, billing exports).
+    GraphPartner,
+    Halo,
+}
+
+/// Plain values from the config and the secret store.
+pub struct CredentialSettings {
+    pub partner_tenant_id: String,
+    pub partner_center_client_id: String,
+    pub partner_center_client_secret: Option<SecretString>,
+    pub partner_center_refresh_token: Option<SecretString>,
+    pub graph_client_id: String,
+    pub graph_client_secret: Option<SecretString>,
+    pub graph_refresh_token: Option<SecretString>,
+    pub graph_mode: GraphAuthMode,
+    /// e.g. `https://api.partnercenter.microsoft.com`.
+    pub partner_center_resource: String,
+    /// e.g. `https://graph.microsoft.com`.
+    pub graph_resource: String,
+}
+
+/// Called with a rotated refresh token, to store it back where it came from.
+pub type RotationCallback = Box<dyn Fn(RefreshTokenName, &SecretString) + Send + Sync>;
+
+/// The secrets of a run and the grant each API call needs.
+pub struct Credentials {
+    provider: TokenProvider,
+    settings: CredentialSettings,
+    /// Current refresh tokens (rotated ones replace the stored ones).
+    refresh: StdMutex<HashMap<RefreshTokenName, SecretString>>,
+    on_rotate: Option<RotationCallback>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("partner_tenant_id", &self.settings.partner_tenant_id)
+            .field("graph_mode", &self.settings.graph_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one token is obtained.
+struct Plan<'a> {
+    tenant: String,
+    client_id: &'a str,
+    resource: &'a str,
+    how: How<'a>,
+    service: &'static str,
+}
+
+enum How<'a> {
+    App(&'a SecretString),
+    Refresh(RefreshTokenName, Option<&'a SecretString>),
+    Halo,
+}
+
+impl Credentials {
+    pub fn new(provider: TokenProvider, settings: CredentialSettings) -> Self {
+        let mut refresh = HashMap::new();
+        if let Some(rt) = &settings.partner_center_refresh_token {
+            refresh.insert(RefreshTokenName::PartnerCenter, rt.clone());
+        }
+        if let Some(rt) = &settings.graph_refresh_token {
+            refresh.insert(RefreshTokenName::Graph, rt.clone());
+        }
+        Credentials {
+            provider,
+            settings,
+            refresh: StdMutex::new(refresh),
+            on_rotate: None,
+        }
+    }
+
+    /// Sets the callback that stores rotated refresh tokens.
+    #[must_use]
+    pub fn with_rotation_callback(mut self, callback: RotationCallback) -> Self {
+        self.on_rotate = Some(callback);
+        self
+    }
+
+    pub fn provider(&self) -> &TokenProvider {
+        &self.provider
+    }
+
+    pub fn graph_mode(&self) -> GraphAuthMode {
+        self.settings.graph_mode
+    }
+
+    /// The refresh token Graph uses: its own, else Partner Center's when both name the same app.
+    fn graph_refresh_name(&self) -> Option<RefreshTokenName> {
+        let refresh = self.refresh.lock().unwrap_or_else(PoisonError::into_inner);
+        if refresh.contains_key(&RefreshTokenName::Graph) {
+            Some(RefreshTokenName::Graph)
+        } else if refresh.contains_key(&RefreshTokenName::PartnerCenter)
+            && self
+                .settings
+                .graph_client_id
+                .eq_ignore_ascii_case(&self.settings.partner_center_client_id)
+        {
+            Some(RefreshTokenName::PartnerCenter)
+        } else {
+            None
+        }
+    }
+
+    fn has_refresh(&self, name: RefreshTokenName) -> bool {
+        self.refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&name)
+    }
+
+    fn missing(service: &'static str, tenant: &str, target: &'static str, what: &str) -> AuthError {
+        let mut e = AuthError::new(service, tenant, "missing_secret", what.to_string());
+        e.login_target = Some(target);
+        e
+    }
+
+    fn plan(&self, source: &TokenSource) -> Result<Plan<'_>, AuthError> {
+        let s = &self.settings;
+        let partner = s.partner_tenant_id.clone();
+        match source {
+            TokenSource::PartnerCenterApp | TokenSource::PartnerCenterUser => {
+                let app_ok = matches!(source, TokenSource::PartnerCenterApp);
+                let how = match (&s.partner_center_client_secret, app_ok) {
+                    (Some(secret), true) => How::App(secret),
+                    _ if self.has_refresh(RefreshTokenName::PartnerCenter) => How::Refresh(
+                        RefreshTokenName::PartnerCenter,
+                        s.partner_center_client_secret.as_ref(),
+                    ),
+                    _ if app_ok => {
+                        return Err(Self::missing(
+                            "Partner Center",
+                            &partner,
+                            "partner-center",
+                            "no Partner Center client secret or refresh token (CSP_SYNC_PARTNER_CENTER_CLIENT_SECRET)",
+                        ));
+                    }
+                    _ => {
+                        return Err(Self::missing(
+                            "Partner Center",
+                            &partner,
+                            "partner-center-refresh-token",
+                            "this call needs an app+user token: no Partner Center refresh token \
+                             (CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN; get one with `csp-sync auth login partner-center`)",
+                        ));
+                    }
+                };
+                Ok(Plan {
+                    tenant: partner,
+                    client_id: &s.partner_center_client_id,
+                    resource: &s.partner_center_resource,
+                    how,
+                    service: "Partner Center",
+                })
+            }
+            TokenSource::GraphCustomer(_) | TokenSource::GraphPartner => {
+                let tenant = match source {
+                    TokenSource::GraphCustomer(t) => t.to_ascii_lowercase(),
+                    _ => partner,
+                };
+                let how = match s.graph_mode {
+                    GraphAuthMode::App => match &s.graph_client_secret {
+                        Some(secret) => How::App(secret),
+                        None => {
+                            return Err(Self::missing(
+                                "Graph",
+                                &tenant,
+                                "graph",
+                                "no Graph client secret (CSP_SYNC_GRAPH_CLIENT_SECRET)",
+                            ));
+                        }
+                    },
+                    GraphAuthMode::Delegated => match self.graph_refresh_name() {
+                        Some(name) => How::Refresh(name, s.graph_client_secret.as_ref()),
+                        None => {
+                            return Err(Self::missing(
+                                "Graph",
+                                &tenant,
+                                "graph-refresh-token",
+                                "[graph] auth = \"delegated\" needs a refresh token \
+                                 (CSP_SYNC_GRAPH_REFRESH_TOKEN; get one with `csp-sync auth login graph`)",
+                            ));
+                        }
+                    },
+                };
+                Ok(Plan {
+                    tenant,
+                    client_id: &s.graph_client_id,
+                    resource: &s.graph_resource,
+                    how,
+                    service: "Graph",
+                })
+            }
+            TokenSource::Halo => Ok(Plan {
+                tenant: String::new(),
+                client_id: "",
+                resource: "",
+                how: How::Halo,
+                service: "Halo",
+            }),
+        }
+    }
+
+    /// A token for `source`, from the cache when still valid.
+    pub async fn token(&self, source: &TokenSource) -> Result<SecretString, AuthError> {
+        let plan = self.plan(source)?;
+        let result = match plan.how {
+            How::Halo => return self.provider.halo_token().await,
+            How::App(secret) => {
+                self.provider
+                    .microsoft_app_token(&plan.tenant, plan.client_id, secret, plan.resource)
+                    .await
+            }
+            How::Refresh(name, secret) => {
+                let current = self
+                    .refresh
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&name)
+                    .cloned();
+                let Some(rt) = current else {
+                    return Err(Self::missing(
+                        plan.service,
+                        &plan.tenant,
+                        "partner-center",
+                        "refresh token",
+                    ));
+                };
+                match self
+                    .provider
+                    .microsoft_refresh_token(
+                        &plan.tenant,
+                        plan.client_id,
+                        &rt,
+                        secret,
+                        plan.resource,
+                    )
+                    .await
+                {
+                    Ok((token, rotated)) => {
+                        if let Some(new_rt) = rotated {
+                            self.store_rotated(name, &new_rt);
+                        }
+                        Ok(token)
+                    }
+                    Err(mut e) => {
+                        e.login_target = Some(match name {
+                            RefreshTokenName::PartnerCenter => "partner-center",
+                            RefreshTokenName::Graph => "graph",
+                        });
+                        Err(e)
+                    }
+                }
+            }
+        };
+        result.map_err(|mut e| {
+            e.service = plan.service;
+            if e.login_target.is_none() {
+                e.login_target = Some(match plan.service {
+                    "Partner Center" => "partner-center",
+                    _ => "graph",
+                });
+            }
+            e
+        })
+    }
+
+    fn store_rotated(&self, name: RefreshTokenName, token: &SecretString) {
+        self.refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, token.clone());
+        if let Some(cb) = &self.on_rotate {
+            cb(name, token);
+        }
+    }
+
+    /// The latest refresh token held for `name` (rotated or as given).
+    pub fn current_refresh_token(&self, name: RefreshTokenName) -> Option<SecretString> {
+        self.refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+            .cloned()
+    }
+
+    /// Forgets the cached token for `source` (after a 401) so the next [`Credentials::token`] renews it.
+    pub fn invalidate(&self, source: &TokenSource) {
+        let Ok(plan) = self.plan(source) else {
+            return;
+        };
+        let key = match plan.how {
+            How::Halo => match self.provider.halo_key() {
+                Some(k) => k,
+                None => return,
+            },
+            How::App(_) => TokenProvider::microsoft_key(
+                &plan.tenant,
+                plan.client_id,
+                plan.resource,
+                Grant::ClientCredentials,
+            ),
+            How::Refresh(..) => TokenProvider::microsoft_key(
+                &plan.tenant,
+                plan.client_id,
+                plan.resource,
+                Grant::RefreshToken,
+            ),
+        };
+        self.provider.invalidate(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{HttpOptions, RetryPolicy};
+    use secrecy::ExposeSecret;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use wiremock::matchers::{body_string_contains, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    pub(crate) fn test_http() -> Arc<Http> {
+        let fast = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        };
+        Arc::new(
+            Http::new(HttpOptions {
+                retry_scale: 0.01,
+                microsoft_retry: fast,
+                halo_retry: fast,
+                ..HttpOptions::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    const AADSTS_65001: &str = r#"{"error":"invalid_grant","error_description":"AADSTS65001: The user or administrator has not consented to use the application with ID '3333' named 'csp-sync'.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2024-01-01 00:00:00Z","error_codes":[65001],"timestamp":"2024-01-01 00:00:00Z","trace_id":"1","correlation_id":"2","error_uri":"https://login.microsoftonline.com/error?code=65001"}"#;
+
+    #[test]
+    fn aadsts_body_maps_to_consent_hint() {
+        let e = AuthError::from_body("Graph", "aaaa-1", 400, AADSTS_65001);
+        assert_eq!(e.code, Some(65001));
+        assert_eq!(e.error, "invalid_grant");
+        assert!(!e.description.contains("Trace ID"));
+        let text = e.to_string();
+        assert!(text.contains("aaaa-1"), "{text}");
+        assert!(text.contains("AADSTS65001"), "{text}");
+        assert!(text.contains("csp-sync tenants consent"), "{text}");
+    }
+
+    #[test]
+    fn documented_aadsts_example_and_other_codes() {
+        let body = r#"{"error":"invalid_scope","error_description":"AADSTS70011: The provided value for the input parameter 'scope' is not valid.\r\nTrace ID: 255d1aef","error_codes":[70011],"timestamp":"2016-01-09 02:02:12Z"}"#;
+        let e = AuthError::from_body("Graph", "t", 400, body);
+        assert_eq!(e.code, Some(70011));
+        assert!(e.to_string().contains("bug"));
+        let cases = [
+            (700_082, "auth login"),
+            (90099, "tenants consent"),
+            (50076, "MFA"),
+            (53003, "Conditional Access"),
+            (7_000_215, "auth set"),
+            (7_000_222, "expired"),
+            (90002, "not found"),
+            (50020, "GDAP"),
+        ];
+        for (code, needle) in cases {
+            let body = format!(
+                r#"{{"error":"invalid_grant","error_description":"AADSTS{code}: x","error_codes":[{code}]}}"#
+            );
+            let mut e = AuthError::from_body("Graph", "t", 400, &body);
+            e.login_target = Some("graph");
+            assert!(e.to_string().contains(needle), "{code}: {e}");
+        }
+        // No error_codes: fall back to the number in the description.
+        let e = AuthError::from_body(
+            "Graph",
+            "t",
+            400,
+            r#"{"error":"x","error_description":"AADSTS700082: expired"}"#,
+        );
+        assert_eq!(e.code, Some(700_082));
+        // Not JSON at all.
+        let e = AuthError::from_body("Halo", "acme", 401, "Unauthorized");
+        assert!(e.to_string().contains("Unauthorized"));
+    }
+
+    #[test]
+    fn expires_in_number_or_string() {
+        assert_eq!(
+            lifetime_of(Some(&serde_json::json!(3599))),
+            Duration::from_secs(3599)
+        );
+        assert_eq!(
+            lifetime_of(Some(&serde_json::json!("3600"))),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(lifetime_of(Some(&serde_json::json!("x"))), DEFAULT_LIFETIME);
+        assert_eq!(lifetime_of(None), DEFAULT_LIFETIME);
+        let now = Instant::now();
+        assert_eq!(
+            renew_at(now, Duration::from_secs(3600)),
+            now + Duration::from_secs(3300)
+        );
+        assert_eq!(
+            renew_at(now, Duration::from_secs(60)),
+            now + Duration::from_secs(30)
+        );
+    }
+
+    #[tokio::test]
+    async fn client_credentials_cached_and_shared() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/tenant-a/oauth2/v2.0/token"))
+            .and(body_string_contains("grant_type=client_credentials"))
+            .and(body_string_contains(
+                "scope=https%3A%2F%2Fgraph.microsoft.com%2F.default",
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_string(
+                        r#"{"token_type":"Bearer","expires_in":"3599","access_token":"tok-1"}"#,
+                    )
+                    .set_delay(Duration::from_millis(50)),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let provider = Arc::new(TokenProvider::new(test_http(), server.uri(), None));
+        let secret = SecretString::from("s3cret");
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let p = provider.clone();
+            let s = secret.clone();
+            tasks.push(tokio::spawn(async move {
+                p.microsoft_app_token("tenant-a", "cid", &s, "https://graph.microsoft.com/")
+                    .await
+                    .unwrap()
+                    .expose_secret()
+                    .to_string()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "tok-1");
+        }
+    }
+
+    #[tokio::test]
+    async fn refresh_token_rotated_and_reported() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/cust-1/oauth2/v2.0/token"))
+            .and(body_string_contains("refresh_token=rt-old"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(
+                r#"{"access_token":"at-1","token_type":"Bearer","expires_in":3599,"refresh_token":"rt-new"}"#,
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let provider = TokenProvider::new(test_http(), server.uri(), None);
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let creds = Credentials::new(
+            provider,
+            CredentialSettings {
+                partner_tenant_id: "partner".into(),
+                partner_center_client_id: "app".into(),
+                partner_center_client_secret: None,
+                partner_center_refresh_token: Some(SecretString::from("rt-old")),
+                graph_client_id: "APP".into(),
+                graph_client_secret: None,
+                graph_refresh_token: None,
+                graph_mode: GraphAuthMode::Delegated,
+                partner_center_resource: "https://api.partnercenter.microsoft.com".into(),
+                graph_resource: "https://graph.microsoft.com".into(),
+            },
+        )
+        .with_rotation_callback(Box::new(move |name, rt| {
+            seen2
+                .lock()
+                .unwrap()
+                .push((name, rt.expose_secret().to_string()));
+        }));
+        let t = creds
+            .token(&TokenSource::GraphCustomer("CUST-1".into()))
+            .await
+            .unwrap();
+        assert_eq!(t.expose_secret(), "at-1");
+        // Cached: no second request (expect(1)).
+        creds
+            .token(&TokenSource::GraphCustomer("cust-1".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(RefreshTokenName::PartnerCenter, "rt-new".to_string())]
+        );
+        assert_eq!(
+            creds
+                .current_refresh_token(RefreshTokenName::PartnerCenter)
+                .unwrap()
+                .expose_secret(),
+            "rt-new"
+        );
+    }
+
+    #[tokio::test]
+    async fn consent_error_names_tenant_and_fix() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(400).set_body_string(AADSTS_65001))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let provider = TokenProvider::new(test_http(), server.uri(), None);
+        let err = provider
+            .microsoft_app_token(
+                "cust-9",
+                "cid",
+                &SecretString::from("x"),
+                "https://graph.microsoft.com",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, Some(65001));
+        let text = err.to_string();
+        assert!(
+            text.contains("cust-9") && text.contains("tenants consent"),
+            "{text}"
+        );
+        assert!(!text.contains("x\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn halo_token_with_tenant_and_invalidate() {
+        let server = MockServer::start().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        Mock::given(method("POST"))
+            .and(path("/auth/token"))
+            .and(query_param("tenant", "acme"))
+            .and(body_string_contains("scope=all"))
+            .respond_with(move |_: &wiremock::Request| {
+                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                ResponseTemplate::new(200).set_body_string(format!(
+                    r#"{{"access_token":"h{n}","token_type":"Bearer","expires_in":3600}}"#
+                ))
+            })
+            .mount(&server)
+            .await;
+        let provider = TokenProvider::new(
+            test_http(),
+            "http://unused",
+            Some(HaloAuth {
+                token_url: format!("{}/auth/token", server.uri()),
+                tenant: Some("acme".into()),
+                client_id: "hc".into(),
+                client_secret: SecretString::from("hs"),
+                scope: "all".into(),
+            }),
+        );
+        assert_eq!(provider.halo_token().await.unwrap().expose_secret(), "h1");
+        assert_eq!(provider.halo_token().await.unwrap().expose_secret(), "h1");
+        provider.invalidate(&provider.halo_key().unwrap());
+        assert_eq!(provider.halo_token().await.unwrap().expose_secret(), "h2");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn missing_refresh_token_is_explained() {
+        let provider = TokenProvider::new(test_http(), "http://127.0.0.1:9", None);
+        let creds = Credentials::new(
+            provider,
+            CredentialSettings {
+                partner_tenant_id: "partner".into(),
+                partner_center_client_id: "pc".into(),
+                partner_center_client_secret: Some(SecretString::from("s")),
+                partner_center_refresh_token: None,
+                graph_client_id: "g".into(),
+                graph_client_secret: None,
+                graph_refresh_token: None,
+                graph_mode: GraphAuthMode::Delegated,
+                partner_center_resource: "https://api.partnercenter.microsoft.com".into(),
+                graph_resource: "https://graph.microsoft.com".into(),
+            },
+        );
+        let e = creds
+            .token(&TokenSource::PartnerCenterUser)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("auth login partner-center"), "{e}");
+        let e = creds
+            .token(&TokenSource::GraphCustomer("c".into()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("graph-refresh-token"), "{e}");
+    }
+}

@@ -1,1 +1,1282 @@
-//! TODO
+//! One HTTP client for the Microsoft identity platform, Partner Center, Graph and Halo.
+//!
+//! [`Http`] wraps a single pooled `reqwest::Client` and adds what every call needs: timeouts, retries of
+//! throttled and failed requests (honouring `Retry-After`), a strict rolling-window limiter in front of
+//! Halo, redaction of URLs in logs and errors, request counters, and error bodies turned into short
+//! messages ([`ApiError`]). Request headers, token request bodies and tokens are never logged.
+//!
+//! Retry rules (SPEC section 10):
+//! - 429: retried for every kind of request (the server did not process it), after `Retry-After` when
+//!   given (integer seconds, fractional seconds or an HTTP date), else exponential backoff with jitter.
+//! - 5xx, timeouts and dropped connections: retried for reads and idempotent writes; a [`RequestKind::Create`]
+//!   is never re-sent and fails with [`ErrorKind::Uncertain`] (the write may have landed).
+//! - A connection that could not be established at all is retried for every kind (nothing was sent).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Environment variable holding a float that multiplies every computed retry sleep (tests use 0.001).
+pub const RETRY_SCALE_ENV: &str = "CSP_SYNC_RETRY_SCALE";
+
+/// The longest `Retry-After` honoured before giving up (so a cron job never hangs for hours).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Characters of a response body kept in errors and trace logs.
+const EXCERPT_CHARS: usize = 300;
+
+/// The service a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// The Microsoft identity platform token endpoint.
+    Login,
+    PartnerCenter,
+    Graph,
+    Halo,
+}
+
+impl Api {
+    fn index(self) -> usize {
+        match self {
+            Api::Login => 0,
+            Api::PartnerCenter => 1,
+            Api::Graph => 2,
+            Api::Halo => 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Login => "Microsoft login",
+            Api::PartnerCenter => "Partner Center",
+            Api::Graph => "Microsoft Graph",
+            Api::Halo => "Halo",
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a request does, which decides what may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A read (GET, or a POST that only reads such as a token request or a Graph `$batch` of GETs).
+    Read,
+    /// A write that is safe to repeat (a Halo update batch: every record carries its `id`).
+    Idempotent,
+    /// A write that creates records: never re-sent after a 5xx, a timeout or a dropped connection.
+    Create,
+}
+
+/// Retry settings for one API.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included (1 = no retries).
+    pub max_attempts: u32,
+    /// Backoff before the first retry when the server gives no `Retry-After`; doubled on each retry.
+    pub base_delay: Duration,
+    /// Cap of the computed backoff.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Microsoft APIs: start at 2 s, cap at 60 s.
+    pub fn microsoft() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+
+    /// Halo: its limit is a 5-minute rolling window, so start at 30 s and cap at 5 min.
+    pub fn halo() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(300),
+        }
+    }
+
+    /// The backoff before retry number `retry` (1-based), with jitter in [50 %, 100 %] of the
+    /// exponential value, unscaled.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = 2f64.powi(retry.saturating_sub(1).min(30) as i32);
+        let raw = (self.base_delay.as_secs_f64() * exp).min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64(raw * (0.5 + fastrand::f64() * 0.5))
+    }
+}
+
+/// Halo's client-side rate limit: at most `requests` requests in any `per` window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+/// Settings of [`Http`]. `Default` gives the documented defaults and reads [`RETRY_SCALE_ENV`].
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (headers and body).
+    pub request_timeout: Duration,
+    pub microsoft_retry: RetryPolicy,
+    pub halo_retry: RetryPolicy,
+    /// `None`: no client-side limiter in front of Halo.
+    pub halo_rate_limit: Option<RateLimit>,
+    /// Multiplies every retry sleep, `Retry-After` included (tests: 0.001).
+    pub retry_scale: f64,
+    pub user_agent: String,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            microsoft_retry: RetryPolicy::microsoft(),
+            halo_retry: RetryPolicy::halo(),
+            halo_rate_limit: Some(RateLimit {
+                requests: 300,
+                per: Duration::from_secs(300),
+            }),
+            retry_scale: retry_scale_from_env(),
+            user_agent: format!("csp-sync/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Reads [`RETRY_SCALE_ENV`]; anything missing, unparsable, negative or not finite gives 1.0.
+pub fn retry_scale_from_env() -> f64 {
+    std::env::var(RETRY_SCALE_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(1.0)
+}
+
+/// A strict rolling-window limiter (not a bursting token bucket): [`RollingWindow::acquire`] waits until
+/// fewer than `requests` requests were let through in the last `per`, then records the new one.
+/// Shared by every task through an `Arc`; waiters are served in order (tokio's mutex is fair).
+#[derive(Debug)]
+pub struct RollingWindow {
+    limit: usize,
+    window: Duration,
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+impl RollingWindow {
+    pub fn new(limit: RateLimit) -> Self {
+        RollingWindow {
+            limit: limit.requests.max(1) as usize,
+            window: limit.per,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Waits for a free slot in the window and takes it.
+    pub async fn acquire(&self) {
+        let mut sent = self.sent.lock().await;
+        loop {
+            let now = Instant::now();
+            while let Some(&oldest) = sent.front() {
+                if now.duration_since(oldest) >= self.window {
+                    sent.pop_front();
+                } else {
+                    break;
+                }
+            }
+            if sent.len() < self.limit {
+                sent.push_back(now);
+                return;
+            }
+            // The lock is held while waiting on purpose: later callers queue behind this one.
+            let free_at = sent.front().copied().map_or(now, |t| t + self.window);
+            tokio::time::sleep_until(free_at).await;
+        }
+    }
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(Value),
+    /// A form body (token requests). Every value is a secret as far as logging goes.
+    Form(Vec<(&'static str, SecretString)>),
+}
+
+/// One logical request; re-sent as is on retries (same headers, so the same `MS-RequestId`).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub api: Api,
+    pub method: reqwest::Method,
+    pub url: String,
+    pub kind: RequestKind,
+    /// Extra headers (never logged).
+    pub headers: Vec<(String, String)>,
+    pub bearer: Option<SecretString>,
+    pub body: Body,
+    /// Never log the response body (token responses).
+    pub sensitive_response: bool,
+    /// Overrides the client's request timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl Request {
+    pub fn new(api: Api, method: reqwest::Method, url: impl Into<String>) -> Self {
+        let kind = if method == reqwest::Method::GET {
+            RequestKind::Read
+        } else {
+            RequestKind::Create
+        };
+        Request {
+            api,
+            method,
+            url: url.into(),
+            kind,
+            headers: Vec::new(),
+            bearer: None,
+            body: Body::None,
+            sensitive_response: api == Api::Login,
+            timeout: None,
+        }
+    }
+
+    pub fn get(api: Api, url: impl Into<String>) -> Self {
+        Request::new(api, reqwest::Method::GET, url)
+    }
+
+    /// A POST; its kind defaults to [`RequestKind::Create`] (the safe assumption) until set.
+    pub fn post(api: Api, url: impl Into<String>) -> Self {
+        Request::new(api, reqwest::Method::POST, url)
+    }
+
+    #[must_use]
+    pub fn kind(mut self, kind: RequestKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn bearer(mut self, token: &SecretString) -> Self {
+        self.bearer = Some(token.clone());
+        self
+    }
+
+    #[must_use]
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Body::Json(body);
+        self
+    }
+
+    #[must_use]
+    pub fn form(mut self, fields: Vec<(&'static str, SecretString)>) -> Self {
+        self.body = Body::Form(fields);
+        self.sensitive_response = true;
+        self
+    }
+
+    #[must_use]
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive_response = true;
+        self
+    }
+}
+
+/// A response whose body was read in full, with a leading UTF-8 byte-order mark removed.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub api: Api,
+    pub method: String,
+    /// Redacted URL.
+    pub url: String,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    /// Parses the body as JSON; an [`ErrorKind::Decode`] error names the URL and what was expected.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_str(&self.body).map_err(|e| ApiError {
+            api: self.api,
+            method: self.method.clone(),
+            url: self.url.clone(),
+            status: Some(self.status.as_u16()),
+            kind: ErrorKind::Decode,
+            code: None,
+            message: format!(
+                "could not read the response as {}: {e} (body starts: {})",
+                short_type_name::<T>(),
+                excerpt(&self.body)
+            ),
+            retry_after: None,
+        })
+    }
+
+    /// Turns a non-success response into an [`ApiError`]; success passes through.
+    pub fn error_for_status(self) -> Result<Response, ApiError> {
+        if self.status.is_success() {
+            Ok(self)
+        } else {
+            Err(ApiError::from_response(&self))
+        }
+    }
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// What kind of failure an [`ApiError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    BadRequest,
+    Throttled,
+    Server,
+    Transport,
+    Timeout,
+    /// A create failed in a way that leaves open whether the server processed it.
+    Uncertain,
+    Decode,
+}
+
+/// A failed API call, safe to print: the URL is redacted and no header or token is included.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ApiError {
+    pub api: Api,
+    pub method: String,
+    /// URL with its query string, secrets redacted.
+    pub url: String,
+    pub status: Option<u16>,
+    pub kind: ErrorKind,
+    /// The service's error code when the body has one (Graph `error.code`, Partner Center `code`,
+    /// AADSTS number, OAuth `error`).
+    pub code: Option<String>,
+    /// The parsed message, or a short excerpt of the body.
+    pub message: String,
+    /// The server's `Retry-After`, when it gave one.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    /// Builds the error for a non-success response from its status and body.
+    pub fn from_response(resp: &Response) -> Self {
+        let status = resp.status.as_u16();
+        let (code, message) = parse_error_body(&resp.body);
+        let kind = match status {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 | 410 => ErrorKind::NotFound,
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Server,
+            _ => ErrorKind::BadRequest,
+        };
+        ApiError {
+            api: resp.api,
+            method: resp.method.clone(),
+            url: resp.url.clone(),
+            status: Some(status),
+            kind,
+            code,
+            message,
+            retry_after: retry_after(&resp.headers),
+        }
+    }
+
+    fn hint(&self) -> &'static str {
+        match (self.kind, self.api) {
+            (ErrorKind::Unauthorized, Api::Halo) => {
+                "check [halo] client_id and the Halo client secret (`csp-sync auth check`)"
+            }
+            (ErrorKind::Unauthorized, _) => {
+                "the token was refused; run `csp-sync auth check` to see which credential fails"
+            }
+            (ErrorKind::Forbidden, Api::Halo) => {
+                "the Halo API application or the agent it logs in as lacks a permission for this"
+            }
+            (ErrorKind::Forbidden, Api::Graph) => {
+                "the app lacks a Graph permission in this tenant, or the GDAP roles do not cover it \
+                 (`csp-sync tenants health`, `csp-sync tenants consent`)"
+            }
+            (ErrorKind::Forbidden, _) => {
+                "the account or app lacks access; check its Partner Center role and GDAP relationship"
+            }
+            (ErrorKind::NotFound, _) => "check the id and the configured base URL",
+            (ErrorKind::BadRequest, _) => "the request was rejected as invalid",
+            (ErrorKind::Throttled, _) => {
+                "still throttled after retrying; run again later or lower [sync] concurrency / \
+                 [halo] rate_limit"
+            }
+            (ErrorKind::Server, _) => "the service failed; try again later",
+            (ErrorKind::Transport, _) => {
+                "could not talk to the server; check the URL, DNS, proxy and network"
+            }
+            (ErrorKind::Timeout, _) => "the server did not answer in time; try again later",
+            (ErrorKind::Uncertain, _) => {
+                "the write may have landed: do not simply re-run it; the next sync reads Halo \
+                 first and only creates what is still missing"
+            }
+            (ErrorKind::Decode, _) => {
+                "the response had an unexpected shape; check the base URL points at the right service"
+            }
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {} failed", self.api, self.method, self.url)?;
+        match self.status {
+            Some(s) => write!(f, " with HTTP {s}")?,
+            None => write!(f, " ({:?})", self.kind)?,
+        }
+        if let Some(code) = &self.code {
+            write!(f, " [{code}]")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        write!(f, " ({})", self.hint())
+    }
+}
+
+/// Extracts `(code, message)` from an error body of any of the services (reference section 5).
+pub fn parse_error_body(body: &str) -> (Option<String>, String) {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return (None, excerpt(body));
+    };
+    let str_of = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    // Graph: {"error": {"code", "message"}}.
+    if let Some(err) = v.get("error").filter(|e| e.is_object()) {
+        let code = err.get("code").and_then(str_of);
+        let msg = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return (code, excerpt(msg));
+    }
+    // Entra token endpoint: {"error", "error_description", "error_codes": [n]}.
+    if let Some(desc) = v.get("error_description").and_then(Value::as_str) {
+        let code = v
+            .get("error_codes")
+            .and_then(|c| c.get(0))
+            .and_then(str_of)
+            .map(|n| format!("AADSTS{n}"))
+            .or_else(|| v.get("error").and_then(str_of));
+        return (code, excerpt(first_line(desc)));
+    }
+    // Partner Center: {"code", "description"}; its 429: {"statusCode", "message"}.
+    if let Some(desc) = v.get("description").and_then(Value::as_str) {
+        return (v.get("code").and_then(str_of), excerpt(desc));
+    }
+    for key in ["message", "Message", "errorMessage", "error", "title"] {
+        if let Some(msg) = v.get(key).and_then(Value::as_str) {
+            let code = v
+                .get("code")
+                .or_else(|| v.get("resultCode"))
+                .or_else(|| v.get("statusCode"))
+                .and_then(str_of);
+            return (code, excerpt(msg));
+        }
+    }
+    if let Some(s) = v.as_str() {
+        return (None, excerpt(s));
+    }
+    (None, excerpt(body))
+}
+
+fn first_line(s: &str) -> &str {
+    s.split(['\r', '\n']).next().unwrap_or(s).trim()
+}
+
+/// The first [`EXCERPT_CHARS`] characters of a text on one line.
+pub fn excerpt(s: &str) -> String {
+    let one_line: String = s
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(EXCERPT_CHARS + 1)
+        .collect();
+    if one_line.chars().count() > EXCERPT_CHARS {
+        let cut: String = one_line.chars().take(EXCERPT_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        one_line
+    }
+}
+
+/// Removes a leading UTF-8 byte-order mark.
+pub fn strip_bom(s: &str) -> &str {
+    s.strip_prefix('\u{feff}').unwrap_or(s)
+}
+
+/// Parses `Retry-After`: integer seconds, fractional seconds ("0.5", Graph) or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = PARSER.parse_timestamp(value).ok()?;
+    let ms = at.as_millisecond() - jiff::Timestamp::now().as_millisecond();
+    Some(Duration::from_millis(ms.max(0) as u64))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+/// Query parameters whose values are never shown (credentials, signatures).
+fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let n = n.trim_start_matches('$');
+    if n == "skiptoken" || n == "deltatoken" {
+        return false;
+    }
+    [
+        "token",
+        "secret",
+        "sig",
+        "password",
+        "code",
+        "key",
+        "assertion",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// The URL with secret query values replaced by `REDACTED` and long paging tokens shortened.
+pub fn redact_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_param(k) => format!("{k}=REDACTED"),
+            Some((k, v)) if v.len() > 24 => {
+                let short: String = v.chars().take(12).collect();
+                format!("{k}={short}…")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", parts.join("&"))
+}
+
+/// The one HTTP client of a run. Cheap to share: wrap it in an `Arc`.
+#[derive(Debug)]
+pub struct Http {
+    client: reqwest::Client,
+    options: HttpOptions,
+    halo_limiter: Option<Arc<RollingWindow>>,
+    counters: [AtomicU64; 4],
+}
+
+impl Http {
+    pub fn new(options: HttpOptions) -> Result<Self, ApiError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .user_agent(options.user_agent.clone())
+            .build()
+            .map_err(|e| ApiError {
+                api: Api::Login,
+                method: String::new(),
+                url: String::new(),
+                status: None,
+                kind: ErrorKind::Transport,
+                code: None,
+                message: format!("could not set up the HTTP client: {e}"),
+                retry_after: None,
+            })?;
+        let halo_limiter = options
+            .halo_rate_limit
+            .map(|l| Arc::new(RollingWindow::new(l)));
+        Ok(Http {
+            client,
+            options,
+            halo_limiter,
+            counters: Default::default(),
+        })
+    }
+
+    pub fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// Requests sent to `api` so far, retries included.
+    pub fn request_count(&self, api: Api) -> u64 {
+        self.counters[api.index()].load(Ordering::Relaxed)
+    }
+
+    fn policy(&self, api: Api) -> RetryPolicy {
+        match api {
+            Api::Halo => self.options.halo_retry,
+            _ => self.options.microsoft_retry,
+        }
+    }
+
+    /// Sleeps `d` multiplied by the retry scale. Also used by callers that retry parts of a
+    /// response themselves (Graph `$batch` items).
+    pub async fn retry_sleep(&self, d: Duration) {
+        let scaled = d.as_secs_f64() * self.options.retry_scale;
+        if scaled > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(scaled)).await;
+        }
+    }
+
+    /// The retry policy in force for `api`.
+    pub fn retry_policy(&self, api: Api) -> RetryPolicy {
+        self.policy(api)
+    }
+
+    /// Sends `req` with retries and returns a success response or an [`ApiError`].
+    pub async fn send(&self, req: &Request) -> Result<Response, ApiError> {
+        self.send_raw(req).await?.error_for_status()
+    }
+
+    /// Sends `req` with retries; returns the final response whatever its status (token requests
+    /// parse their own error bodies). Errors only for transport failures, exhausted retries of
+    /// 5xx/transport errors, and uncertain creates.
+    pub async fn send_raw(&self, req: &Request) -> Result<Response, ApiError> {
+        let policy = self.policy(req.api);
+        let max_attempts = policy.max_attempts.max(1);
+        let redacted = redact_url(&req.url);
+        let mut attempt = 1;
+        loop {
+            if req.api == Api::Halo
+                && let Some(limiter) = &self.halo_limiter
+            {
+                limiter.acquire().await;
+            }
+            self.counters[req.api.index()].fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let outcome = self.execute_once(req).await;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let can_retry = attempt < max_attempts;
+            match outcome {
+                Ok(resp) => {
+                    tracing::debug!(
+                        api = %req.api, method = %req.method, url = %redacted,
+                        status = resp.status.as_u16(), elapsed_ms, attempt, "http"
+                    );
+                    if !req.sensitive_response {
+                        tracing::trace!(api = %req.api, url = %redacted, body = %excerpt(&resp.body), "http body");
+                    }
+                    let status = resp.status;
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let server_wait = retry_after(&resp.headers);
+                        if !can_retry || server_wait.is_some_and(|w| w > MAX_RETRY_AFTER) {
+                            return Ok(resp);
+                        }
+                        let wait = server_wait.unwrap_or_else(|| policy.backoff(attempt));
+                        tracing::warn!(
+                            api = %req.api, url = %redacted, attempt,
+                            wait_ms = wait.as_millis() as u64, from_server = server_wait.is_some(),
+                            "throttled (429); waiting before retrying"
+                        );
+                        self.retry_sleep(wait).await;
+                    } else if status.is_server_error() {
+                        if req.kind == RequestKind::Create {
+                            let mut err = ApiError::from_response(&resp);
+                            err.kind = ErrorKind::Uncertain;
+                            return Err(err);
+                        }
+                        if !can_retry {
+                            return Ok(resp);
+                        }
+                        let wait = retry_after(&resp.headers)
+                            .filter(|w| *w <= MAX_RETRY_AFTER)
+                            .unwrap_or_else(|| policy.backoff(attempt));
+                        tracing::warn!(
+                            api = %req.api, url = %redacted, status = status.as_u16(), attempt,
+                            wait_ms = wait.as_millis() as u64, "server error; retrying"
+                        );
+                        self.retry_sleep(wait).await;
+                    } else {
+                        return Ok(resp);
+                    }
+                }
+                Err(failure) => {
+                    tracing::debug!(
+                        api = %req.api, method = %req.method, url = %redacted,
+                        elapsed_ms, attempt, error = %failure.message, "http failed"
+                    );
+                    // A connection that never opened carried nothing: safe to retry even a create.
+                    let uncertain = req.kind == RequestKind::Create && !failure.connect;
+                    if uncertain || !can_retry {
+                        let kind = if uncertain {
+                            ErrorKind::Uncertain
+                        } else if failure.timeout {
+                            ErrorKind::Timeout
+                        } else {
+                            ErrorKind::Transport
+                        };
+                        return Err(ApiError {
+                            api: req.api,
+                            method: req.method.to_string(),
+                            url: redacted,
+                            status: None,
+                            kind,
+                            code: None,
+                            message: format!("{} after {attempt} attempt(s)", failure.message),
+                            retry_after: None,
+                        });
+                    }
+                    let wait = policy.backoff(attempt);
+                    tracing::warn!(
+                        api = %req.api, url = %redacted, attempt,
+                        wait_ms = wait.as_millis() as u64, error = %failure.message,
+                        "request failed; retrying"
+                    );
+                    self.retry_sleep(wait).await;
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn execute_once(&self, req: &Request) -> Result<Response, Failure> {
+        let mut builder = self.client.request(req.method.clone(), &req.url);
+        if let Some(t) = req.timeout {
+            builder = builder.timeout(t);
+        }
+        builder = builder.header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in &req.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(token) = &req.bearer {
+            builder = builder.bearer_auth(token.expose_secret());
+        }
+        builder = match &req.body {
+            Body::None => builder,
+            Body::Json(v) => builder.json(v),
+            Body::Form(fields) => {
+                let pairs: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|(k, v)| (*k, v.expose_secret()))
+                    .collect();
+                builder.form(&pairs)
+            }
+        };
+        let resp = builder.send().await.map_err(Failure::from)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(Failure::from)?;
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(Response {
+            api: req.api,
+            method: req.method.to_string(),
+            url: redact_url(&req.url),
+            status,
+            headers,
+            body: strip_bom(&text).to_string(),
+        })
+    }
+}
+
+/// A transport failure, described without the URL (reqwest's Display includes it, query and all).
+struct Failure {
+    message: String,
+    timeout: bool,
+    connect: bool,
+}
+
+impl From<reqwest::Error> for Failure {
+    fn from(e: reqwest::Error) -> Self {
+        let timeout = e.is_timeout();
+        let connect = e.is_connect();
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        let message = if timeout {
+            format!("timed out ({message})")
+        } else if connect {
+            format!("could not connect ({message})")
+        } else {
+            message
+        };
+        Failure {
+            message,
+            timeout,
+            connect,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after(" 57 "), Some(Duration::from_secs(57)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_retry_after("2.128"),
+            Some(Duration::from_millis(2128))
+        );
+        assert_eq!(parse_retry_after("-3"), None);
+        assert_eq!(parse_retry_after("soon"), None);
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let future = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30);
+        let header = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&future)
+            .unwrap();
+        let d = parse_retry_after(&header).unwrap();
+        assert!(
+            d > Duration::from_secs(28) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn error_bodies_of_every_service() {
+        let graph = r#"{"error":{"code":"TooManyRequests","innerError":{"code":"429"},"message":"Please retry again later."}}"#;
+        assert_eq!(
+            parse_error_body(graph),
+            (
+                Some("TooManyRequests".into()),
+                "Please retry again later.".into()
+            )
+        );
+        let aad = r#"{"error":"invalid_scope","error_description":"AADSTS70011: The provided value is not valid.\r\nTrace ID: 255d\r\nCorrelation ID: fb3d","error_codes":[70011]}"#;
+        assert_eq!(
+            parse_error_body(aad),
+            (
+                Some("AADSTS70011".into()),
+                "AADSTS70011: The provided value is not valid.".into()
+            )
+        );
+        let pc_num = r#"{"code": 20002,"description":"The partner ID has no commerce relationship.","data":[],"source":"PartnerFD"}"#;
+        assert_eq!(parse_error_body(pc_num).0.as_deref(), Some("20002"));
+        let pc_str = r#"{"code": "600012","description":"x","data":[],"source":"PartnerFD"}"#;
+        assert_eq!(parse_error_body(pc_str).0.as_deref(), Some("600012"));
+        let pc_429 = r#"{ "statusCode": 429, "message": "Rate limit is exceeded. Try again in 57 seconds." }"#;
+        assert_eq!(
+            parse_error_body(pc_429),
+            (
+                Some("429".into()),
+                "Rate limit is exceeded. Try again in 57 seconds.".into()
+            )
+        );
+        assert_eq!(
+            parse_error_body(r#"{"ClassName":"System.Exception","Message":"Boom"}"#).1,
+            "Boom"
+        );
+        assert_eq!(
+            parse_error_body(r#"{"resultCode":3,"errorMessage":"Bad site"}"#),
+            (Some("3".into()), "Bad site".into())
+        );
+        assert_eq!(
+            parse_error_body("An Outcome must be entered for this Action").1,
+            "An Outcome must be entered for this Action"
+        );
+        let long = "x".repeat(1000);
+        assert_eq!(parse_error_body(&long).1.chars().count(), EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://h/b?sv=1&sig=abc&client_secret=s&size=5"),
+            "https://h/b?sv=1&sig=REDACTED&client_secret=REDACTED&size=5"
+        );
+        let d =
+            redact_url("https://g/v1.0/users/delta?$deltatoken=MF1LuFYbK6Lw4DtZ4o9PDrcGekRP65WE");
+        assert!(
+            d.starts_with("https://g/v1.0/users/delta?$deltatoken=MF1LuFYbK6Lw…"),
+            "{d}"
+        );
+        assert_eq!(redact_url("https://h/api/Users"), "https://h/api/Users");
+    }
+
+    #[test]
+    fn bom_is_stripped() {
+        assert_eq!(strip_bom("\u{feff}{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(strip_bom("{}"), "{}");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(300),
+        };
+        for _ in 0..20 {
+            let first = p.backoff(1);
+            assert!(first >= Duration::from_secs(15) && first <= Duration::from_secs(30));
+            let third = p.backoff(3);
+            assert!(third >= Duration::from_secs(60) && third <= Duration::from_secs(120));
+            assert!(p.backoff(20) <= Duration::from_secs(300));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rolling_window_is_strict() {
+        let limiter = Arc::new(RollingWindow::new(RateLimit {
+            requests: 3,
+            per: Duration::from_secs(10),
+        }));
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            limiter.acquire().await;
+            times.push(start.elapsed().as_secs());
+        }
+        // Three at once, then one slot frees up only when the oldest request leaves the window.
+        assert_eq!(times, vec![0, 0, 0, 10, 10, 10, 20]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rolling_window_has_no_burst_after_partial_use() {
+        let limiter = Arc::new(RollingWindow::new(RateLimit {
+            requests: 2,
+            per: Duration::from_secs(10),
+        }));
+        let start = Instant::now();
+        limiter.acquire().await; // t=0
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        limiter.acquire().await; // t=6
+        limiter.acquire().await; // waits for t=0 to expire: t=10
+        assert_eq!(start.elapsed().as_secs(), 10);
+        limiter.acquire().await; // waits for t=6 to expire: t=16
+        assert_eq!(start.elapsed().as_secs(), 16);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rolling_window_shared_by_tasks() {
+        let limiter = Arc::new(RollingWindow::new(RateLimit {
+            requests: 5,
+            per: Duration::from_secs(60),
+        }));
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..12 {
+            let l = limiter.clone();
+            handles.push(tokio::spawn(async move {
+                l.acquire().await;
+                start.elapsed().as_secs()
+            }));
+        }
+        let mut times = Vec::new();
+        for h in handles {
+            times.push(h.await.unwrap());
+        }
+        times.sort_unstable();
+        assert_eq!(times, vec![0, 0, 0, 0, 0, 60, 60, 60, 60, 60, 120, 120]);
+        // In every 60 s window at most 5 were let through.
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().filter(|u| **u < t + 60).count();
+            assert!(in_window <= 5);
+        }
+    }
+
+    mod wire {
+        use super::super::*;
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        pub(crate) fn test_http(scale: f64) -> Http {
+            Http::new(HttpOptions {
+                retry_scale: scale,
+                microsoft_retry: RetryPolicy {
+                    max_attempts: 4,
+                    base_delay: Duration::from_millis(100),
+                    max_delay: Duration::from_secs(1),
+                },
+                halo_retry: RetryPolicy {
+                    max_attempts: 4,
+                    base_delay: Duration::from_millis(100),
+                    max_delay: Duration::from_secs(1),
+                },
+                ..HttpOptions::default()
+            })
+            .unwrap()
+        }
+
+        async fn throttled_then_ok(retry_after: &str) -> (Duration, u64) {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .and(path("/x"))
+                .respond_with(
+                    ResponseTemplate::new(429)
+                        .insert_header("Retry-After", retry_after)
+                        .set_body_string(
+                            r#"{"statusCode":429,"message":"Rate limit is exceeded."}"#,
+                        ),
+                )
+                .up_to_n_times(1)
+                .expect(1)
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .and(path("/x"))
+                .respond_with(ResponseTemplate::new(200).set_body_string("\u{feff}{\"ok\":true}"))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let http = test_http(0.1);
+            let started = std::time::Instant::now();
+            let resp = http
+                .send(&Request::get(
+                    Api::PartnerCenter,
+                    format!("{}/x", server.uri()),
+                ))
+                .await
+                .unwrap();
+            let v: Value = resp.json().unwrap();
+            assert_eq!(v["ok"], true);
+            (started.elapsed(), http.request_count(Api::PartnerCenter))
+        }
+
+        #[tokio::test]
+        async fn honours_integer_retry_after() {
+            let (elapsed, count) = throttled_then_ok("1").await;
+            assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+            assert_eq!(count, 2);
+        }
+
+        #[tokio::test]
+        async fn honours_fractional_retry_after() {
+            let (elapsed, count) = throttled_then_ok("0.5").await;
+            assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+            assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+            assert_eq!(count, 2);
+        }
+
+        #[tokio::test]
+        async fn honours_http_date_retry_after() {
+            let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+            let header = jiff::fmt::rfc2822::DateTimePrinter::new()
+                .timestamp_to_rfc9110_string(&at)
+                .unwrap();
+            let (elapsed, count) = throttled_then_ok(&header).await;
+            // 2-3 s to wait (the date has whole seconds) scaled by 0.1.
+            assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
+            assert_eq!(count, 2);
+        }
+
+        #[tokio::test]
+        async fn retries_503_for_reads() {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(503))
+                .up_to_n_times(2)
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+                .mount(&server)
+                .await;
+            let http = test_http(0.001);
+            let resp = http
+                .send(&Request::get(Api::Graph, format!("{}/y", server.uri())))
+                .await
+                .unwrap();
+            assert_eq!(resp.body, "[]");
+            assert_eq!(http.request_count(Api::Graph), 3);
+        }
+
+        #[tokio::test]
+        async fn gives_up_after_max_attempts_with_server_error() {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(500).set_body_string(r#"{"Message":"Kaput"}"#))
+                .expect(4)
+                .mount(&server)
+                .await;
+            let http = test_http(0.001);
+            let err = http
+                .send(&Request::get(
+                    Api::Halo,
+                    format!("{}/api/Users?page_no=1", server.uri()),
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Server);
+            assert_eq!(err.status, Some(500));
+            assert_eq!(err.message, "Kaput");
+            assert!(err.to_string().contains("/api/Users?page_no=1"), "{err}");
+        }
+
+        #[tokio::test]
+        async fn create_is_never_resent_after_503() {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(503))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let http = test_http(0.001);
+            let err = http
+                .send(
+                    &Request::post(Api::Halo, format!("{}/api/Users", server.uri()))
+                        .kind(RequestKind::Create)
+                        .json(serde_json::json!([{"name": "x"}])),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Uncertain);
+            assert!(err.to_string().contains("may have landed"), "{err}");
+        }
+
+        #[tokio::test]
+        async fn create_is_retried_after_429() {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(429))
+                .up_to_n_times(1)
+                .expect(1)
+                .mount(&server)
+                .await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(201).set_body_string(r#"{"id":5}"#))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let http = test_http(0.001);
+            let resp = http
+                .send(
+                    &Request::post(Api::Halo, format!("{}/api/Users", server.uri()))
+                        .kind(RequestKind::Create)
+                        .json(serde_json::json!([{"name": "x"}])),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status.as_u16(), 201);
+        }
+
+        #[tokio::test]
+        async fn idempotent_write_is_retried_after_503() {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(503))
+                .up_to_n_times(1)
+                .mount(&server)
+                .await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":5}"#))
+                .mount(&server)
+                .await;
+            let http = test_http(0.001);
+            http.send(
+                &Request::post(Api::Halo, format!("{}/api/Users", server.uri()))
+                    .kind(RequestKind::Idempotent)
+                    .json(serde_json::json!([{"id": 5, "inactive": true}])),
+            )
+            .await
+            .unwrap();
+            assert_eq!(http.request_count(Api::Halo), 2);
+        }
+
+        /// A server that reads each request and closes the connection without answering.
+        async fn dropping_server() -> (String, Arc<AtomicU64>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let seen = Arc::new(AtomicU64::new(0));
+            let counter = seen.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut sock, _)) = listener.accept().await else {
+                        return;
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let mut buf = [0u8; 4096];
+                    let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+                    drop(sock);
+                }
+            });
+            (format!("http://{addr}"), seen)
+        }
+
+        #[tokio::test]
+        async fn create_is_never_resent_after_dropped_connection() {
+            let (base, seen) = dropping_server().await;
+            let http = test_http(0.001);
+            let err = http
+                .send(
+                    &Request::post(Api::Halo, format!("{base}/api/Asset"))
+                        .kind(RequestKind::Create)
+                        .json(serde_json::json!([{"inventory_number": "A1"}])),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Uncertain, "{err}");
+            assert_eq!(seen.load(Ordering::SeqCst), 1);
+            assert_eq!(http.request_count(Api::Halo), 1);
+        }
+
+        #[tokio::test]
+        async fn read_is_retried_after_dropped_connection() {
+            let (base, seen) = dropping_server().await;
+            let http = test_http(0.001);
+            let err = http
+                .send(&Request::get(Api::Graph, format!("{base}/v1.0/users")))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Transport, "{err}");
+            assert_eq!(seen.load(Ordering::SeqCst), 4);
+        }
+
+        #[tokio::test]
+        async fn timeout_is_reported_as_timeout() {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(500)))
+                .mount(&server)
+                .await;
+            let http = test_http(0.001);
+            let mut req = Request::get(Api::Graph, format!("{}/slow", server.uri()));
+            req.timeout = Some(Duration::from_millis(50));
+            let err = http.send(&req).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+            assert_eq!(http.request_count(Api::Graph), 4);
+        }
+    }
+}
