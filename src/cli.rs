@@ -176,30 +176,41 @@ struct RawCli {
         short = 'c',
         long,
         global = true,
+        help_heading = "Global options",
         value_name = "PATH",
         help = "Config file [default: $CSP_SYNC_CONFIG, ./csp-sync.toml, then the user's config directory]"
     )]
     config: Option<PathBuf>,
 
     /// Output format on stdout [default: table on a terminal, json otherwise]
-    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT")]
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        value_name = "FORMAT"
+    )]
     output: Option<OutputFormat>,
 
     /// More logging on stderr: -v info, -vv debug, -vvv trace
-    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true,
+        help_heading = "Global options", conflicts_with = "quiet")]
     verbose: u8,
 
     /// Only errors on stderr
-    #[arg(short = 'q', long, global = true)]
+    #[arg(short = 'q', long, global = true, help_heading = "Global options")]
     quiet: bool,
 
     /// Log line format on stderr
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    #[arg(long, global = true,
+        help_heading = "Global options", value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     log_format: LogFormat,
 
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         value_enum,
         default_value_t = ColorChoice::Auto,
         value_name = "WHEN",
@@ -208,7 +219,7 @@ struct RawCli {
     color: ColorChoice,
 
     /// No progress bars (they are only ever drawn on a terminal)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     no_progress: bool,
 
     #[command(subcommand)]
@@ -488,6 +499,13 @@ where
         && m.client.is_none()
         && !m.skip
     {
+        let map = cmd
+            .find_subcommand_mut("tenants")
+            .and_then(|t| t.find_subcommand_mut("map"));
+        let cmd = match map {
+            Some(map) => map,
+            None => &mut cmd,
+        };
         return Err(cmd.error(
             clap::error::ErrorKind::MissingRequiredArgument,
             "tenants map --customer needs --client HALO_ID (optionally --site ID) or --skip",

@@ -103,6 +103,7 @@ pub struct HaloConfig {
     pub token_url: String,
     /// Hosted Halo only: sent as `?tenant=` on the token request.
     pub tenant: Option<String>,
+    /// The Halo API application's client id (lower-case GUID).
     pub client_id: String,
     pub scope: String,
     pub rate_limit: RateLimit,
@@ -1073,16 +1074,8 @@ fn parse_halo(s: &Section) -> Result<HaloConfig, ConfigError> {
         None => format!("{url}/auth"),
     };
     let tenant = s.non_empty_string("tenant")?.map(|(t, _)| t);
-    let (client_id, _) = s.required_string("client_id", EXAMPLE_GUID)?;
-    let client_id = client_id.trim().to_string();
-    if client_id.is_empty() {
-        return Err(s.src.err(
-            &s.get("client_id").and_then(Item::span),
-            &s.key_path("client_id"),
-            "is empty",
-            Some("copy the client id of the Halo API application (Configuration > Integrations > Halo API)".into()),
-        ));
-    }
+    // Halo API applications have GUID client ids (reference/halo-api.md, token request).
+    let client_id = s.guid("client_id", EXAMPLE_GUID)?;
     let scope = s
         .non_empty_string("scope")?
         .map_or_else(|| "all".to_string(), |(v, _)| v);
@@ -1763,17 +1756,26 @@ client_id = "44444444-4444-4444-4444-444444444444"
 
     #[test]
     fn malformed_guid() {
-        let text = MINIMAL.replace(
-            "client_id = \"44444444-4444-4444-4444-444444444444\"",
-            "client_id = \"abc\"",
-        );
-        // Halo's client id is not required to be a GUID; the Graph one is.
-        assert!(p(&text).is_ok());
-        let text = MINIMAL.replace("33333333-3333-3333-3333-333333333333", "abc");
+        let text = MINIMAL.replace("44444444-4444-4444-4444-444444444444", "abc");
         assert_eq!(
             err(&text),
-            "dir/csp-sync.toml:6:13: graph.client_id: \"abc\" is not a GUID \
+            "dir/csp-sync.toml:10:13: halo.client_id: \"abc\" is not a GUID \
              (write it like \"11111111-2222-3333-4444-555555555555\")"
+        );
+        let text = MINIMAL.replace("33333333-3333-3333-3333-333333333333", "3333");
+        let e = err(&text);
+        assert!(
+            e.starts_with("dir/csp-sync.toml:6:13: graph.client_id: \"3333\" is not a GUID"),
+            "{e}"
+        );
+        let text = MINIMAL.replace(
+            "11111111-1111-1111-1111-111111111111",
+            "11111111-1111-1111-1111-11111111111g",
+        );
+        let e = err(&text);
+        assert!(
+            e.starts_with("dir/csp-sync.toml:2:13: partner_center.tenant_id:"),
+            "{e}"
         );
     }
 

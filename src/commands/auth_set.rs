@@ -98,6 +98,15 @@ fn store(
         name.description(),
         name.keyring_entry()
     )?;
+    if cfg!(target_os = "linux") {
+        writeln!(
+            out,
+            "Note: on Linux this is the kernel keyring: it is cleared at reboot, and cron jobs or services \
+             often cannot see it. For unattended runs put the value in a file only that user can read \
+             (chmod 600) and set {}.",
+            name.file_env_var()
+        )?;
+    }
     if let Some(var) = secrets.overridden_by(name) {
         writeln!(
             out,
