@@ -99,9 +99,24 @@ pub(crate) fn now_secs() -> i64 {
 
 /// RFC 3339 UTC with a `Z`, seconds precision.
 pub(crate) fn rfc3339(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+    thread_local! {
+        // Scenario generation formats the same few dates tens of thousands of times.
+        static CACHE: std::cell::RefCell<std::collections::HashMap<i64, String>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 10_000 {
+            c.clear();
+        }
+        c.entry(secs)
+            .or_insert_with(|| {
+                jiff::Timestamp::from_second(secs)
+                    .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+            })
+            .clone()
+    })
 }
 
 /// Parses an RFC 3339 timestamp into seconds; `None` when it does not parse.

@@ -759,3 +759,37 @@ fn large_scenario_is_fast_and_mapped() {
     assert!(s.halo_records("Users").is_empty());
     assert_eq!(s, Scenario::large(200, 100, 50));
 }
+
+#[test]
+fn drop_frees_ports_and_standalone_rejects_bad_args() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = probe.local_addr().unwrap().port();
+    drop(probe);
+    let Ok(emu) = Emulator::start_on(Scenario::small(), "127.0.0.1", Some(base)) else {
+        return; // a neighbouring port was taken by someone else; nothing to check
+    };
+    assert_eq!(emu.login_url(), format!("http://127.0.0.1:{base}"));
+    assert_eq!(
+        http("GET", &format!("{}/api/authinfo", emu.halo_url()), &[], b"").status,
+        200
+    );
+    drop(emu);
+    let again = Emulator::start_on(Scenario::small(), "127.0.0.1", Some(base))
+        .expect("ports freed after drop");
+    drop(again);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(csp_sync_emulator::run_standalone(vec!["--bogus".into()]))
+        .unwrap_err();
+    assert!(err.contains("unknown argument"));
+    let err = rt
+        .block_on(csp_sync_emulator::run_standalone(vec![
+            "--scenario".into(),
+            "/nonexistent.json".into(),
+        ]))
+        .unwrap_err();
+    assert!(err.contains("cannot read scenario file"));
+}
