@@ -77,7 +77,7 @@ pub(crate) struct Runtime {
     pub pc_continuations: HashMap<String, usize>,
     pub pc_responses: u64,
     pub halo_window: VecDeque<std::time::Instant>,
-    /// `(tenant, application id)` pairs consented through Partner Center.
+    /// Device-code flow: device code -> (client id, polls so far).
     pub device_codes: HashMap<String, (String, u32)>,
 }
 
