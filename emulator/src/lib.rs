@@ -1,1 +1,333 @@
-pub fn placeholder() {}
+//! A local emulator of the Microsoft identity platform, Partner Center, Microsoft Graph and HaloPSA, for
+//! csp-sync's tests and demo. Built from the reference documents, independently of csp-sync's client types:
+//! all data is `serde_json::Value` shaped like the documented samples.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use csp_sync_emulator::{Emulator, Scenario};
+//! let emu = Emulator::start(Scenario::small()).await?;
+//! println!("{}", emu.graph_url());
+//! # Ok(()) }
+//! ```
+//!
+//! The servers run on a dedicated thread with its own Tokio runtime, so they keep answering while the
+//! caller blocks (e.g. on a child process); dropping the [`Emulator`] stops them and frees the ports.
+
+mod graph;
+mod halo;
+mod identity;
+mod partner_center;
+mod scenario;
+mod scenarios;
+mod server;
+mod util;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use scenario::{
+    BomMode, Customer, GraphApp, HALO_ENTITIES, HaloApp, PartnerCenterApp, Scenario, Settings,
+    State,
+};
+use server::{Runtime, Shared, Urls};
+
+/// Which of the four servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Api {
+    Login,
+    PartnerCenter,
+    Graph,
+    Halo,
+}
+
+/// One request received, with the status it got (`0` when the connection was dropped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    pub api: Api,
+    pub method: String,
+    /// Percent-decoded path, e.g. `/v1.0/users/delta`.
+    pub path: String,
+    /// Raw query string (not decoded), without `?`.
+    pub query: String,
+    pub status: u16,
+    /// JSON body, or the form fields (secrets masked as `***`), or the raw text.
+    pub body: Option<serde_json::Value>,
+}
+
+/// A fault queued with [`Emulator::inject`]: the first `times` requests to `api` whose method matches
+/// (`None` = any) and whose `path?query` contains `path_contains` get `kind` instead of normal handling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub api: Api,
+    pub method: Option<String>,
+    pub path_contains: String,
+    pub kind: FaultKind,
+    pub times: usize,
+}
+
+impl Fault {
+    /// A fault on any method, once.
+    pub fn new(api: Api, path_contains: &str, kind: FaultKind) -> Fault {
+        Fault {
+            api,
+            method: None,
+            path_contains: path_contains.to_string(),
+            kind,
+            times: 1,
+        }
+    }
+
+    #[must_use]
+    pub fn method(mut self, method: &str) -> Fault {
+        self.method = Some(method.to_string());
+        self
+    }
+
+    #[must_use]
+    pub fn times(mut self, times: usize) -> Fault {
+        self.times = times;
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaultKind {
+    /// 429 with the API's own body; `Retry-After` set verbatim when given.
+    TooManyRequests { retry_after: Option<String> },
+    /// That status with the API's error body (5xx carry no `Retry-After`).
+    Status(u16),
+    /// The connection is closed without a response; the request is not applied.
+    DropBeforeResponse,
+    /// The request is applied to the state, then the connection is closed without a response.
+    DropAfterWrite,
+    /// The request is handled normally after this delay.
+    Latency(Duration),
+}
+
+/// The running servers. Dropping it shuts them down.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts the four servers on `127.0.0.1`, each on a free port.
+    pub async fn start(scenario: Scenario) -> std::io::Result<Emulator> {
+        Self::start_on(scenario, "127.0.0.1", None)
+    }
+
+    /// Starts the servers on `host`, on `base_port..base_port+3` (login, Partner Center, Graph, Halo) or on
+    /// free ports when `None`.
+    pub fn start_on(
+        scenario: Scenario,
+        host: &str,
+        base_port: Option<u16>,
+    ) -> std::io::Result<Emulator> {
+        let mut listeners = Vec::new();
+        for i in 0..4u16 {
+            let port = base_port.map_or(0, |p| p + i);
+            let l = std::net::TcpListener::bind((host, port)).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("emulator cannot listen on {host}:{port}: {e}"),
+                )
+            })?;
+            l.set_nonblocking(true)?;
+            listeners.push(l);
+        }
+        let url = |l: &std::net::TcpListener| -> std::io::Result<String> {
+            Ok(format!("http://{}", l.local_addr()?))
+        };
+        let urls = Urls {
+            login: url(&listeners[0])?,
+            partner_center: url(&listeners[1])?,
+            graph: url(&listeners[2])?,
+            halo: url(&listeners[3])?,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                scenario,
+                rt: Runtime::default(),
+            }),
+            urls,
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shared2 = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("csp-sync-emulator".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                    let apis = [Api::Login, Api::PartnerCenter, Api::Graph, Api::Halo];
+                    for (l, api) in listeners.into_iter().zip(apis) {
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => {
+                                tokio::spawn(server::accept_loop(
+                                    l,
+                                    api,
+                                    shared2.clone(),
+                                    stop_rx.clone(),
+                                ));
+                            }
+                            Err(e) => eprintln!("emulator: cannot serve {api:?}: {e}"),
+                        }
+                    }
+                    let _ = rx.await;
+                    let _ = stop_tx.send(true);
+                });
+                // Dropping the runtime here cancels every task and closes every socket.
+                drop(runtime);
+            })?;
+        Ok(Emulator {
+            shared,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Identity platform root: tokens at `/{tenant}/oauth2/v2.0/token` (and v1 `/{tenant}/oauth2/token`).
+    pub fn login_url(&self) -> String {
+        self.shared.urls.login.clone()
+    }
+
+    /// Partner Center root; the API is under `/v1/...`.
+    pub fn partner_center_url(&self) -> String {
+        self.shared.urls.partner_center.clone()
+    }
+
+    /// Graph root; the API is under `/v1.0/...`.
+    pub fn graph_url(&self) -> String {
+        self.shared.urls.graph.clone()
+    }
+
+    /// Halo root; the API is under `/api/...`, the token at `/auth/token`.
+    pub fn halo_url(&self) -> String {
+        self.shared.urls.halo.clone()
+    }
+
+    /// A copy of the current data (including every write received).
+    pub fn scenario(&self) -> Scenario {
+        self.shared.lock().scenario.clone()
+    }
+
+    /// Runs `f` on the live state (data between runs, settings, token memory).
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.shared.lock())
+    }
+
+    /// Queues a fault (faults are matched in the order queued).
+    pub fn inject(&self, fault: Fault) {
+        self.shared.lock().rt.faults.push(fault);
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().rt.log.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.lock().rt.log.clear();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The standalone emulator: `--port N` (login N, Partner Center N+1, Graph N+2, Halo N+3; default free
+/// ports), `--scenario FILE|small|large` (default small), `--host H` (default 127.0.0.1). Prints the URLs
+/// and the credentials it accepts, then serves until the process is stopped.
+pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
+    const USAGE: &str =
+        "usage: csp-sync-emulator [--port N] [--scenario FILE|small|large] [--host 127.0.0.1]";
+    let mut port = None;
+    let mut scenario_arg = "small".to_string();
+    let mut host = "127.0.0.1".to_string();
+    let mut it = args.into_iter().skip_while(|a| !a.starts_with("--"));
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value; {USAGE}"))
+        };
+        match a.as_str() {
+            "--port" => {
+                let v = value("--port")?;
+                port = Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p < u16::MAX - 3)
+                        .ok_or_else(|| {
+                            format!("--port {v}: not a port number below 65532; {USAGE}")
+                        })?,
+                );
+            }
+            "--scenario" => scenario_arg = value("--scenario")?,
+            "--host" => host = value("--host")?,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other}; {USAGE}")),
+        }
+    }
+    let scenario = match scenario_arg.as_str() {
+        "small" => Scenario::small(),
+        "large" => Scenario::large(200, 100, 50),
+        file => Scenario::from_file(std::path::Path::new(file))?,
+    };
+    let creds = scenario.clone();
+    let emu = Emulator::start_on(scenario, &host, port).map_err(|e| e.to_string())?;
+    println!("csp-sync emulator ({} customers)", creds.customers.len());
+    println!("  login          {}", emu.login_url());
+    println!("  partner center {}", emu.partner_center_url());
+    println!("  graph          {}", emu.graph_url());
+    println!(
+        "  halo           {}  (token at {}/auth/token)",
+        emu.halo_url(),
+        emu.halo_url()
+    );
+    println!("credentials accepted (emulator-only test values):");
+    println!("  partner tenant id        {}", creds.partner_tenant_id);
+    println!(
+        "  partner center client id {}",
+        creds.partner_center_app.client_id
+    );
+    println!(
+        "  partner center secret    {}",
+        creds.partner_center_app.client_secret
+    );
+    println!(
+        "  partner refresh token    {}",
+        creds.partner_center_app.refresh_token
+    );
+    println!("  graph client id          {}", creds.graph_app.client_id);
+    println!(
+        "  graph client secret      {}",
+        creds.graph_app.client_secret
+    );
+    println!("  halo client id           {}", creds.halo_app.client_id);
+    println!(
+        "  halo client secret       {}",
+        creds.halo_app.client_secret
+    );
+    if let Some(t) = &creds.halo_app.tenant {
+        println!("  halo tenant              {t}");
+    }
+    println!("serving; stop with Ctrl-C");
+    std::future::pending::<()>().await;
+    drop(emu);
+    Ok(())
+}
