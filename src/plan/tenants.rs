@@ -1,1 +1,839 @@
 //! Tenants planner: mapping suggestions and client auto-creation. See SPEC section 7 (tenants).
+//!
+//! Pure functions of plain values (no I/O, no clock):
+//! - [`suggest`]: evidence-based Halo client suggestions for the unmapped, non-skipped customers
+//!   (`tenants map`, `tenants map --suggest [--accept-exact]`);
+//! - [`fuzzy_search`]: the interactive search box of `tenants map`;
+//! - [`plan_auto_create`]: `[sync] auto_create_clients`;
+//! - [`renamed`]: customers whose Partner Center name drifted from the `[[tenant]] name`.
+//!
+//! Evidence, strongest first:
+//! 1. the customer's tenant id already stored on a Halo client (`azure_tenants`): [`Confidence::Exact`];
+//! 2. a verified domain of the customer equal to the domain of the client's website or e-mail address
+//!    (generic mail domains such as gmail.com never count): [`Confidence::Likely`];
+//! 3. an equal normalised company name ([`normalise_company_name`]): [`Confidence::Likely`];
+//! 4. a similar normalised name (Jaro-Winkler >= [`FUZZY_THRESHOLD`]): [`Confidence::Weak`], shown and never
+//!    accepted automatically.
+//!
+//! A suggestion is accepted automatically only when exactly one client has evidence stronger than
+//! [`Confidence::Weak`], and that client is active and not already mapped to another customer. Two clients
+//! with evidence of the same strength are a tie; a weaker but real piece of evidence for another client
+//! (the tenant id on client B, the domain on client A) is a conflict. Neither is ever auto-accepted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{Action, Change, Conflict, FieldChange, HaloEntity, Module, TenantPlan, norm};
+use crate::model::{Customer, HaloClient};
+
+/// The minimum Jaro-Winkler similarity of two normalised names for [`Evidence::SimilarName`].
+pub const FUZZY_THRESHOLD: f64 = 0.9;
+
+/// The reason on every auto-create change.
+pub const REASON_NEW_CUSTOMER: &str = "new customer in Partner Center";
+
+/// Mail and web domains shared by unrelated people: never evidence that a customer is a client.
+/// Compared after [`domain_of`] (lower-case, `www.` removed).
+pub const GENERIC_MAIL_DOMAINS: &[&str] = &[
+    "aol.com",
+    "att.net",
+    "bigpond.com",
+    "btinternet.com",
+    "comcast.net",
+    "free.fr",
+    "gmail.com",
+    "gmx.at",
+    "gmx.ch",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "googlemail.com",
+    "hey.com",
+    "hotmail.co.uk",
+    "hotmail.com",
+    "hotmail.de",
+    "hotmail.fr",
+    "icloud.com",
+    "live.co.uk",
+    "live.com",
+    "mac.com",
+    "mail.com",
+    "mail.ru",
+    "me.com",
+    "msn.com",
+    "naver.com",
+    "orange.fr",
+    "outlook.co.uk",
+    "outlook.com",
+    "outlook.de",
+    "pm.me",
+    "proton.me",
+    "protonmail.com",
+    "qq.com",
+    "sky.com",
+    "t-online.de",
+    "tutanota.com",
+    "verizon.net",
+    "web.de",
+    "yahoo.co.uk",
+    "yahoo.com",
+    "yahoo.de",
+    "yahoo.fr",
+    "yandex.com",
+    "yandex.ru",
+    "ymail.com",
+    "zoho.com",
+];
+
+/// Legal-form words dropped from the end of a company name by [`normalise_company_name`] (after dots and
+/// apostrophes are removed: `B.V.` is `bv`, `S.p.A.` is `spa`, `Sp. z o.o.` is `sp z oo`).
+const LEGAL_SUFFIXES: &[&str] = &[
+    "ab",
+    "ag",
+    "aps",
+    "as",
+    "asa",
+    "bhd",
+    "bv",
+    "bvba",
+    "co",
+    "company",
+    "corp",
+    "corporation",
+    "cv",
+    "doo",
+    "ev",
+    "gbr",
+    "gmbh",
+    "inc",
+    "incorporated",
+    "kft",
+    "kg",
+    "kgaa",
+    "kk",
+    "limited",
+    "llc",
+    "llp",
+    "lp",
+    "ltd",
+    "ltda",
+    "mbh",
+    "nv",
+    "ohg",
+    "oy",
+    "oyj",
+    "plc",
+    "private",
+    "pte",
+    "pty",
+    "pvt",
+    "sa",
+    "sarl",
+    "sas",
+    "sdn",
+    "se",
+    "sl",
+    "spa",
+    "sprl",
+    "sro",
+    "srl",
+    "ug",
+    "zrt",
+];
+
+/// Legal forms spelt as several words once punctuation is gone, compared joined (`sp z oo` -> `spzoo`).
+const LEGAL_SUFFIX_PHRASES: &[&str] = &["spzoo", "sadecv"];
+
+/// The current mapping from the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingState {
+    /// Customer id -> Halo client id (`[[tenant]] halo_client_id`).
+    pub mapped: BTreeMap<String, i64>,
+    /// Customer ids with `skip = true`.
+    pub skipped: BTreeSet<String>,
+}
+
+impl MappingState {
+    fn is_mapped(&self, customer_id: &str) -> bool {
+        let id = norm(customer_id);
+        self.mapped.keys().any(|k| norm(k) == id)
+    }
+
+    fn is_skipped(&self, customer_id: &str) -> bool {
+        let id = norm(customer_id);
+        self.skipped.iter().any(|k| norm(k) == id)
+    }
+
+    /// Needs a decision: neither mapped nor skipped.
+    fn is_open(&self, customer_id: &str) -> bool {
+        !self.is_mapped(customer_id) && !self.is_skipped(customer_id)
+    }
+}
+
+/// One piece of evidence that a customer is a Halo client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    /// The customer's tenant id is stored on the client (`azure_tenants`).
+    TenantId,
+    /// A verified domain of the customer is the domain of the client's website or e-mail address.
+    Domain { domain: String },
+    /// The normalised company names are equal.
+    Name { normalised: String },
+    /// The normalised names are similar (`similarity` >= [`FUZZY_THRESHOLD`], rounded to 3 decimals);
+    /// `normalised` is the client's normalised name.
+    SimilarName { normalised: String, similarity: f64 },
+}
+
+impl Evidence {
+    pub fn confidence(&self) -> Confidence {
+        match self {
+            Evidence::TenantId => Confidence::Exact,
+            Evidence::Domain { .. } | Evidence::Name { .. } => Confidence::Likely,
+            Evidence::SimilarName { .. } => Confidence::Weak,
+        }
+    }
+
+    fn weight(&self) -> f64 {
+        match self {
+            Evidence::TenantId => 1.0,
+            Evidence::Domain { .. } => 0.6,
+            Evidence::Name { .. } => 0.5,
+            Evidence::SimilarName { similarity, .. } => 0.3 * similarity,
+        }
+    }
+
+    /// The evidence in words ("tenant id", "domain contoso.com", ...).
+    pub fn describe(&self) -> String {
+        match self {
+            Evidence::TenantId => "tenant id".to_string(),
+            Evidence::Domain { domain } => format!("domain {domain}"),
+            Evidence::Name { normalised } => format!("name \"{normalised}\""),
+            Evidence::SimilarName {
+                normalised,
+                similarity,
+            } => format!("similar name \"{normalised}\" ({similarity:.2})"),
+        }
+    }
+}
+
+/// How strong a candidate's best evidence is. Ordered strongest first (`Exact < Likely < Weak`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Exact,
+    Likely,
+    Weak,
+}
+
+/// A Halo client that may be the customer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    pub halo_client_id: i64,
+    pub halo_client_name: String,
+    /// Strongest first.
+    pub evidence: Vec<Evidence>,
+    /// The strongest evidence's confidence.
+    pub confidence: Confidence,
+    /// The client is inactive in Halo (never auto-accepted).
+    pub inactive: bool,
+    /// Another customer already mapped to this client (the smallest such id); never auto-accepted.
+    pub already_mapped_to: Option<String>,
+    /// Sum of evidence weights, for ordering within a confidence level.
+    pub score: f64,
+}
+
+/// The suggestions for one unmapped customer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suggestion {
+    pub customer_id: String,
+    pub customer_name: String,
+    /// Best first.
+    pub candidates: Vec<Candidate>,
+    /// The client to map without asking; `Some` only when the evidence is unambiguous.
+    pub auto_accept: Option<i64>,
+    /// Why there is no `auto_accept`, in words; `None` when there is one.
+    pub why_not: Option<String>,
+}
+
+/// Evidence-based suggestions for every unmapped, non-skipped customer, ordered by customer name then id.
+///
+/// `domains` holds each customer's verified domains keyed by customer id; a customer missing from it (its
+/// Graph token failed) is compared on its Partner Center domain only, and a `why_not` says so when nothing
+/// is auto-accepted.
+pub fn suggest(
+    customers: &[Customer],
+    domains: &BTreeMap<String, Vec<String>>,
+    clients: &[HaloClient],
+    mapping: &MappingState,
+) -> Vec<Suggestion> {
+    let domains_by_id: BTreeMap<String, &Vec<String>> =
+        domains.iter().map(|(k, v)| (norm(k), v)).collect();
+    let mapped_to = mapped_customers_by_client(mapping);
+    let client_facts: Vec<ClientFacts> = clients.iter().map(ClientFacts::of).collect();
+
+    open_customers(customers, mapping)
+        .into_iter()
+        .map(|customer| {
+            let verified = domains_by_id.get(&norm(&customer.id)).copied();
+            suggest_one(customer, verified, &client_facts, &mapped_to)
+        })
+        .collect()
+}
+
+/// What [`suggest`] compares of a Halo client, computed once.
+struct ClientFacts<'a> {
+    client: &'a HaloClient,
+    tenant_ids: BTreeSet<String>,
+    domains: BTreeSet<String>,
+    normalised: String,
+}
+
+impl<'a> ClientFacts<'a> {
+    fn of(client: &'a HaloClient) -> ClientFacts<'a> {
+        let domains = [client.website.as_deref(), client.email.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(domain_of)
+            .filter(|d| !is_generic_domain(d))
+            .collect();
+        ClientFacts {
+            client,
+            tenant_ids: client
+                .azure_tenant_ids
+                .iter()
+                .map(|t| norm(t))
+                .filter(|t| !t.is_empty())
+                .collect(),
+            domains,
+            normalised: normalise_company_name(&client.name),
+        }
+    }
+}
+
+/// Client id -> the customers mapped to it (sorted).
+fn mapped_customers_by_client(mapping: &MappingState) -> BTreeMap<i64, Vec<String>> {
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (customer, client) in &mapping.mapped {
+        out.entry(*client).or_default().push(norm(customer));
+    }
+    for v in out.values_mut() {
+        v.sort();
+        v.dedup();
+    }
+    out
+}
+
+/// Unmapped, non-skipped customers, one per id, ordered by name (case-insensitive) then id.
+fn open_customers<'a>(customers: &'a [Customer], mapping: &MappingState) -> Vec<&'a Customer> {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<&Customer> = customers
+        .iter()
+        .filter(|c| !c.id.trim().is_empty())
+        .filter(|c| mapping.is_open(&c.id))
+        .filter(|c| seen.insert(norm(&c.id)))
+        .collect();
+    out.sort_by(|a, b| {
+        a.company_name
+            .to_lowercase()
+            .cmp(&b.company_name.to_lowercase())
+            .then_with(|| norm(&a.id).cmp(&norm(&b.id)))
+    });
+    out
+}
+
+fn customer_tenant_ids(customer: &Customer) -> BTreeSet<String> {
+    [customer.tenant_id.as_str(), customer.id.as_str()]
+        .into_iter()
+        .map(norm)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn customer_domains(customer: &Customer, verified: Option<&Vec<String>>) -> BTreeSet<String> {
+    verified
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .chain(std::iter::once(customer.domain.as_str()))
+        .filter_map(domain_of)
+        .filter(|d| !is_generic_domain(d))
+        .collect()
+}
+
+fn suggest_one(
+    customer: &Customer,
+    verified: Option<&Vec<String>>,
+    clients: &[ClientFacts<'_>],
+    mapped_to: &BTreeMap<i64, Vec<String>>,
+) -> Suggestion {
+    let customer_id = norm(&customer.id);
+    let tenant_ids = customer_tenant_ids(customer);
+    let my_domains = customer_domains(customer, verified);
+    let my_name = normalise_company_name(&customer.company_name);
+
+    let mut candidates: Vec<Candidate> = clients
+        .iter()
+        .filter_map(|facts| {
+            let evidence = evidence_for(&tenant_ids, &my_domains, &my_name, facts);
+            let confidence = evidence.iter().map(Evidence::confidence).min()?;
+            let score = evidence.iter().map(Evidence::weight).sum();
+            let already_mapped_to = mapped_to
+                .get(&facts.client.id)
+                .and_then(|ids| ids.iter().find(|id| **id != customer_id).cloned());
+            Some(Candidate {
+                halo_client_id: facts.client.id,
+                halo_client_name: facts.client.name.clone(),
+                evidence,
+                confidence,
+                inactive: facts.client.inactive,
+                already_mapped_to,
+                score,
+            })
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        a.confidence
+            .cmp(&b.confidence)
+            .then_with(|| b.score.total_cmp(&a.score))
+            .then_with(|| a.inactive.cmp(&b.inactive))
+            .then_with(|| {
+                a.already_mapped_to
+                    .is_some()
+                    .cmp(&b.already_mapped_to.is_some())
+            })
+            .then_with(|| a.halo_client_id.cmp(&b.halo_client_id))
+    });
+
+    let (auto_accept, mut why_not) = decide(&candidates);
+    if auto_accept.is_none() && verified.is_none() {
+        let note = "the customer's verified domains could not be read (its Graph token failed?): only \
+                    its Partner Center domain was compared";
+        why_not = Some(match why_not {
+            Some(w) => format!("{w}; {note}"),
+            None => note.to_string(),
+        });
+    }
+    Suggestion {
+        customer_id: customer.id.clone(),
+        customer_name: customer.company_name.clone(),
+        candidates,
+        auto_accept,
+        why_not,
+    }
+}
+
+fn evidence_for(
+    tenant_ids: &BTreeSet<String>,
+    domains: &BTreeSet<String>,
+    name: &str,
+    facts: &ClientFacts<'_>,
+) -> Vec<Evidence> {
+    let mut evidence = Vec::new();
+    if !tenant_ids.is_disjoint(&facts.tenant_ids) {
+        evidence.push(Evidence::TenantId);
+    }
+    for d in domains.intersection(&facts.domains) {
+        evidence.push(Evidence::Domain { domain: d.clone() });
+    }
+    if !name.is_empty() && !facts.normalised.is_empty() {
+        if name == facts.normalised {
+            evidence.push(Evidence::Name {
+                normalised: name.to_string(),
+            });
+        } else {
+            let similarity = strsim::jaro_winkler(name, &facts.normalised);
+            if similarity >= FUZZY_THRESHOLD {
+                evidence.push(Evidence::SimilarName {
+                    normalised: facts.normalised.clone(),
+                    similarity: (similarity * 1000.0).round() / 1000.0,
+                });
+            }
+        }
+    }
+    evidence
+}
+
+fn label(c: &Candidate) -> String {
+    format!("{} ({})", c.halo_client_name, c.halo_client_id)
+}
+
+fn evidence_words(c: &Candidate) -> String {
+    c.evidence
+        .iter()
+        .filter(|e| e.confidence() != Confidence::Weak)
+        .map(Evidence::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The auto-accept decision over candidates sorted best first.
+fn decide(candidates: &[Candidate]) -> (Option<i64>, Option<String>) {
+    let Some(best) = candidates.first() else {
+        return (
+            None,
+            Some(
+                "no Halo client has this tenant id, one of its domains or its company name"
+                    .to_string(),
+            ),
+        );
+    };
+    if best.confidence == Confidence::Weak {
+        return (
+            None,
+            Some(
+                "only similar names were found; they are never accepted automatically".to_string(),
+            ),
+        );
+    }
+    let same: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.confidence == best.confidence)
+        .collect();
+    if same.len() > 1 {
+        let names: Vec<String> = same
+            .iter()
+            .map(|c| format!("{} by {}", label(c), evidence_words(c)))
+            .collect();
+        return (
+            None,
+            Some(format!(
+                "tie: {} clients have equally strong evidence: {}",
+                same.len(),
+                names.join("; ")
+            )),
+        );
+    }
+    let others: Vec<&Candidate> = candidates
+        .iter()
+        .skip(1)
+        .filter(|c| c.confidence != Confidence::Weak)
+        .collect();
+    if !others.is_empty() {
+        let other_words: Vec<String> = others
+            .iter()
+            .map(|c| format!("{} points to {}", evidence_words(c), label(c)))
+            .collect();
+        return (
+            None,
+            Some(format!(
+                "conflicting evidence: {} points to {}, but {}",
+                evidence_words(best),
+                label(best),
+                other_words.join("; ")
+            )),
+        );
+    }
+    if best.inactive {
+        return (
+            None,
+            Some(format!(
+                "the matching client {} is inactive in Halo",
+                label(best)
+            )),
+        );
+    }
+    if let Some(other) = &best.already_mapped_to {
+        return (
+            None,
+            Some(format!(
+                "the matching client {} is already mapped to customer {other}",
+                label(best)
+            )),
+        );
+    }
+    (Some(best.halo_client_id), None)
+}
+
+/// A company name for comparison: lower case, `&` read as `and`, dots and apostrophes dropped, other
+/// punctuation as spaces, a leading `the` and trailing legal forms (Ltd, Limited, Inc, GmbH, B.V., Pty Ltd,
+/// & Co. KG, ...) removed, words joined by single spaces. `"Company A LTD"` and `"Company A Limited"` are
+/// both `"company a"`. A name made only of legal-form words is kept as it is (`"AG"` stays `"ag"`).
+pub fn normalise_company_name(name: &str) -> String {
+    let lower = name.to_lowercase().replace(['&', '+'], " and ");
+    let mut tokens: Vec<String> = Vec::new();
+    for word in lower.split_whitespace() {
+        // `a/s` (Danish and Norwegian A/S) is one legal form, not two words.
+        let word: String = word
+            .chars()
+            .filter(|c| !matches!(c, '.' | '\'' | '\u{2019}' | '`'))
+            .collect();
+        let bytes: Vec<char> = word.chars().collect();
+        if bytes.len() == 3
+            && bytes[1] == '/'
+            && bytes[0].is_alphabetic()
+            && bytes[2].is_alphabetic()
+        {
+            tokens.push(format!("{}{}", bytes[0], bytes[2]));
+            continue;
+        }
+        for part in word.split(|c: char| !c.is_alphanumeric()) {
+            if !part.is_empty() {
+                tokens.push(part.to_string());
+            }
+        }
+    }
+    let all = tokens.clone();
+    if tokens.len() > 1 && tokens[0] == "the" {
+        tokens.remove(0);
+    }
+    let mut stripped_any = false;
+    loop {
+        if tokens.len() <= 1 {
+            break;
+        }
+        let phrase_len = [4usize, 3, 2].into_iter().find(|&k| {
+            tokens.len() > k
+                && LEGAL_SUFFIX_PHRASES.contains(&tokens[tokens.len() - k..].concat().as_str())
+        });
+        if let Some(k) = phrase_len {
+            tokens.truncate(tokens.len() - k);
+            stripped_any = true;
+            continue;
+        }
+        let last = tokens[tokens.len() - 1].as_str();
+        if LEGAL_SUFFIXES.contains(&last) || (stripped_any && last == "and") {
+            tokens.pop();
+            stripped_any = true;
+            continue;
+        }
+        break;
+    }
+    // A trailing "and" only goes with a legal form after it ("Smith & Co" -> "smith").
+    if tokens.is_empty() || (tokens.len() == 1 && tokens[0] == "and") {
+        return all.join(" ");
+    }
+    tokens.join(" ")
+}
+
+/// The domain of a website address or an e-mail address, lower case, without `www.`:
+/// `"https://www.acme.com/x"` -> `acme.com`, `"info@acme.com"` -> `acme.com`. `None` when the text holds
+/// no plausible domain name (no dot, spaces, bad characters).
+pub fn domain_of(website_or_email: &str) -> Option<String> {
+    let mut s = website_or_email.trim().to_lowercase();
+    if let Some(rest) = s.strip_prefix("mailto:") {
+        s = rest.to_string();
+    }
+    let host: &str = if let Some(idx) = s.find("://") {
+        // URL: drop scheme, then path/query/fragment, then user info and port.
+        let rest = &s[idx + 3..];
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        authority.split(':').next().unwrap_or(authority)
+    } else if let Some(at) = s.rfind('@') {
+        // E-mail address; a trailing `>` of `Name <a@b.com>` is dropped.
+        s[at + 1..].trim_end_matches('>')
+    } else {
+        let end = s.find(['/', '?', '#']).unwrap_or(s.len());
+        let host = &s[..end];
+        host.split(':').next().unwrap_or(host)
+    };
+    let host = host.trim().trim_end_matches('.');
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    let valid = host.contains('.')
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    valid.then(|| host.to_string())
+}
+
+/// Whether a domain is a shared mail or web domain ([`GENERIC_MAIL_DOMAINS`]) that is never evidence.
+pub fn is_generic_domain(domain: &str) -> bool {
+    let d = norm(domain);
+    GENERIC_MAIL_DOMAINS.contains(&d.as_str())
+}
+
+/// Clients ranked for an interactive search: Jaro-Winkler similarity of the normalised query and the
+/// normalised client name, raised when one contains the other (word-prefix matches most). Returns at most
+/// `limit` `(client id, client name, score)` tuples, best first, ties by name then id; an empty query
+/// returns nothing. Inactive clients are included; the caller shows their state.
+pub fn fuzzy_search(query: &str, clients: &[HaloClient], limit: usize) -> Vec<(i64, String, f64)> {
+    let q = normalise_company_name(query);
+    if q.is_empty() || limit == 0 {
+        return Vec::new();
+    }
+    let mut scored: Vec<(i64, String, f64)> = clients
+        .iter()
+        .map(|c| {
+            let n = normalise_company_name(&c.name);
+            (c.id, c.name.clone(), search_score(&q, &n))
+        })
+        .filter(|(_, _, s)| *s > 0.0)
+        .collect();
+    scored.sort_by(|a, b| {
+        b.2.total_cmp(&a.2)
+            .then_with(|| a.1.to_lowercase().cmp(&b.1.to_lowercase()))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    scored.truncate(limit);
+    scored
+}
+
+fn search_score(q: &str, name: &str) -> f64 {
+    if name.is_empty() {
+        return 0.0;
+    }
+    if q == name {
+        return 1.0;
+    }
+    let mut score = strsim::jaro_winkler(q, name);
+    // The best word of the name counts too: "sons" finds "smith and sons".
+    for word in name.split(' ') {
+        score = score.max(0.95 * strsim::jaro_winkler(q, word));
+    }
+    let boost = if name.split(' ').any(|w| w.starts_with(q)) {
+        0.15
+    } else if name.contains(q) {
+        0.1
+    } else if q.contains(name) {
+        0.05
+    } else {
+        0.0
+    };
+    // Below 1.0 so an exact name always ranks first.
+    (score + boost).min(0.999)
+}
+
+/// The result of [`plan_auto_create`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AutoCreate {
+    /// One plan per customer that needs a new Halo client: a single `create` of a `Client`.
+    pub creates: Vec<TenantPlan>,
+    /// `(customer id, client id)`: a Halo client already carries the customer's tenant id (a previous run
+    /// created it and stopped before writing the config). Write the mapping; create nothing.
+    pub adopt: Vec<(String, i64)>,
+    /// Customers whose tenant id is on several Halo clients: neither created nor adopted.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// `[sync] auto_create_clients`: a Halo client for each unmapped, non-skipped customer (each customer id
+/// once, ordered by name then id), unless a client already carries its tenant id in `azure_tenants` (then
+/// it is adopted, even when inactive: a duplicate would be worse; or, when several do, a conflict). A create
+/// whose name equals an existing client's normalised name carries a note suggesting `tenants map`.
+pub fn plan_auto_create(
+    customers: &[Customer],
+    clients: &[HaloClient],
+    mapping: &MappingState,
+) -> AutoCreate {
+    let facts: Vec<ClientFacts> = clients.iter().map(ClientFacts::of).collect();
+    let mut out = AutoCreate::default();
+    for customer in open_customers(customers, mapping) {
+        let tenant_ids = customer_tenant_ids(customer);
+        let holders: Vec<&HaloClient> = facts
+            .iter()
+            .filter(|f| !tenant_ids.is_disjoint(&f.tenant_ids))
+            .map(|f| f.client)
+            .collect();
+        match holders.as_slice() {
+            [] => out.creates.push(create_plan(customer, &facts)),
+            [one] => out.adopt.push((customer.id.clone(), one.id)),
+            many => out.conflicts.push(Conflict {
+                module: Module::Tenants,
+                source_key: customer.id.clone(),
+                label: customer.company_name.clone(),
+                reason: format!(
+                    "the tenant id is on {} Halo clients ({}); map the customer with `csp-sync tenants map \
+                     --customer {} --client ID` or remove the duplicate mapping in Halo",
+                    many.len(),
+                    many.iter()
+                        .map(|c| format!("{} ({})", c.name, c.id))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    customer.id
+                ),
+                halo_ids: many.iter().map(|c| c.id).collect(),
+            }),
+        }
+    }
+    out
+}
+
+fn create_plan(customer: &Customer, facts: &[ClientFacts<'_>]) -> TenantPlan {
+    let tenant_id = if customer.tenant_id.trim().is_empty() {
+        norm(&customer.id)
+    } else {
+        norm(&customer.tenant_id)
+    };
+    let name = if customer.company_name.trim().is_empty() {
+        // Defensive: Partner Center always names a customer, but a client needs a name.
+        customer.domain.trim().to_string()
+    } else {
+        customer.company_name.trim().to_string()
+    };
+    // Halo's real example also sends `details_name` (the CSP connection); we send only what the mapping
+    // needs and let Halo attach the default connection [low confidence, halo-api.md 3.1].
+    let azure_tenants = json!([{ "azure_tenant_id": tenant_id, "azure_tenant_name": name }]);
+    let normalised = normalise_company_name(&name);
+    let notes: Vec<String> = facts
+        .iter()
+        .filter(|f| !normalised.is_empty() && f.normalised == normalised)
+        .map(|f| {
+            format!(
+                "a Halo client with the same name exists: {} ({}); if it is this customer, map it with \
+                 `csp-sync tenants map --customer {} --client {}` instead",
+                f.client.name, f.client.id, customer.id, f.client.id
+            )
+        })
+        .collect();
+    TenantPlan {
+        customer_id: customer.id.clone(),
+        name: name.clone(),
+        halo_client_id: None,
+        changes: vec![Change {
+            module: Module::Tenants,
+            action: Action::Create,
+            entity: HaloEntity::Client,
+            halo_id: None,
+            source_key: customer.id.clone(),
+            label: name.clone(),
+            reason: REASON_NEW_CUSTOMER.to_string(),
+            fields: vec![
+                FieldChange {
+                    field: "name".into(),
+                    from: Value::Null,
+                    to: Value::String(name),
+                },
+                FieldChange {
+                    field: "azure_tenants".into(),
+                    from: Value::Null,
+                    to: azure_tenants,
+                },
+            ],
+            extra: Map::new(),
+        }],
+        notes,
+        ..TenantPlan::default()
+    }
+}
+
+/// Customers whose Partner Center company name differs (after [`normalise_company_name`]) from the
+/// `[[tenant]] name` in the config (`config_names`: customer id -> name). Returns
+/// `(customer id, config name, Partner Center name)` ordered by customer id; customers without a config
+/// name, or with an empty one, are not reported.
+pub fn renamed(
+    customers: &[Customer],
+    config_names: &BTreeMap<String, String>,
+) -> Vec<(String, String, String)> {
+    let by_id: BTreeMap<String, &String> = config_names.iter().map(|(k, v)| (norm(k), v)).collect();
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<(String, String, String)> = customers
+        .iter()
+        .filter(|c| seen.insert(norm(&c.id)))
+        .filter_map(|c| {
+            let old = by_id.get(&norm(&c.id))?;
+            if old.trim().is_empty() || c.company_name.trim().is_empty() {
+                return None;
+            }
+            (normalise_company_name(old) != normalise_company_name(&c.company_name))
+                .then(|| (c.id.clone(), (*old).clone(), c.company_name.clone()))
+        })
+        .collect();
+    out.sort_by_key(|r| norm(&r.0));
+    out
+}
