@@ -837,3 +837,496 @@ pub fn renamed(
     out.sort_by_key(|r| norm(&r.0));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T1: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const T2: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+    const T3: &str = "aaaaaaaa-0000-0000-0000-000000000003";
+
+    fn customer(id: &str, name: &str, domain: &str) -> Customer {
+        Customer {
+            id: id.into(),
+            tenant_id: id.into(),
+            company_name: name.into(),
+            domain: domain.into(),
+            relationship: "reseller".into(),
+        }
+    }
+
+    fn client(id: i64, name: &str) -> HaloClient {
+        HaloClient {
+            id,
+            name: name.into(),
+            ..HaloClient::default()
+        }
+    }
+
+    fn with_tenant(mut c: HaloClient, tenant: &str) -> HaloClient {
+        c.azure_tenant_ids.push(tenant.into());
+        c
+    }
+
+    fn with_website(mut c: HaloClient, site: &str) -> HaloClient {
+        c.website = Some(site.into());
+        c
+    }
+
+    fn with_email(mut c: HaloClient, email: &str) -> HaloClient {
+        c.email = Some(email.into());
+        c
+    }
+
+    fn domains(entries: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        entries
+            .iter()
+            .map(|(id, ds)| {
+                (
+                    (*id).to_string(),
+                    ds.iter().map(|d| (*d).to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn one(
+        c: &Customer,
+        doms: &BTreeMap<String, Vec<String>>,
+        clients: &[HaloClient],
+        mapping: &MappingState,
+    ) -> Suggestion {
+        let mut s = suggest(std::slice::from_ref(c), doms, clients, mapping);
+        assert_eq!(s.len(), 1, "one suggestion expected: {s:?}");
+        s.remove(0)
+    }
+
+    #[test]
+    fn normalises_legal_suffixes_case_punctuation_and_ampersand() {
+        let n = normalise_company_name;
+        assert_eq!(n("Company A LTD"), n("Company A Limited"));
+        assert_eq!(n("Company A LTD"), "company a");
+        assert_eq!(n("Smith & Sons Inc."), n("smith and sons"));
+        assert_eq!(n("Smith & Sons Inc."), "smith and sons");
+        assert_eq!(n("Acme B.V."), "acme");
+        assert_eq!(n("Acme BV"), "acme");
+        assert_eq!(n("Müller GmbH & Co. KG"), "müller");
+        assert_eq!(n("Contoso Pty Ltd"), "contoso");
+        assert_eq!(n("Contoso Co., Ltd."), "contoso");
+        assert_eq!(n("Nordisk A/S"), "nordisk");
+        assert_eq!(n("Firma Sp. z o.o."), "firma");
+        assert_eq!(n("Grupo S.A. de C.V."), "grupo");
+        assert_eq!(n("The Contoso Group"), "contoso group");
+        assert_eq!(n("O'Brien   Consulting,  LLC"), "obrien consulting");
+        assert_eq!(n("Smith & Co"), "smith");
+        // A name made only of a legal form is kept; different names stay different.
+        assert_eq!(n("AG"), "ag");
+        assert_ne!(n("Acme Ltd"), n("Acme Holdings Ltd"));
+        assert_eq!(n(""), "");
+    }
+
+    #[test]
+    fn domain_of_websites_and_emails() {
+        assert_eq!(
+            domain_of("https://www.acme.com/x").as_deref(),
+            Some("acme.com")
+        );
+        assert_eq!(
+            domain_of("http://Acme.COM:8080/?a=b").as_deref(),
+            Some("acme.com")
+        );
+        assert_eq!(domain_of("www.acme.co.uk").as_deref(), Some("acme.co.uk"));
+        assert_eq!(domain_of("acme.com/contact").as_deref(), Some("acme.com"));
+        assert_eq!(domain_of("info@acme.com").as_deref(), Some("acme.com"));
+        assert_eq!(
+            domain_of("mailto:Info@Mail.Acme.com").as_deref(),
+            Some("mail.acme.com")
+        );
+        assert_eq!(
+            domain_of("contoso.onmicrosoft.com").as_deref(),
+            Some("contoso.onmicrosoft.com")
+        );
+        assert_eq!(domain_of(""), None);
+        assert_eq!(domain_of("n/a"), None);
+        assert_eq!(domain_of("localhost"), None);
+        assert_eq!(domain_of("acme .com"), None);
+        assert_eq!(domain_of("https://"), None);
+    }
+
+    #[test]
+    fn tenant_id_on_client_is_exact_and_auto_accepted() {
+        let c = customer(T1, "Fabrikam", "fabrikam.onmicrosoft.com");
+        let clients = vec![
+            client(1, "Northwind"),
+            with_tenant(
+                client(2, "Fabrikam Holdings (old name)"),
+                &T1.to_uppercase(),
+            ),
+        ];
+        let s = one(
+            &c,
+            &domains(&[(T1, &[])]),
+            &clients,
+            &MappingState::default(),
+        );
+        assert_eq!(s.candidates.len(), 1);
+        let best = &s.candidates[0];
+        assert_eq!(best.halo_client_id, 2);
+        assert_eq!(best.confidence, Confidence::Exact);
+        assert_eq!(best.evidence, vec![Evidence::TenantId]);
+        assert_eq!(s.auto_accept, Some(2));
+        assert_eq!(s.why_not, None);
+    }
+
+    #[test]
+    fn domain_match_on_website_with_scheme_and_www() {
+        let c = customer(T1, "Fabrikam Inc", "fabrikam.onmicrosoft.com");
+        let clients = vec![
+            with_website(client(7, "FBK Group"), "https://www.Fabrikam.com/home"),
+            client(8, "Unrelated"),
+        ];
+        let doms = domains(&[(T1, &["fabrikam.onmicrosoft.com", "fabrikam.com"])]);
+        let s = one(&c, &doms, &clients, &MappingState::default());
+        assert_eq!(s.candidates.len(), 1);
+        assert_eq!(s.candidates[0].confidence, Confidence::Likely);
+        assert_eq!(
+            s.candidates[0].evidence,
+            vec![Evidence::Domain {
+                domain: "fabrikam.com".into()
+            }]
+        );
+        assert_eq!(s.auto_accept, Some(7));
+    }
+
+    #[test]
+    fn domain_match_on_email_domain() {
+        let c = customer(T1, "Tailspin", "tailspin.onmicrosoft.com");
+        let clients = vec![with_email(
+            client(3, "TS Toys"),
+            "Accounts@tailspintoys.com",
+        )];
+        let doms = domains(&[(T1, &["tailspintoys.com"])]);
+        let s = one(&c, &doms, &clients, &MappingState::default());
+        assert_eq!(s.auto_accept, Some(3));
+        assert!(
+            matches!(&s.candidates[0].evidence[0], Evidence::Domain { domain } if domain == "tailspintoys.com")
+        );
+    }
+
+    #[test]
+    fn generic_mail_domains_are_never_evidence() {
+        // The customer (oddly) verified gmail.com, and the client's contact is a gmail address.
+        let c = customer(T1, "Joe's Plumbing", "joesplumbing.onmicrosoft.com");
+        let clients = vec![
+            with_email(client(4, "J Bloggs"), "joe.bloggs@gmail.com"),
+            with_website(client(5, "Hotmail fan"), "https://www.hotmail.com"),
+        ];
+        let doms = domains(&[(T1, &["gmail.com", "hotmail.com"])]);
+        let s = one(&c, &doms, &clients, &MappingState::default());
+        assert!(s.candidates.is_empty(), "{s:?}");
+        assert_eq!(s.auto_accept, None);
+        assert!(s.why_not.unwrap().contains("no Halo client"));
+        assert!(is_generic_domain("Outlook.com"));
+        assert!(!is_generic_domain("contoso.com"));
+    }
+
+    #[test]
+    fn suffix_normalised_name_is_likely_and_accepted() {
+        let c = customer(T1, "Company A LTD", "companya.onmicrosoft.com");
+        let c2 = customer(T2, "Smith & Sons Inc.", "smithsons.onmicrosoft.com");
+        let clients = vec![
+            client(10, "Company A Limited"),
+            client(11, "smith and sons"),
+        ];
+        let doms = domains(&[(T1, &[]), (T2, &[])]);
+        let s = suggest(&[c, c2], &doms, &clients, &MappingState::default());
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].customer_id, T1);
+        assert_eq!(s[0].auto_accept, Some(10));
+        assert_eq!(
+            s[0].candidates[0].evidence,
+            vec![Evidence::Name {
+                normalised: "company a".into()
+            }]
+        );
+        assert_eq!(s[1].customer_id, T2);
+        assert_eq!(s[1].auto_accept, Some(11));
+    }
+
+    #[test]
+    fn two_equally_good_candidates_are_a_tie() {
+        let c = customer(T1, "Contoso Ltd", "contoso.onmicrosoft.com");
+        let clients = vec![client(21, "Contoso Limited"), client(20, "CONTOSO")];
+        let s = one(
+            &c,
+            &domains(&[(T1, &[])]),
+            &clients,
+            &MappingState::default(),
+        );
+        assert_eq!(s.candidates.len(), 2);
+        // Deterministic: equal scores fall back to the client id.
+        assert_eq!(s.candidates[0].halo_client_id, 20);
+        assert_eq!(s.candidates[1].halo_client_id, 21);
+        assert_eq!(s.auto_accept, None);
+        assert!(s.why_not.unwrap().starts_with("tie"));
+    }
+
+    #[test]
+    fn two_clients_with_the_tenant_id_are_a_tie() {
+        let c = customer(T1, "Contoso", "contoso.onmicrosoft.com");
+        let clients = vec![
+            with_tenant(client(1, "Contoso A"), T1),
+            with_tenant(client(2, "Contoso B"), T1),
+        ];
+        let s = one(
+            &c,
+            &domains(&[(T1, &[])]),
+            &clients,
+            &MappingState::default(),
+        );
+        assert_eq!(s.auto_accept, None);
+        assert!(s.why_not.unwrap().starts_with("tie"));
+    }
+
+    #[test]
+    fn client_mapped_to_another_customer_is_shown_not_accepted() {
+        let c = customer(T1, "Contoso", "contoso.onmicrosoft.com");
+        let clients = vec![client(30, "Contoso")];
+        let mapping = MappingState {
+            mapped: BTreeMap::from([(T2.to_string(), 30)]),
+            skipped: BTreeSet::new(),
+        };
+        let s = one(&c, &domains(&[(T1, &[])]), &clients, &mapping);
+        assert_eq!(s.candidates[0].halo_client_id, 30);
+        assert_eq!(s.candidates[0].already_mapped_to.as_deref(), Some(T2));
+        assert_eq!(s.auto_accept, None);
+        assert!(s.why_not.unwrap().contains("already mapped to customer"));
+    }
+
+    #[test]
+    fn conflicting_evidence_is_not_accepted() {
+        // The domain points to client A, the tenant id to client B.
+        let c = customer(T1, "Litware", "litware.onmicrosoft.com");
+        let clients = vec![
+            with_website(client(40, "Client A"), "litware.com"),
+            with_tenant(client(41, "Client B"), T1),
+        ];
+        let doms = domains(&[(T1, &["litware.com"])]);
+        let s = one(&c, &doms, &clients, &MappingState::default());
+        assert_eq!(s.candidates[0].halo_client_id, 41);
+        assert_eq!(s.candidates[0].confidence, Confidence::Exact);
+        assert_eq!(s.candidates[1].halo_client_id, 40);
+        assert_eq!(s.auto_accept, None);
+        let why = s.why_not.unwrap();
+        assert!(why.contains("conflicting evidence"), "{why}");
+        assert!(
+            why.contains("domain litware.com points to Client A (40)"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_weak_similar_name_elsewhere_does_not_block() {
+        let c = customer(T1, "Contoso", "contoso.onmicrosoft.com");
+        let clients = vec![with_tenant(client(1, "Contoso"), T1), client(2, "Contosso")];
+        let s = one(
+            &c,
+            &domains(&[(T1, &[])]),
+            &clients,
+            &MappingState::default(),
+        );
+        assert_eq!(s.candidates.len(), 2);
+        assert_eq!(s.candidates[1].confidence, Confidence::Weak);
+        assert_eq!(s.auto_accept, Some(1));
+    }
+
+    #[test]
+    fn inactive_client_is_shown_not_accepted() {
+        let c = customer(T1, "Adatum", "adatum.onmicrosoft.com");
+        let mut inactive = with_tenant(client(50, "Adatum"), T1);
+        inactive.inactive = true;
+        let s = one(
+            &c,
+            &domains(&[(T1, &[])]),
+            &[inactive],
+            &MappingState::default(),
+        );
+        assert_eq!(s.candidates.len(), 1);
+        assert!(s.candidates[0].inactive);
+        assert_eq!(s.auto_accept, None);
+        assert!(s.why_not.unwrap().contains("inactive"));
+    }
+
+    #[test]
+    fn fuzzy_only_is_weak_and_never_accepted() {
+        let c = customer(T1, "Contoso", "contoso.onmicrosoft.com");
+        let s = one(
+            &c,
+            &domains(&[(T1, &[])]),
+            &[client(60, "Contosso Ltd")],
+            &MappingState::default(),
+        );
+        assert_eq!(s.candidates.len(), 1);
+        assert_eq!(s.candidates[0].confidence, Confidence::Weak);
+        assert!(
+            matches!(s.candidates[0].evidence[0], Evidence::SimilarName { similarity, .. } if similarity >= FUZZY_THRESHOLD)
+        );
+        assert_eq!(s.auto_accept, None);
+        assert!(s.why_not.unwrap().contains("similar"));
+    }
+
+    #[test]
+    fn only_unmapped_non_skipped_customers_are_suggested_in_name_order() {
+        let customers = vec![
+            customer(T1, "Zeta", "zeta.onmicrosoft.com"),
+            customer(T2, "alpha", "alpha.onmicrosoft.com"),
+            customer(T3, "Beta", "beta.onmicrosoft.com"),
+            customer(
+                "aaaaaaaa-0000-0000-0000-000000000004",
+                "Mapped",
+                "m.onmicrosoft.com",
+            ),
+        ];
+        let mapping = MappingState {
+            mapped: BTreeMap::from([("AAAAAAAA-0000-0000-0000-000000000004".to_string(), 1)]),
+            skipped: BTreeSet::from([T3.to_string()]),
+        };
+        let s = suggest(&customers, &BTreeMap::new(), &[], &mapping);
+        let ids: Vec<&str> = s.iter().map(|x| x.customer_id.as_str()).collect();
+        assert_eq!(ids, vec![T2, T1]);
+        // Verified domains unknown: said so.
+        assert!(s[0].why_not.as_ref().unwrap().contains("verified domains"));
+    }
+
+    #[test]
+    fn partner_center_domain_counts_when_graph_failed() {
+        let c = customer(T1, "Wide World", "wideworldimporters.com");
+        let clients = vec![with_website(client(70, "WWI"), "wideworldimporters.com")];
+        let s = one(&c, &BTreeMap::new(), &clients, &MappingState::default());
+        assert_eq!(s.auto_accept, Some(70));
+    }
+
+    #[test]
+    fn evidence_serialises_with_a_kind() {
+        let v = serde_json::to_value(Evidence::Domain {
+            domain: "a.com".into(),
+        })
+        .unwrap();
+        assert_eq!(v, json!({"kind": "domain", "domain": "a.com"}));
+        assert_eq!(
+            serde_json::to_value(Confidence::Exact).unwrap(),
+            json!("exact")
+        );
+    }
+
+    #[test]
+    fn fuzzy_search_ranks_contoso_first_for_a_typo() {
+        let clients = vec![
+            client(1, "Fabrikam Ltd"),
+            client(2, "Contoso Ltd"),
+            client(3, "Consolidated Messenger"),
+            client(4, "Northwind Traders"),
+        ];
+        let r = fuzzy_search("contso", &clients, 3);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].0, 2);
+        assert_eq!(r[0].1, "Contoso Ltd");
+        assert!(r[0].2 > r[1].2);
+        // A word of a longer name is found; an exact name ranks first.
+        let r = fuzzy_search("northwind", &clients, 1);
+        assert_eq!(r[0].0, 4);
+        let r = fuzzy_search("Contoso Limited", &clients, 2);
+        assert_eq!(r[0], (2, "Contoso Ltd".to_string(), 1.0));
+        assert!(fuzzy_search("  ", &clients, 5).is_empty());
+    }
+
+    #[test]
+    fn auto_create_adopts_an_existing_client_and_creates_the_others_once() {
+        let customers = vec![
+            customer(T1, "Already There", "there.onmicrosoft.com"),
+            customer(T2, "Brand New Ltd", "new.onmicrosoft.com"),
+            customer(T2, "Brand New Ltd", "new.onmicrosoft.com"),
+            customer(T3, "Skipped", "skip.onmicrosoft.com"),
+            customer(
+                "aaaaaaaa-0000-0000-0000-000000000004",
+                "Mapped",
+                "m.onmicrosoft.com",
+            ),
+        ];
+        let clients = vec![
+            with_tenant(client(90, "Already There"), T1),
+            client(91, "Other"),
+        ];
+        let mapping = MappingState {
+            mapped: BTreeMap::from([("aaaaaaaa-0000-0000-0000-000000000004".to_string(), 91)]),
+            skipped: BTreeSet::from([T3.to_string()]),
+        };
+        let out = plan_auto_create(&customers, &clients, &mapping);
+        assert_eq!(out.adopt, vec![(T1.to_string(), 90)]);
+        assert!(out.conflicts.is_empty());
+        assert_eq!(out.creates.len(), 1);
+        let plan = &out.creates[0];
+        assert_eq!(plan.customer_id, T2);
+        assert_eq!(plan.name, "Brand New Ltd");
+        assert_eq!(plan.halo_client_id, None);
+        assert_eq!(plan.changes.len(), 1);
+        let ch = &plan.changes[0];
+        assert_eq!(ch.module, Module::Tenants);
+        assert_eq!(ch.action, Action::Create);
+        assert_eq!(ch.entity, HaloEntity::Client);
+        assert_eq!(ch.source_key, T2);
+        assert_eq!(ch.reason, REASON_NEW_CUSTOMER);
+        assert_eq!(
+            ch.payload(false),
+            json!({
+                "name": "Brand New Ltd",
+                "azure_tenants": [{"azure_tenant_id": T2, "azure_tenant_name": "Brand New Ltd"}],
+                "_dont_fire_automations": true
+            })
+        );
+        assert!(plan.notes.is_empty());
+    }
+
+    #[test]
+    fn auto_create_conflict_and_same_name_note() {
+        let customers = vec![
+            customer(T1, "Twice", "twice.onmicrosoft.com"),
+            customer(T2, "Contoso Limited", "contoso.onmicrosoft.com"),
+        ];
+        let clients = vec![
+            with_tenant(client(1, "Twice A"), T1),
+            with_tenant(client(2, "Twice B"), T1),
+            client(3, "Contoso Ltd"),
+        ];
+        let out = plan_auto_create(&customers, &clients, &MappingState::default());
+        assert!(out.adopt.is_empty());
+        assert_eq!(out.conflicts.len(), 1);
+        assert_eq!(out.conflicts[0].source_key, T1);
+        assert_eq!(out.conflicts[0].halo_ids, vec![1, 2]);
+        assert_eq!(out.creates.len(), 1);
+        assert_eq!(out.creates[0].customer_id, T2);
+        assert!(out.creates[0].notes[0].contains("Contoso Ltd (3)"));
+    }
+
+    #[test]
+    fn renamed_customers_use_normalised_comparison() {
+        let customers = vec![
+            customer(T1, "Contoso Limited", "c.onmicrosoft.com"),
+            customer(T2, "Fabrikam Europe", "f.onmicrosoft.com"),
+            customer(T3, "No Config Name", "n.onmicrosoft.com"),
+        ];
+        let names = BTreeMap::from([
+            (T1.to_string(), "Contoso Ltd".to_string()),
+            (T2.to_uppercase(), "Fabrikam".to_string()),
+        ]);
+        assert_eq!(
+            renamed(&customers, &names),
+            vec![(
+                T2.to_string(),
+                "Fabrikam".to_string(),
+                "Fabrikam Europe".to_string()
+            )]
+        );
+    }
+}
