@@ -547,62 +547,53 @@ fn decide(candidates: &[Candidate]) -> (Option<i64>, Option<String>) {
     (Some(best.halo_client_id), None)
 }
 
-/// A company name for comparison: lower case, `&` read as `and`, dots and apostrophes dropped, other
-/// punctuation as spaces, a leading `the` and trailing legal forms (Ltd, Limited, Inc, GmbH, B.V., Pty Ltd,
-/// & Co. KG, ...) removed, words joined by single spaces. `"Company A LTD"` and `"Company A Limited"` are
-/// both `"company a"`. A name made only of legal-form words is kept as it is (`"AG"` stays `"ag"`).
+/// A company name for comparison: lower case, dots and apostrophes dropped, other punctuation as spaces,
+/// `&`, `+` and the word `and` ignored, a leading `the` and trailing legal forms (Ltd, Limited, Inc, GmbH,
+/// B.V., Pty Ltd, & Co. KG, Sp. z o.o., ...) removed, words joined by single spaces. `"Company A LTD"` and
+/// `"Company A Limited"` are both `"company a"`; `"Smith & Sons Inc."` and `"smith and sons"` are both
+/// `"smith sons"`. A name made only of such words is kept, only cleaned (`"AG"` stays `"ag"`).
 pub fn normalise_company_name(name: &str) -> String {
     let lower = name.to_lowercase().replace(['&', '+'], " and ");
-    let mut tokens: Vec<String> = Vec::new();
+    let mut all: Vec<String> = Vec::new();
     for word in lower.split_whitespace() {
-        // `a/s` (Danish and Norwegian A/S) is one legal form, not two words.
         let word: String = word
             .chars()
             .filter(|c| !matches!(c, '.' | '\'' | '\u{2019}' | '`'))
             .collect();
-        let bytes: Vec<char> = word.chars().collect();
-        if bytes.len() == 3
-            && bytes[1] == '/'
-            && bytes[0].is_alphabetic()
-            && bytes[2].is_alphabetic()
+        // `a/s` (Danish and Norwegian A/S) is one legal form, not two words.
+        let chars: Vec<char> = word.chars().collect();
+        if chars.len() == 3
+            && chars[1] == '/'
+            && chars[0].is_alphabetic()
+            && chars[2].is_alphabetic()
         {
-            tokens.push(format!("{}{}", bytes[0], bytes[2]));
+            all.push(format!("{}{}", chars[0], chars[2]));
             continue;
         }
         for part in word.split(|c: char| !c.is_alphanumeric()) {
             if !part.is_empty() {
-                tokens.push(part.to_string());
+                all.push(part.to_string());
             }
         }
     }
-    let all = tokens.clone();
+    let mut tokens: Vec<String> = all.iter().filter(|t| *t != "and").cloned().collect();
     if tokens.len() > 1 && tokens[0] == "the" {
         tokens.remove(0);
     }
-    let mut stripped_any = false;
-    loop {
-        if tokens.len() <= 1 {
-            break;
-        }
+    while tokens.len() > 1 {
         let phrase_len = [4usize, 3, 2].into_iter().find(|&k| {
             tokens.len() > k
                 && LEGAL_SUFFIX_PHRASES.contains(&tokens[tokens.len() - k..].concat().as_str())
         });
         if let Some(k) = phrase_len {
             tokens.truncate(tokens.len() - k);
-            stripped_any = true;
-            continue;
-        }
-        let last = tokens[tokens.len() - 1].as_str();
-        if LEGAL_SUFFIXES.contains(&last) || (stripped_any && last == "and") {
+        } else if LEGAL_SUFFIXES.contains(&tokens[tokens.len() - 1].as_str()) {
             tokens.pop();
-            stripped_any = true;
-            continue;
+        } else {
+            break;
         }
-        break;
     }
-    // A trailing "and" only goes with a legal form after it ("Smith & Co" -> "smith").
-    if tokens.is_empty() || (tokens.len() == 1 && tokens[0] == "and") {
+    if tokens.is_empty() {
         return all.join(" ");
     }
     tokens.join(" ")
@@ -908,7 +899,8 @@ mod tests {
         assert_eq!(n("Company A LTD"), n("Company A Limited"));
         assert_eq!(n("Company A LTD"), "company a");
         assert_eq!(n("Smith & Sons Inc."), n("smith and sons"));
-        assert_eq!(n("Smith & Sons Inc."), "smith and sons");
+        assert_eq!(n("Smith & Sons Inc."), "smith sons");
+        assert_eq!(n("Smith + Sons"), n("Smith Sons"));
         assert_eq!(n("Acme B.V."), "acme");
         assert_eq!(n("Acme BV"), "acme");
         assert_eq!(n("Müller GmbH & Co. KG"), "müller");
@@ -1051,6 +1043,12 @@ mod tests {
             }]
         );
         assert_eq!(s[1].customer_id, T2);
+        assert_eq!(
+            s[1].candidates[0].evidence,
+            vec![Evidence::Name {
+                normalised: "smith sons".into()
+            }]
+        );
         assert_eq!(s[1].auto_accept, Some(11));
     }
 
