@@ -5,17 +5,22 @@
 //! (`render`) and the applier writes it to Halo in batches (`apply`).
 
 pub mod api;
+pub mod app;
 pub mod apply;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod context;
+pub mod engine;
 pub mod error;
+pub mod fetch;
 pub mod http;
 pub mod logging;
 pub mod model;
 pub mod plan;
+pub mod read;
 pub mod render;
 pub mod secrets;
 pub mod state;

@@ -1,5 +1,10 @@
 //! One file per subcommand.
 
+pub mod auth_check;
 pub mod auth_set;
 pub mod completions;
+pub mod diff;
 pub mod init;
+pub mod run;
+pub mod sync;
+pub mod tenants_list;

@@ -34,8 +34,11 @@ fn section_extra(opts: &ConfigOptions, section: &str) -> String {
     opts.extra
         .iter()
         .filter(|(s, _)| *s == section)
-        .map(|(_, v)| format!("{v}\n"))
-        .collect()
+        .fold(String::new(), |mut acc, (_, v)| {
+            acc.push_str(v);
+            acc.push('\n');
+            acc
+        })
 }
 
 /// The text of a csp-sync.toml for this emulator, mapping the customers the scenario says are mapped.

@@ -1,0 +1,118 @@
+//! Dispatch: turns the parsed command line into a run and its exit status. Errors are printed here, once,
+//! with their whole chain of context.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, OutputFormat};
+use crate::commands;
+use crate::config::{self, Config};
+use crate::error::Exit;
+use crate::render::Format;
+use crate::secrets::Secrets;
+use crate::ui::Ui;
+
+/// Runs a command line to its exit status.
+#[allow(clippy::needless_pass_by_value)] // the command line is consumed by the run
+pub fn run(cli: Cli) -> Exit {
+    let format = cli.output.map(|f| match f {
+        OutputFormat::Table => Format::Table,
+        OutputFormat::Json => Format::Json,
+        OutputFormat::Markdown => Format::Markdown,
+    });
+    let ui = Ui::new(format, cli.verbosity < 0, cli.no_progress);
+    match dispatch(&cli, &ui) {
+        Ok(exit) => exit,
+        Err(err) => {
+            eprintln!("error: {}", chain(&err));
+            Exit::Error
+        }
+    }
+}
+
+/// An error with its causes, "outer: inner: innermost", without repeating a cause already in the text.
+pub fn chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let path = config::locate(cli.config.as_deref())?;
+    Ok(config::load(&path)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
+    let mut stdout = std::io::stdout();
+    match &cli.command {
+        Command::Init { path } => {
+            commands::init::run_init(path.as_deref(), &mut stdout)?;
+            Ok(Exit::Ok)
+        }
+        Command::Completions { shell } => {
+            commands::completions::run_completions(*shell, &mut stdout)?;
+            Ok(Exit::Ok)
+        }
+        Command::AuthSet { target } => {
+            commands::auth_set::run_auth_set(*target, &Secrets::from_env(), &mut stdout)?;
+            Ok(Exit::Ok)
+        }
+        Command::AuthLogin { .. }
+        | Command::TenantsMap(_)
+        | Command::TenantsConsent { .. }
+        | Command::TenantsHealth => {
+            anyhow::bail!(
+                "this command is not available in this version of csp-sync yet; see the README's Status section"
+            )
+        }
+        Command::TenantsList { unmapped } => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::tenants_list::run(&config, ui, *unmapped))
+        }
+        Command::AuthCheck { tenants } => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::auth_check::run(&config, ui, *tenants))
+        }
+        Command::Diff(args) => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::diff::run(&config, ui, args))
+        }
+        Command::Sync(args) => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::sync::run(&config, ui, args))
+        }
+    }
+}
+
+/// Whether stdout is a terminal (for colour and format defaults).
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+/// The path shown for a file in messages: relative to the working directory when possible.
+pub fn show(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}

@@ -1,0 +1,40 @@
+//! `csp-sync diff`: read, plan, show; nothing is written, state included.
+
+use anyhow::{Context as _, Result};
+
+use crate::cli::DiffArgs;
+use crate::commands::run;
+use crate::config::Config;
+use crate::error::Exit;
+use crate::ui::Ui;
+
+pub async fn run(config: &Config, ui: &Ui, args: &DiffArgs) -> Result<Exit> {
+    let modules = run::modules(config, &args.modules);
+    let planned = run::prepare(config, ui, &modules, &args.tenants, false).await?;
+    run::show_plan(ui, &planned);
+    if let Some(out) = &args.out {
+        let text = serde_json::to_vec_pretty(&planned.plan.plan).context("serialising the plan")?;
+        crate::state::write_atomic(out, &text, None)
+            .with_context(|| format!("writing the plan to {}", out.display()))?;
+        ui.info(&format!(
+            "plan saved to {}; apply it with `csp-sync sync --plan {}`",
+            out.display(),
+            out.display()
+        ));
+    }
+    let p = &planned.plan.plan;
+    let mut exit = if p.has_errors() {
+        Exit::Error
+    } else {
+        Exit::Ok
+    };
+    if args.detailed_exitcode {
+        if p.has_held_back() {
+            exit = exit.worst(Exit::HeldBack);
+        }
+        if p.has_changes() {
+            exit = exit.worst(Exit::Pending);
+        }
+    }
+    Ok(exit)
+}

@@ -1,0 +1,92 @@
+//! What `diff` and `sync` share: choosing modules, building the API side, reading and planning, showing.
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::context::{self, Apis};
+use crate::engine::{self, Planned};
+use crate::fetch;
+use crate::plan::Module;
+use crate::render;
+use crate::secrets::Secrets;
+use crate::state::StateDir;
+use crate::ui::Ui;
+
+/// Modules of this run: the command line's, else `[sync] modules`. Only implemented modules are run;
+/// the others are named in a warning.
+pub fn modules(config: &Config, asked: &[Module]) -> Vec<Module> {
+    let mut m: Vec<Module> = if asked.is_empty() {
+        config.sync.modules.clone()
+    } else {
+        asked.to_vec()
+    };
+    m.sort();
+    m.dedup();
+    m
+}
+
+/// A planned run with its API side, for applying.
+pub struct Prepared {
+    pub apis: Apis,
+    pub plan: Planned,
+    pub now: jiff::Timestamp,
+}
+
+/// Reads and plans.
+pub async fn prepare(
+    config: &Config,
+    ui: &Ui,
+    modules: &[Module],
+    tenants: &[String],
+    allow_deactivations: bool,
+) -> Result<Prepared> {
+    for m in modules {
+        if matches!(m, Module::Assets | Module::Billing | Module::Tenants) {
+            ui.warn(&format!(
+                "the {m} module is not available in this version yet; it is skipped"
+            ));
+        }
+    }
+    let now = context::now()?;
+    let apis = Apis::new(config, Secrets::from_env())?;
+    let customers = fetch::customers(&apis, &config.microsoft.partner_center_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading Partner Center customers: {e}"))?;
+    let targets = engine::select_targets(config, &customers, tenants, modules)?;
+    let state = StateDir::new(config.sync.state_dir.clone());
+    let mut plan = engine::plan(
+        config,
+        &apis,
+        ui,
+        &targets,
+        modules,
+        allow_deactivations,
+        &state,
+        now,
+    )
+    .await?;
+    for t in &targets {
+        if !customers
+            .iter()
+            .any(|c| c.id.eq_ignore_ascii_case(&t.entry.customer_id))
+            && let Some(tp) = plan
+                .plan
+                .tenants
+                .iter_mut()
+                .find(|p| p.customer_id == t.entry.customer_id)
+        {
+            tp.notes
+                .push("not found among the Partner Center customers".into());
+        }
+    }
+    for w in apis.take_warnings() {
+        ui.warn(&w);
+    }
+    Ok(Prepared { apis, plan, now })
+}
+
+/// Prints the plan (stdout) and its one-line summary (stderr).
+pub fn show_plan(ui: &Ui, p: &Prepared) {
+    ui.out(&render::plan(&p.plan.plan, ui.format));
+    ui.info(&format!("csp-sync: {}", render::summary_line(&p.plan.plan)));
+}
