@@ -1,0 +1,178 @@
+//! Black-box tests: the built binary against the bundled emulator.
+
+#[path = "support/estate.rs"]
+mod estate;
+
+use std::path::Path;
+use std::process::Output;
+
+use csp_sync_emulator::{Api, Emulator, Scenario};
+
+struct Env {
+    _rt: tokio::runtime::Runtime,
+    em: Emulator,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(opts: &estate::ConfigOptions) -> Env {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let em = rt.block_on(Emulator::start(Scenario::small())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        estate::write_config(&em, dir.path(), opts);
+        Env { _rt: rt, em, dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env_remove("CSP_SYNC_CONFIG")
+            .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
+            .args(args);
+        for (k, v) in estate::secret_env(&self.em) {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn halo_posts(&self) -> usize {
+        self.em
+            .requests()
+            .iter()
+            .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path.starts_with("/api/"))
+            .count()
+    }
+}
+
+fn clean() -> estate::ConfigOptions {
+    estate::ConfigOptions {
+        only: Some(vec![
+            "Contoso Ltd".into(),
+            "Fabrikam Inc".into(),
+            "Litware Inc".into(),
+        ]),
+        ..estate::ConfigOptions::default()
+    }
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+#[test]
+fn tenants_list_reads_every_page() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let out = env.run(&["-o", "json", "tenants", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], 1);
+    let tenants = v["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 6);
+    let pages = env
+        .em
+        .requests()
+        .iter()
+        .filter(|r| r.api == Api::PartnerCenter && r.path.ends_with("/customers"))
+        .count();
+    assert!(pages >= 3, "customers read in {pages} pages");
+    let contoso = tenants
+        .iter()
+        .find(|t| t["company_name"] == "Contoso Ltd")
+        .unwrap();
+    assert_eq!(contoso["mapping"], "mapped");
+    assert_eq!(contoso["halo_client_name"], "Contoso Limited");
+    let unmapped = env.run(&["-o", "json", "tenants", "list", "--unmapped"]);
+    let v: serde_json::Value = serde_json::from_slice(&unmapped.stdout).unwrap();
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn sync_then_resync_makes_no_writes_and_diff_exit_codes() {
+    let env = Env::new(&clean());
+    let diff = env.run(&["-o", "json", "diff", "--detailed-exitcode"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", text(&diff.stderr));
+    assert_eq!(env.halo_posts(), 0, "diff wrote to Halo");
+    let plan: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert!(plan["summary"]["create"].as_u64().unwrap() > 0);
+
+    let sync = env.run(&["-o", "json", "sync"]);
+    assert_eq!(sync.status.code(), Some(0), "{}", text(&sync.stderr));
+    let first = env.halo_posts();
+    assert!(first > 0);
+    // The linked hand-made contact was not duplicated.
+    let contoso_users = env.em.with_state(|s| {
+        s.halo_records("Users")
+            .iter()
+            .filter(|u| {
+                u["emailaddress"]
+                    .as_str()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("alice.smith@contoso.co.uk"))
+            })
+            .count()
+    });
+    assert_eq!(contoso_users, 1);
+
+    let again = env.run(&["-o", "json", "sync"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(env.halo_posts(), first, "a second sync wrote to Halo");
+    let diff = env.run(&["-o", "json", "diff", "--detailed-exitcode"]);
+    assert_eq!(diff.status.code(), Some(0), "{}", text(&diff.stdout));
+}
+
+#[test]
+fn no_secret_in_output_at_the_highest_verbosity() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let out = env.run(&["-vvv", "-o", "json", "diff"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let sc = env.em.scenario();
+    for secret in [
+        sc.partner_center_app.client_secret.as_str(),
+        sc.partner_center_app.refresh_token.as_str(),
+        sc.graph_app.client_secret.as_str(),
+        sc.halo_app.client_secret.as_str(),
+    ] {
+        assert!(!all.contains(secret), "a secret appeared in the output");
+    }
+    assert!(!all.to_lowercase().contains("authorization: bearer"));
+    assert!(!all.contains("access_token\":\""));
+}
+
+#[test]
+fn bad_config_names_file_line_and_key_and_exits_1() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let path = env.dir.path().join("csp-sync.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    for (bad, key) in [
+        (
+            original.replacen("[graph]\n", "[graph]\nclient_secret = \"x\"\n", 1),
+            "client_secret",
+        ),
+        (
+            original.replacen("[graph]\n", "[graph]\nfrobnicate = 1\n", 1),
+            "frobnicate",
+        ),
+        (
+            original.replacen("client_id = \"", "client_id = \"not-a-guid", 1),
+            "client_id",
+        ),
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        let out = env.run(&["diff"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(err.contains("csp-sync.toml:"), "{err}");
+        assert!(err.contains(key), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(env.halo_posts(), 0);
+    let _ = Path::new(".");
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let out = env.run(&["sync", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = env.run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+}
