@@ -472,7 +472,7 @@ impl Graph {
         for _ in 0..MAX_PAGES {
             let resp = match send_authed(&self.http, &self.creds, &source, Self::get(&url)).await {
                 Ok(r) => r,
-                Err(Error::Api(e)) if delta_link.is_some() && is_delta_expired(&e) => {
+                Err(Error::Api(e)) if is_delta_expired(&e) => {
                     return Err(Error::DeltaExpired {
                         tenant: lower(tenant),
                         reason: e
@@ -961,5 +961,37 @@ mod tests {
         assert_eq!(out.len(), 45);
         assert_eq!(out[44].id, "44");
         assert_eq!(http.request_count(Api::Graph), 3);
+    }
+
+    #[tokio::test]
+    async fn token_renewed_once_after_401() {
+        let server = MockServer::start().await;
+        let (g, _) = graph(&server).await;
+        Mock::given(method("GET"))
+            .and(path("/v1.0/organization"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired or is not yet valid."}})))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1.0/organization"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(ORG))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let org = g.organization("cust-1").await.unwrap();
+        assert_eq!(org.display_name.as_deref(), Some("Contoso"));
+        let token_calls = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/cust-1/oauth2/v2.0/token")
+            .count();
+        assert_eq!(
+            token_calls, 2,
+            "the token is fetched again once after the 401"
+        );
     }
 }

@@ -361,6 +361,12 @@ impl PartnerCenter {
         self.collect(&TokenSource::PartnerCenterApp, url).await
     }
 
+    /// The partner's invoices (`/v1/invoices`), as raw records (billing is optional).
+    pub async fn invoices(&self) -> Result<Vec<Value>, Error> {
+        let url = format!("{}/v1/invoices", self.base_url);
+        self.collect(&TokenSource::PartnerCenterApp, url).await
+    }
+
     /// A customer's licence pools (needs an app+user token).
     pub async fn subscribed_skus(&self, customer_id: &str) -> Result<Vec<PcSubscribedSku>, Error> {
         let url = format!(
