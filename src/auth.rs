@@ -1205,4 +1205,83 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("graph-refresh-token"), "{e}");
     }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<StdMutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn no_secret_in_logs_at_trace_level() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/t1/oauth2/v2.0/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(
+                r#"{"access_token":"ACCESS-TOKEN-VALUE","expires_in":3599,"refresh_token":"ROTATED-RT-VALUE"}"#,
+            ))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1.0/users"))
+            .respond_with(ResponseTemplate::new(401).set_body_string(
+                r#"{"error":{"code":"InvalidAuthenticationToken","message":"expired"}}"#,
+            ))
+            .mount(&server)
+            .await;
+        let http = test_http();
+        let provider = TokenProvider::new(http.clone(), server.uri(), None);
+        let (token, rotated) = provider
+            .microsoft_refresh_token(
+                "t1",
+                "cid",
+                &SecretString::from("OLD-RT-VALUE"),
+                Some(&SecretString::from("CLIENT-SECRET-VALUE")),
+                "https://graph.microsoft.com",
+            )
+            .await
+            .unwrap();
+        assert_eq!(rotated.unwrap().expose_secret(), "ROTATED-RT-VALUE");
+        let err = http
+            .send(
+                &Request::get(
+                    Api::Graph,
+                    format!("{}/v1.0/users?client_secret=URL-SECRET", server.uri()),
+                )
+                .bearer(&token),
+            )
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("http"), "logging is captured: {text}");
+        for secret in [
+            "ACCESS-TOKEN-VALUE",
+            "ROTATED-RT-VALUE",
+            "OLD-RT-VALUE",
+            "CLIENT-SECRET-VALUE",
+            "URL-SECRET",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked into logs: {text}");
+            assert!(
+                !shown.contains(secret),
+                "{secret} leaked into the error: {shown}"
+            );
+        }
+    }
 }
