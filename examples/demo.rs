@@ -45,7 +45,6 @@ fn main() {
         em.halo_url()
     );
     println!("Config: {}", config.display());
-    let mut worst = 0;
     for args in [
         vec!["-o", "table", "tenants", "list"],
         vec!["-o", "table", "diff", "--detailed-exitcode"],
@@ -54,13 +53,9 @@ fn main() {
     ] {
         let code = csp_sync(&config, &args);
         println!("(exit code {code})");
-        if code == 1 {
-            worst = 1;
-        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "\nThe demo's estate has one customer whose Graph app is not consented (Woodgrove Bank), so the runs report that tenant's error."
     );
-    let _ = worst;
 }

@@ -2,7 +2,6 @@
 //! with their whole chain of context.
 
 use std::io::IsTerminal;
-use std::path::Path;
 
 use anyhow::Result;
 
@@ -17,11 +16,11 @@ use crate::ui::Ui;
 /// Runs a command line to its exit status.
 #[allow(clippy::needless_pass_by_value)] // the command line is consumed by the run
 pub fn run(cli: Cli) -> Exit {
-    let format = cli.output.map(|f| match f {
+    let format = match OutputFormat::resolve(cli.output, std::io::stdout().is_terminal()) {
         OutputFormat::Table => Format::Table,
         OutputFormat::Json => Format::Json,
         OutputFormat::Markdown => Format::Markdown,
-    });
+    };
     let ui = Ui::new(format, cli.verbosity < 0, cli.no_progress);
     match dispatch(&cli, &ui) {
         Ok(exit) => exit,
@@ -100,19 +99,4 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             runtime()?.block_on(commands::sync::run(&config, ui, args))
         }
     }
-}
-
-/// Whether stdout is a terminal (for colour and format defaults).
-pub fn stdout_is_terminal() -> bool {
-    std::io::stdout().is_terminal()
-}
-
-/// The path shown for a file in messages: relative to the working directory when possible.
-pub fn show(path: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
-        .unwrap_or_else(|| path.to_path_buf())
-        .display()
-        .to_string()
 }

@@ -144,15 +144,9 @@ pub async fn apply<W: HaloWriter>(
     report
 }
 
+/// The id of a record Halo sent back (integers, whole-number doubles and numeric strings).
 fn id_of(v: &Value) -> Option<i64> {
-    match v.get("id") {
-        Some(Value::Number(n)) => n.as_i64().or_else(|| {
-            // Halo sometimes types ids as doubles (`95.0`); accept whole numbers.
-            n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)
-        }),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
-    }
+    v.get("id").and_then(crate::api::value_to_i64)
 }
 
 async fn write_batch<W: HaloWriter>(

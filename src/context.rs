@@ -6,6 +6,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use secrecy::SecretString;
 
+use crate::api::graph::Graph;
+use crate::api::halo::Halo;
+use crate::api::partner_center::PartnerCenter;
 use crate::auth::{
     CredentialSettings, Credentials, GraphAuthMode, HaloAuth, RefreshTokenName, TokenProvider,
 };
@@ -23,10 +26,13 @@ pub fn now() -> Result<jiff::Timestamp> {
     }
 }
 
-/// The API side of a run: one HTTP client and the credentials.
+/// The API side of a run: one HTTP client, the credentials, and a client per API.
 pub struct Apis {
     pub http: Arc<Http>,
     pub creds: Arc<Credentials>,
+    pub partner_center: PartnerCenter,
+    pub graph: Graph,
+    pub halo: Halo,
     /// Warnings about secrets (a rotated refresh token that could not be stored back), shown once.
     pub warnings: Arc<Mutex<Vec<String>>>,
 }
@@ -111,9 +117,17 @@ impl Apis {
                 }
             },
         ));
+        let creds = Arc::new(creds);
         Ok(Apis {
+            partner_center: PartnerCenter::new(
+                http.clone(),
+                creds.clone(),
+                &config.microsoft.partner_center_url,
+            ),
+            graph: Graph::new(http.clone(), creds.clone(), &config.microsoft.graph_url),
+            halo: Halo::new(http.clone(), creds.clone(), &config.halo.api_url),
             http,
-            creds: Arc::new(creds),
+            creds,
             warnings,
         })
     }

@@ -8,16 +8,20 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use serde_json::Value;
 
+use crate::api::{
+    self,
+    graph::{GraphCompanySubscription, GraphSubscribedSku, GraphUser},
+    halo::{HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord, parse_records},
+    partner_center::{PcSubscribedSku, PcSubscription},
+};
 use crate::config::{Config, TenantEntry};
 use crate::context::Apis;
-use crate::fetch::{self, DeltaError};
-use crate::model::{Customer, EntraUser, HaloSnapshot, TenantDirectory};
+use crate::model::{Customer, EntraUser, HaloSite, HaloSnapshot, SkuUsage, TenantDirectory};
 use crate::plan::licences::{
     self, LicencesPlan, LicencesPolicy, SeatRow, SkuSource, TenantLicencesInput,
 };
 use crate::plan::users::{self, TenantUsersInput, UsersPolicy};
 use crate::plan::{Module, Plan, TenantPlan};
-use crate::read;
 use crate::state::{StateDir, TenantUsersState};
 use crate::ui::Ui;
 
@@ -103,70 +107,109 @@ pub fn select_targets(
 /// The raw Halo records read this run, by entity path, for checking a saved plan.
 pub type HaloRaw = BTreeMap<&'static str, Vec<Value>>;
 
-/// Reads Halo: clients and sites always, users and licences when their module runs.
-pub async fn read_halo(
-    config: &Config,
+/// What Halo must be read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaloNeeds {
+    pub sites: bool,
+    pub users: bool,
+    pub licences: bool,
+}
+
+impl HaloNeeds {
+    /// What the modules of a run need: sites and users for `users`, licences for `licences`.
+    pub fn for_modules(modules: &[Module]) -> HaloNeeds {
+        let users = modules.contains(&Module::Users);
+        HaloNeeds {
+            sites: users,
+            users,
+            licences: modules.contains(&Module::Licences),
+        }
+    }
+}
+
+async fn list_if(
     apis: &Apis,
-    modules: &[Module],
-) -> Result<(HaloSnapshot, HaloRaw)> {
-    let api = &config.halo.api_url;
-    let want_users = modules.contains(&Module::Users);
-    let want_licences = modules.contains(&Module::Licences);
+    wanted: bool,
+    path: &str,
+    key: &str,
+) -> Result<Vec<Value>, api::Error> {
+    if wanted {
+        apis.halo
+            .list(path, key, &[("includeinactive", "true")])
+            .await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Reads Halo once per entity, across all clients, inactive records included: clients always, the rest
+/// as `needs` says. Returns the snapshot and the raw records (for checking a saved plan).
+pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<(HaloSnapshot, HaloRaw)> {
     let (clients, sites, users, licences) = tokio::join!(
-        fetch::halo_list(
-            apis,
-            api,
+        apis.halo.list(
             "Client",
             "clients",
-            "&includeinactive=true&includeazuretenants=true"
+            &[("includeinactive", "true"), ("includeazuretenants", "true")],
         ),
-        fetch::halo_list(apis, api, "Site", "sites", "&includeinactive=true"),
-        async {
-            if want_users {
-                fetch::halo_list(apis, api, "Users", "users", "&includeinactive=true").await
-            } else {
-                Ok(Vec::new())
-            }
-        },
-        async {
-            if want_licences {
-                fetch::halo_list(
-                    apis,
-                    api,
-                    "SoftwareLicence",
-                    "licences",
-                    "&includeinactive=true",
-                )
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        },
+        list_if(apis, needs.sites, "Site", "sites"),
+        list_if(apis, needs.users, "Users", "users"),
+        list_if(apis, needs.licences, "SoftwareLicence", "licences"),
     );
-    let ctx = |e: fetch::FetchError, what: &str| anyhow::anyhow!("reading Halo {what}: {e}");
+    let ctx = |e: api::Error, what: &str| anyhow::anyhow!("reading Halo {what}: {e}");
     let clients = clients.map_err(|e| ctx(e, "clients"))?;
     let sites = sites.map_err(|e| ctx(e, "sites"))?;
     let users = users.map_err(|e| ctx(e, "users"))?;
     let licences = licences.map_err(|e| ctx(e, "software licences"))?;
-    if want_users && !read::users_carry_azureoid(&users) {
+    if needs.users && !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some()) {
         bail!(
             "Halo's user list has no `azureoid` field (an older Halo version): csp-sync cannot tell linked users apart; \
-             upgrade Halo or set [halo] bulk_read = \"report\""
+             upgrade Halo (reading users by report is not available yet)"
         );
     }
-    let snap_sites: Vec<_> = sites.iter().filter_map(read::site).collect();
-    let sc = read::site_clients(&snap_sites);
-    let snapshot = HaloSnapshot {
-        clients: clients.iter().filter_map(read::client).collect(),
-        users: users.iter().filter_map(|u| read::user(u, &sc)).collect(),
-        licences: licences.iter().filter_map(read::licence).collect(),
-        sites: snap_sites,
-    };
-    let mut raw = HaloRaw::new();
-    raw.insert("Users", users);
-    raw.insert("SoftwareLicence", licences);
-    raw.insert("Client", clients);
+    let snapshot = halo_snapshot(&clients, &sites, &users, &licences)?;
+    let raw = HaloRaw::from([
+        ("Users", users),
+        ("SoftwareLicence", licences),
+        ("Client", clients),
+    ]);
     Ok((snapshot, raw))
+}
+
+/// The Halo snapshot of raw list records: typed, and with each user's client filled from its site when
+/// the record gives only the site (some Halo versions).
+pub fn halo_snapshot(
+    clients: &[Value],
+    sites: &[Value],
+    users: &[Value],
+    licences: &[Value],
+) -> Result<HaloSnapshot> {
+    let sites: Vec<HaloSite> = parse_records::<HaloSiteRecord>("Site", sites.to_vec())?
+        .iter()
+        .map(HaloSiteRecord::to_model)
+        .collect();
+    let site_client: BTreeMap<i64, i64> = sites.iter().map(|s| (s.id, s.client_id)).collect();
+    Ok(HaloSnapshot {
+        clients: parse_records::<HaloClientRecord>("Client", clients.to_vec())?
+            .iter()
+            .map(HaloClientRecord::to_model)
+            .collect(),
+        users: parse_records::<HaloUserRecord>("Users", users.to_vec())?
+            .iter()
+            .map(|r| {
+                let mut u = r.to_model();
+                // Some Halo versions give only the site; the site knows its client.
+                if u.client_id == 0 {
+                    u.client_id = site_client.get(&u.site_id).copied().unwrap_or(0);
+                }
+                u
+            })
+            .collect(),
+        licences: parse_records::<HaloLicenceRecord>("SoftwareLicence", licences.to_vec())?
+            .iter()
+            .map(HaloLicenceRecord::to_model)
+            .collect(),
+        sites,
+    })
 }
 
 /// What was read from one tenant.
@@ -178,132 +221,123 @@ pub struct TenantRead {
     pub licences: Option<TenantLicencesInput>,
 }
 
-async fn read_directory(
+/// A tenant's users: the stored set moved forward by a delta round, or a full read (the initial delta
+/// round, which also yields the delta link) when there is no usable link.
+async fn read_users(
     config: &Config,
     apis: &Apis,
     tenant: &str,
     stored: Option<TenantUsersState>,
     now: jiff::Timestamp,
-) -> Result<(TenantDirectory, TenantUsersState), String> {
-    let graph = &config.microsoft.graph_url;
-    let skus = fetch::graph_subscribed_skus(apis, graph, tenant)
-        .await
-        .map_err(|e| format!("reading subscribedSkus: {e}"))?;
-    let sku_part_numbers = skus
-        .iter()
-        .map(|s| (s.sku_id.clone(), s.sku_part_number.clone()))
-        .collect();
-    let (users, state) = if config.users.delta {
-        let mut from_delta = None;
-        if let Some(st) = stored.filter(|s| s.delta_link.is_some()) {
-            let link = st.delta_link.clone().unwrap_or_default();
-            match fetch::users_delta(apis, tenant, link).await {
-                Ok(d) => {
-                    let mut by_id: BTreeMap<String, EntraUser> =
-                        st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
-                    for id in &d.removed {
-                        by_id.remove(id);
-                    }
-                    for u in d.changed {
-                        by_id.insert(u.id.clone(), u);
-                    }
-                    let users: Vec<EntraUser> = by_id.into_values().collect();
-                    from_delta = Some((
-                        users.clone(),
-                        TenantUsersState {
-                            delta_link: d.delta_link,
-                            last_full_read: st.last_full_read,
-                            users,
-                        },
-                    ));
-                }
-                Err(DeltaError::Expired) => {
-                    tracing::info!(tenant, "delta link expired; reading all users");
-                }
-                Err(DeltaError::Fetch(e)) => return Err(format!("reading users (delta): {e}")),
-            }
-        }
-        if let Some(x) = from_delta {
-            x
-        } else {
-            {
-                let d = fetch::users_delta(apis, tenant, fetch::users_delta_start(graph))
-                    .await
-                    .map_err(|e| format!("reading users: {e}"))?;
-                let users = d.changed;
-                (
-                    users.clone(),
-                    TenantUsersState {
-                        delta_link: d.delta_link,
-                        last_full_read: Some(now.to_string()),
-                        users,
-                    },
-                )
-            }
-        }
-    } else {
-        let users = fetch::users(apis, graph, tenant)
+) -> Result<(Vec<EntraUser>, TenantUsersState), String> {
+    if !config.users.delta {
+        let users: Vec<EntraUser> = apis
+            .graph
+            .users(tenant)
             .await
-            .map_err(|e| format!("reading users: {e}"))?;
-        (
-            users,
-            TenantUsersState {
-                delta_link: None,
-                last_full_read: Some(now.to_string()),
-                users: Vec::new(),
-            },
-        )
+            .map_err(|e| format!("reading users: {e}"))?
+            .iter()
+            .map(GraphUser::to_model)
+            .collect();
+        let state = TenantUsersState {
+            delta_link: None,
+            last_full_read: Some(now.to_string()),
+            users: Vec::new(),
+        };
+        return Ok((users, state));
+    }
+    if let Some(st) = stored
+        && let Some(link) = st.delta_link.as_deref()
+    {
+        match apis.graph.users_delta(tenant, Some(link)).await {
+            Ok(d) => {
+                let mut by_id: BTreeMap<String, EntraUser> =
+                    st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+                for (id, _reason) in &d.removed {
+                    by_id.remove(id);
+                }
+                for u in &d.users {
+                    let u = u.to_model();
+                    by_id.insert(u.id.clone(), u);
+                }
+                let users: Vec<EntraUser> = by_id.into_values().collect();
+                let state = TenantUsersState {
+                    delta_link: Some(d.delta_link),
+                    last_full_read: st.last_full_read,
+                    users: users.clone(),
+                };
+                return Ok((users, state));
+            }
+            Err(api::Error::DeltaExpired { .. }) => {
+                tracing::info!(tenant, "delta link expired; reading all users");
+            }
+            Err(e) => return Err(format!("reading users (delta): {e}")),
+        }
+    }
+    let d = apis
+        .graph
+        .users_delta(tenant, None)
+        .await
+        .map_err(|e| format!("reading users: {e}"))?;
+    let users: Vec<EntraUser> = d.users.iter().map(GraphUser::to_model).collect();
+    let state = TenantUsersState {
+        delta_link: Some(d.delta_link),
+        last_full_read: Some(now.to_string()),
+        users: users.clone(),
     };
-    Ok((
-        TenantDirectory {
-            users,
-            deleted_ids: Vec::new(),
-            sku_part_numbers,
-        },
-        state,
-    ))
+    Ok((users, state))
 }
 
 async fn read_licences(
-    config: &Config,
     apis: &Apis,
     t: &Target,
     pc_user: bool,
+    graph_skus: Option<&Result<Vec<SkuUsage>, String>>,
 ) -> TenantLicencesInput {
     let id = &t.entry.customer_id;
-    let pc = &config.microsoft.partner_center_url;
-    let graph = &config.microsoft.graph_url;
     let mut errors = Vec::new();
-    let subscriptions = fetch::subscriptions(apis, pc, id)
-        .await
-        .unwrap_or_else(|e| {
+    let subscriptions = match apis.partner_center.subscriptions(id).await {
+        Ok(subs) => subs.iter().map(PcSubscription::to_model).collect(),
+        Err(e) => {
             errors.push(format!("reading Partner Center subscriptions: {e}"));
             Vec::new()
-        });
+        }
+    };
     let (skus, sku_source) = if pc_user {
-        match fetch::pc_subscribed_skus(apis, pc, id).await {
-            Ok(s) => (s, SkuSource::PartnerCenter),
+        match apis.partner_center.subscribed_skus(id).await {
+            Ok(s) => (
+                s.iter().map(PcSubscribedSku::to_model).collect(),
+                SkuSource::PartnerCenter,
+            ),
             Err(e) => {
                 errors.push(format!("reading Partner Center subscribedskus: {e}"));
                 (Vec::new(), SkuSource::PartnerCenter)
             }
         }
     } else {
-        match fetch::graph_subscribed_skus(apis, graph, id).await {
-            Ok(s) => (s, SkuSource::Graph),
-            Err(e) => {
-                errors.push(format!("reading Graph subscribedSkus: {e}"));
+        match graph_skus {
+            Some(Ok(s)) => (s.clone(), SkuSource::Graph),
+            Some(Err(e)) => {
+                errors.push(e.clone());
                 (Vec::new(), SkuSource::Graph)
             }
+            None => match read_graph_skus(apis, id).await {
+                Ok(s) => (s, SkuSource::Graph),
+                Err(e) => {
+                    errors.push(e);
+                    (Vec::new(), SkuSource::Graph)
+                }
+            },
         }
     };
     // Optional join data: its absence only weakens the join, so a failure is logged, not an error.
-    let company_subscriptions = fetch::directory_subscriptions(apis, graph, id)
-        .await
-        .unwrap_or_else(|e| {
+    let company_subscriptions = match apis.graph.directory_subscriptions(id).await {
+        Ok(c) => c.iter().map(GraphCompanySubscription::to_model).collect(),
+        Err(e) => {
             tracing::info!(tenant = %id, "directory/subscriptions not readable: {e}");
             Vec::new()
-        });
+        }
+    };
     TenantLicencesInput {
         customer_id: id.clone(),
         tenant_id: id.clone(),
@@ -315,6 +349,66 @@ async fn read_licences(
         company_subscriptions,
         errors,
     }
+}
+
+async fn read_graph_skus(apis: &Apis, tenant: &str) -> Result<Vec<SkuUsage>, String> {
+    apis.graph
+        .subscribed_skus(tenant)
+        .await
+        .map(|s| s.iter().map(GraphSubscribedSku::to_model).collect())
+        .map_err(|e| format!("reading Graph subscribedSkus: {e}"))
+}
+
+/// Reads one tenant: Graph SKUs once (the users module needs their part numbers, the licences module
+/// their seat counts), users, and the licences module's inputs.
+async fn read_tenant(
+    config: &Config,
+    apis: &Apis,
+    t: &Target,
+    pc_user: bool,
+    state: &StateDir,
+    now: jiff::Timestamp,
+) -> TenantRead {
+    let id = &t.entry.customer_id;
+    let mut r = TenantRead {
+        customer_id: id.clone(),
+        ..TenantRead::default()
+    };
+    let wants_users = t.modules.contains(&Module::Users);
+    let graph_skus = if wants_users || (t.modules.contains(&Module::Licences) && !pc_user) {
+        Some(read_graph_skus(apis, id).await)
+    } else {
+        None
+    };
+    if wants_users {
+        let directory = match &graph_skus {
+            Some(Err(e)) => Err(e.clone()),
+            _ => read_users(config, apis, id, state.tenant_users(id), now)
+                .await
+                .map(|(users, st)| {
+                    r.users_state = Some(st);
+                    let sku_part_numbers = graph_skus
+                        .as_ref()
+                        .and_then(|s| s.as_ref().ok())
+                        .map(|skus| {
+                            skus.iter()
+                                .map(|s| (s.sku_id.clone(), s.sku_part_number.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    TenantDirectory {
+                        users,
+                        deleted_ids: Vec::new(),
+                        sku_part_numbers,
+                    }
+                }),
+        };
+        r.directory = Some(directory);
+    }
+    if t.modules.contains(&Module::Licences) {
+        r.licences = Some(read_licences(apis, t, pc_user, graph_skus.as_ref()).await);
+    }
+    r
 }
 
 /// The outcome of reading and planning.
@@ -362,29 +456,13 @@ pub async fn plan(
         .creds
         .current_refresh_token(crate::auth::RefreshTokenName::PartnerCenter)
         .is_some();
-    let halo_fut = read_halo(config, apis, modules);
+    let halo_fut = read_halo(apis, HaloNeeds::for_modules(modules));
     let bar = ui.bar("tenants read", targets.len() as u64);
     let reads_fut = stream::iter(targets.iter())
         .map(|t| {
             let bar = &bar;
             async move {
-                let mut r = TenantRead {
-                    customer_id: t.entry.customer_id.clone(),
-                    ..TenantRead::default()
-                };
-                if t.modules.contains(&Module::Users) {
-                    let stored = state.tenant_users(&t.entry.customer_id);
-                    match read_directory(config, apis, &t.entry.customer_id, stored, now).await {
-                        Ok((dir, st)) => {
-                            r.directory = Some(Ok(dir));
-                            r.users_state = Some(st);
-                        }
-                        Err(e) => r.directory = Some(Err(e)),
-                    }
-                }
-                if t.modules.contains(&Module::Licences) {
-                    r.licences = Some(read_licences(config, apis, t, pc_user).await);
-                }
+                let r = read_tenant(config, apis, t, pc_user, state, now).await;
                 bar.inc(1);
                 r
             }
@@ -490,4 +568,19 @@ fn merge(by_tenant: &mut BTreeMap<String, TenantPlan>, tp: TenantPlan) {
     e.held_back.extend(tp.held_back);
     e.errors.extend(tp.errors);
     e.notes.extend(tp.notes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_user_without_client_gets_its_sites_client() {
+        let sites = [json!({"id": 482, "client_id": 7, "name": "Main"})];
+        let users = [json!({"id": 12, "name": "Jane Doe", "site_id": 482.0, "azureoid": null})];
+        let snap = halo_snapshot(&[], &sites, &users, &[]).unwrap();
+        assert_eq!(snap.users[0].site_id, 482);
+        assert_eq!(snap.users[0].client_id, 7);
+    }
 }

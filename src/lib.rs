@@ -1,6 +1,6 @@
 //! csp-sync: keeps a `HaloPSA` instance in step with a Microsoft CSP partner's customer estate.
 //!
-//! Read, plan, then act: readers fetch snapshots from Partner Center, Graph and Halo (`read`), pure
+//! Read, plan, then act: readers fetch snapshots from Partner Center, Graph and Halo (`api`, `engine`), pure
 //! planners turn them into a [`plan::Plan`] with a reason on every change (`plan`), renderers show it
 //! (`render`) and the applier writes it to Halo in batches (`apply`).
 
@@ -15,12 +15,10 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub mod error;
-pub mod fetch;
 pub mod http;
 pub mod logging;
 pub mod model;
 pub mod plan;
-pub mod read;
 pub mod render;
 pub mod secrets;
 pub mod state;

@@ -1,9 +1,9 @@
 //! The state directory (SPEC section 9): Graph delta links with each tenant's last full read, when each user
 //! was last seen in scope (grace periods), the run lock, and a journal of applied changes. Every file is
-//! written atomically (write, fsync, rename). Losing the directory costs a full read, never a wrong change.
+//! written atomically (write, fsync, rename: `config::write_atomic`). Losing the directory costs a full read, never a wrong change.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -139,44 +139,11 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec(value).context("serialising state")?;
-    write_atomic(path, &bytes, None)
-}
-
-/// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
-/// `mode` sets Unix permissions on the new file (e.g. 0o600 for secrets).
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(mode.unwrap_or(0o644));
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::config::write_atomic(path, &bytes, None)
+        .with_context(|| format!("cannot write the state file {}", path.display()))
 }
 
 /// The run lock: a file holding the owner's pid, removed when dropped. A lock left by a process that no

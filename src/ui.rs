@@ -16,14 +16,8 @@ pub struct Ui {
 }
 
 impl Ui {
-    /// `format`: the `--output` flag, if given; otherwise table on a terminal, json elsewhere.
-    pub fn new(format: Option<Format>, quiet: bool, no_progress: bool) -> Ui {
-        let stdout_tty = std::io::stdout().is_terminal();
-        let format = format.unwrap_or(if stdout_tty {
-            Format::Table
-        } else {
-            Format::Json
-        });
+    /// `format`: already resolved from `--output` and whether stdout is a terminal.
+    pub fn new(format: Format, quiet: bool, no_progress: bool) -> Ui {
         let progress = !no_progress && !quiet && std::io::stderr().is_terminal();
         Ui {
             format,

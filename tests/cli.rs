@@ -3,7 +3,6 @@
 #[path = "support/estate.rs"]
 mod estate;
 
-use std::path::Path;
 use std::process::Output;
 
 use csp_sync_emulator::{Api, Emulator, Scenario};
@@ -165,7 +164,6 @@ fn bad_config_names_file_line_and_key_and_exits_1() {
         assert!(!err.contains("panicked"), "{err}");
     }
     assert_eq!(env.halo_posts(), 0);
-    let _ = Path::new(".");
 }
 
 #[test]

@@ -104,6 +104,25 @@ pub struct HaloAzureTenant {
     pub extra: Map<String, Value>,
 }
 
+/// Turns raw list records of `entity_path` into typed records (which keep unknown fields), naming the
+/// record whose shape is unexpected.
+pub fn parse_records<T: serde::de::DeserializeOwned>(
+    entity_path: &str,
+    records: Vec<Value>,
+) -> Result<Vec<T>, Error> {
+    records
+        .into_iter()
+        .map(|v| {
+            let id = v.get("id").cloned().unwrap_or(Value::Null);
+            serde_json::from_value(v).map_err(|e| {
+                Error::Invalid(format!(
+                    "Halo {entity_path} record id {id} has an unexpected shape: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// A Halo client (`/api/Client`, key `clients`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HaloClientRecord {
@@ -445,18 +464,7 @@ impl Halo {
         key: &str,
         params: &[(&str, &str)],
     ) -> Result<Vec<T>, Error> {
-        self.list(entity_path, key, params)
-            .await?
-            .into_iter()
-            .map(|v| {
-                let id = v.get("id").cloned().unwrap_or(Value::Null);
-                serde_json::from_value(v).map_err(|e| {
-                    Error::Invalid(format!(
-                        "Halo {entity_path} record id {id} has an unexpected shape: {e}"
-                    ))
-                })
-            })
-            .collect()
+        parse_records(entity_path, self.list(entity_path, key, params).await?)
     }
 
     /// All clients, inactive ones and their Azure tenant mappings included.
@@ -572,6 +580,45 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use wiremock::matchers::{body_json, header, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    #[test]
+    fn user_record_with_float_site_lowercases_ids_and_drops_empty_text() {
+        let v = json!([{"id": 12, "name": "Jane Doe", "site_id": 482.0, "emailaddress": "Jane@Contoso.com",
+            "azureoid": "3C2F0000-0000-0000-0000-000000000001", "inactive": false, "title": ""}]);
+        let u = parse_records::<HaloUserRecord>("Users", v.as_array().unwrap().clone()).unwrap()[0]
+            .to_model();
+        assert_eq!(u.site_id, 482);
+        assert_eq!(
+            u.azureoid.as_deref(),
+            Some("3c2f0000-0000-0000-0000-000000000001")
+        );
+        assert_eq!(u.title, None);
+    }
+
+    #[test]
+    fn client_record_tenants_main_site_and_missing_id() {
+        let v = json!({"id": 102, "name": "Fabrikam", "azure_tenants": [{"azure_tenant_id": "ABC"}], "main_site_id": 0});
+        let c = parse_records::<HaloClientRecord>("Client", vec![v]).unwrap()[0].to_model();
+        assert_eq!(c.azure_tenant_ids, vec!["abc"]);
+        assert_eq!(c.main_site_id, None);
+        let err =
+            parse_records::<HaloClientRecord>("Client", vec![json!({"name": "x"})]).unwrap_err();
+        assert!(err.to_string().contains("Halo Client record"), "{err}");
+    }
+
+    #[test]
+    fn licence_record_fields() {
+        let v = json!({"id": 5, "client_id": 3, "name": "M365", "count": 10, "autorenew": true,
+            "tenant_id": "0A0B0C0D-0000-0000-0000-000000000001"});
+        let l =
+            parse_records::<HaloLicenceRecord>("SoftwareLicence", vec![v]).unwrap()[0].to_model();
+        assert_eq!(l.count, Some(10));
+        assert_eq!(l.autorenew, Some(true));
+        assert_eq!(
+            l.tenant_id.as_deref(),
+            Some("0a0b0c0d-0000-0000-0000-000000000001")
+        );
+    }
 
     async fn halo_with_mock_auth(server: &MockServer, http: Arc<Http>) -> Halo {
         let provider = TokenProvider::new(

@@ -98,7 +98,7 @@ pub fn lower(s: &str) -> String {
 // ---- lenient deserializers for Halo's loosely typed JSON ----
 
 /// A whole number from an integer, a float with no fraction (`95.0`) or a numeric string.
-pub(crate) fn value_to_i64(v: &Value) -> Option<i64> {
+pub fn value_to_i64(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()

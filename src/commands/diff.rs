@@ -14,7 +14,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &DiffArgs) -> Result<Exit> {
     run::show_plan(ui, &planned);
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&planned.plan.plan).context("serialising the plan")?;
-        crate::state::write_atomic(out, &text, None)
+        crate::config::write_atomic(out, &text, None)
             .with_context(|| format!("writing the plan to {}", out.display()))?;
         ui.info(&format!(
             "plan saved to {}; apply it with `csp-sync sync --plan {}`",

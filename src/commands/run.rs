@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::config::Config;
 use crate::context::{self, Apis};
 use crate::engine::{self, Planned};
-use crate::fetch;
+use crate::model::Customer;
 use crate::plan::Module;
 use crate::render;
 use crate::secrets::Secrets;
@@ -29,7 +29,6 @@ pub fn modules(config: &Config, asked: &[Module]) -> Vec<Module> {
 pub struct Prepared {
     pub apis: Apis,
     pub plan: Planned,
-    pub now: jiff::Timestamp,
 }
 
 /// Reads and plans.
@@ -49,9 +48,7 @@ pub async fn prepare(
     }
     let now = context::now()?;
     let apis = Apis::new(config, Secrets::from_env())?;
-    let customers = fetch::customers(&apis, &config.microsoft.partner_center_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading Partner Center customers: {e}"))?;
+    let customers = read_customers(&apis).await?;
     let targets = engine::select_targets(config, &customers, tenants, modules)?;
     let state = StateDir::new(config.sync.state_dir.clone());
     let mut plan = engine::plan(
@@ -82,7 +79,19 @@ pub async fn prepare(
     for w in apis.take_warnings() {
         ui.warn(&w);
     }
-    Ok(Prepared { apis, plan, now })
+    Ok(Prepared { apis, plan })
+}
+
+/// Every Partner Center customer, as domain values.
+pub async fn read_customers(apis: &Apis) -> Result<Vec<Customer>> {
+    Ok(apis
+        .partner_center
+        .customers()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading Partner Center customers: {e}"))?
+        .iter()
+        .map(crate::api::partner_center::PcCustomer::to_model)
+        .collect())
 }
 
 /// Prints the plan (stdout) and its one-line summary (stderr).

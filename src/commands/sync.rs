@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
+use crate::api::{self, halo::WriteKind, value_to_i64};
 use crate::apply::{self, HaloWriter, WriteError, natural_key};
 use crate::cli::SyncArgs;
 use crate::commands::run;
 use crate::config::Config;
 use crate::context::Apis;
+use crate::engine::HaloNeeds;
 use crate::engine::{self, HaloRaw};
 use crate::error::Exit;
-use crate::fetch::{self, FetchError};
 use crate::http::ErrorKind;
 use crate::plan::{Action, Change, HaloEntity, Plan};
 use crate::state::{JournalEntry, JournalRun, StateDir};
@@ -23,12 +24,11 @@ use crate::ui::Ui;
 /// Halo as the applier sees it.
 struct HaloApi<'a> {
     apis: &'a Apis,
-    api_url: &'a str,
 }
 
-fn write_error(e: FetchError) -> WriteError {
+fn write_error(e: api::Error) -> WriteError {
     match e {
-        FetchError::Api(a) => match a.kind {
+        api::Error::Api(a) => match a.kind {
             ErrorKind::BadRequest => WriteError::Refused(a.message.clone()),
             ErrorKind::Uncertain
             | ErrorKind::Timeout
@@ -58,7 +58,14 @@ impl HaloWriter for HaloApi<'_> {
         records: &[Value],
         create: bool,
     ) -> Result<Vec<Value>, WriteError> {
-        fetch::halo_post(self.apis, self.api_url, entity.path(), records, create)
+        let kind = if create {
+            WriteKind::Create
+        } else {
+            WriteKind::Update
+        };
+        self.apis
+            .halo
+            .post(entity.path(), records, kind)
             .await
             .map_err(write_error)
     }
@@ -77,17 +84,20 @@ impl HaloWriter for HaloApi<'_> {
         clients.sort_unstable();
         clients.dedup();
         let mut found: Vec<Value> = Vec::new();
-        let params: Vec<String> = if clients.is_empty() {
-            vec!["&includeinactive=true".into()]
+        let params: Vec<Option<String>> = if clients.is_empty() {
+            vec![None]
         } else {
-            clients
-                .iter()
-                .map(|c| format!("&includeinactive=true&client_id={c}"))
-                .collect()
+            clients.iter().map(|c| Some(c.to_string())).collect()
         };
-        for p in params {
+        for client in params {
+            let mut query = vec![("includeinactive", "true")];
+            if let Some(c) = &client {
+                query.push(("client_id", c.as_str()));
+            }
             found.extend(
-                fetch::halo_list(self.apis, self.api_url, entity.path(), list_key(entity), &p)
+                self.apis
+                    .halo
+                    .list(entity.path(), list_key(entity), &query)
                     .await
                     .map_err(write_error)?,
             );
@@ -102,7 +112,7 @@ impl HaloWriter for HaloApi<'_> {
                 found
                     .iter()
                     .find(|r| same(r.get(key).unwrap_or(&Value::Null), &want))
-                    .and_then(|r| crate::read::halo_id(r.get("id")))
+                    .and_then(|r| r.get("id").and_then(value_to_i64))
             })
             .collect())
     }
@@ -128,7 +138,7 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
             Some(id) => {
                 let Some(rec) = records
                     .iter()
-                    .find(|r| crate::read::halo_id(r.get("id")) == Some(id))
+                    .find(|r| r.get("id").and_then(value_to_i64) == Some(id))
                 else {
                     out.push(format!(
                         "{}: {} (#{id}) is no longer in Halo",
@@ -205,7 +215,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
             );
         }
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
-        let (_, raw) = engine::read_halo(config, &apis, &plan.modules).await?;
+        let (_, raw) = engine::read_halo(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
         let stale = stale_changes(&plan, &raw);
         if !stale.is_empty() {
             bail!(
@@ -236,10 +246,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
     let total = plan.changes().count();
     let bar = ui.bar("records written", total as u64);
     let progress = |n: usize| bar.set_position(n as u64);
-    let writer = HaloApi {
-        apis: &apis,
-        api_url: &config.halo.api_url,
-    };
+    let writer = HaloApi { apis: &apis };
     let report = apply::apply(
         &writer,
         &plan,

@@ -3,12 +3,12 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::commands::run;
 use crate::config::Config;
 use crate::context::Apis;
 use crate::engine;
+use crate::engine::HaloNeeds;
 use crate::error::Exit;
-use crate::fetch;
-use crate::plan::Module;
 use crate::render::{Format, Grid};
 use crate::secrets::Secrets;
 use crate::ui::Ui;
@@ -36,10 +36,8 @@ struct Doc<'a> {
 
 pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> {
     let apis = Apis::new(config, Secrets::from_env())?;
-    let customers = fetch::customers(&apis, &config.microsoft.partner_center_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading Partner Center customers: {e}"))?;
-    let (halo, _) = engine::read_halo(config, &apis, &[Module::Tenants]).await?;
+    let customers = run::read_customers(&apis).await?;
+    let (halo, _) = engine::read_halo(&apis, HaloNeeds::for_modules(&[])).await?;
     let mut rows: Vec<TenantRow> = customers
         .iter()
         .map(|c| {
