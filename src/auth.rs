@@ -920,28 +920,12 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{HttpOptions, RetryPolicy};
     use secrecy::ExposeSecret;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use wiremock::matchers::{body_string_contains, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    pub(crate) fn test_http() -> Arc<Http> {
-        let fast = RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-        };
-        Arc::new(
-            Http::new(HttpOptions {
-                retry_scale: 0.01,
-                microsoft_retry: fast,
-                halo_retry: fast,
-                ..HttpOptions::default()
-            })
-            .unwrap(),
-        )
-    }
+    use crate::api::partner_center::tests::fast_http as test_http;
 
     const AADSTS_65001: &str = r#"{"error":"invalid_grant","error_description":"AADSTS65001: The user or administrator has not consented to use the application with ID '3333' named 'csp-sync'.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2024-01-01 00:00:00Z","error_codes":[65001],"timestamp":"2024-01-01 00:00:00Z","trace_id":"1","correlation_id":"2","error_uri":"https://login.microsoftonline.com/error?code=65001"}"#;
 

@@ -46,6 +46,9 @@ pub async fn prepare(
             ));
         }
     }
+    if config.halo.bulk_read == crate::config::BulkRead::Report {
+        ui.warn("[halo] bulk_read = \"report\" is not available in this version yet; Halo is read with paged API lists");
+    }
     let now = context::now()?;
     let apis = Apis::new(config, Secrets::from_env())?;
     let customers = read_customers(&apis).await?;

@@ -177,43 +177,11 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
 }
 
 pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
-    if args.dry_run {
-        let modules = run::modules(config, &args.modules);
-        let prepared = run::prepare(
-            config,
-            ui,
-            &modules,
-            &args.tenants,
-            args.allow_deactivations,
-        )
-        .await?;
-        run::show_plan(ui, &prepared);
-        return Ok(if prepared.plan.plan.has_errors() {
-            Exit::Error
-        } else {
-            Exit::Ok
-        });
-    }
-    let state = StateDir::new(config.sync.state_dir.clone());
-    let _lock = state.lock()?;
-    let started = crate::context::now()?;
-    let (plan, apis, planned) = if let Some(path) = &args.plan {
-        let text =
-            std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
-        let plan: Plan = serde_json::from_slice(&text).with_context(|| {
-            format!(
-                "{} is not a csp-sync plan (write one with `csp-sync diff --out FILE`)",
-                path.display()
-            )
-        })?;
-        if plan.version != crate::plan::PLAN_VERSION {
-            bail!(
-                "{} is a plan of version {}; this csp-sync reads version {}",
-                path.display(),
-                plan.version,
-                crate::plan::PLAN_VERSION
-            );
-        }
+    if let Some(path) = &args.plan {
+        let state = StateDir::new(config.sync.state_dir.clone());
+        let lock = state.lock()?;
+        let started = crate::context::now()?;
+        let plan = read_plan(path)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
         let (_, raw) = engine::read_halo(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
         let stale = stale_changes(&plan, &raw);
@@ -224,36 +192,85 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
                 stale.join("; ")
             );
         }
-        (plan, apis, None)
+        return apply_and_record(config, ui, &state, lock, started, &plan, &apis, None).await;
+    }
+    // A dry run takes no lock and writes no state: it is a `diff`.
+    let state = StateDir::new(config.sync.state_dir.clone());
+    let lock = if args.dry_run {
+        None
     } else {
-        let modules = run::modules(config, &args.modules);
-        let prepared = run::prepare(
-            config,
-            ui,
-            &modules,
-            &args.tenants,
-            args.allow_deactivations,
-        )
-        .await?;
-        run::show_plan(ui, &prepared);
-        (
-            prepared.plan.plan.clone(),
-            prepared.apis,
-            Some(prepared.plan),
-        )
+        Some(state.lock()?)
     };
+    let started = crate::context::now()?;
+    let modules = run::modules(config, &args.modules);
+    let prepared = run::prepare(
+        config,
+        ui,
+        &modules,
+        &args.tenants,
+        args.allow_deactivations,
+    )
+    .await?;
+    run::show_plan(ui, &prepared);
+    let Some(lock) = lock else {
+        return Ok(if prepared.plan.plan.has_errors() {
+            Exit::Error
+        } else {
+            Exit::Ok
+        });
+    };
+    let plan = prepared.plan.plan.clone();
+    apply_and_record(
+        config,
+        ui,
+        &state,
+        lock,
+        started,
+        &plan,
+        &prepared.apis,
+        Some(&prepared.plan),
+    )
+    .await
+}
 
+fn read_plan(path: &std::path::Path) -> Result<Plan> {
+    let text =
+        std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let plan: Plan = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{} is not a csp-sync plan (write one with `csp-sync diff --out FILE`)",
+            path.display()
+        )
+    })?;
+    if plan.version != crate::plan::PLAN_VERSION {
+        bail!(
+            "{} is a plan of version {}; this csp-sync reads version {}",
+            path.display(),
+            plan.version,
+            crate::plan::PLAN_VERSION
+        );
+    }
+    Ok(plan)
+}
+
+/// Applies a plan, then records state (for a freshly read plan) and the journal; the lock is held until
+/// the end.
+#[allow(clippy::too_many_arguments)]
+async fn apply_and_record(
+    config: &Config,
+    ui: &Ui,
+    state: &StateDir,
+    _lock: crate::state::RunLock,
+    started: jiff::Timestamp,
+    plan: &Plan,
+    apis: &Apis,
+    planned: Option<&engine::Planned>,
+) -> Result<Exit> {
     let total = plan.changes().count();
     let bar = ui.bar("records written", total as u64);
     let progress = |n: usize| bar.set_position(n as u64);
-    let writer = HaloApi { apis: &apis };
-    let report = apply::apply(
-        &writer,
-        &plan,
-        config.halo.fire_automations,
-        Some(&progress),
-    )
-    .await;
+    let writer = HaloApi { apis };
+    let report = apply::apply(&writer, plan, config.halo.fire_automations, Some(&progress)).await;
     bar.finish_and_clear();
 
     for f in &report.failed {
@@ -266,7 +283,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         ));
     }
     // State: only after a real sync, only for tenants whose reads succeeded.
-    if let Some(planned) = &planned {
+    if let Some(planned) = planned {
         for (tenant, st) in &planned.user_states {
             state.save_tenant_users(tenant, st)?;
         }
