@@ -1,7 +1,7 @@
 //! The README's first command: starts the bundled emulator with a small sample estate, writes a config for
 //! it, and runs the real csp-sync commands against it, with no credentials and no network.
 
-#[path = "../tests/support/estate.rs"]
+#[path = "../tests/cli/estate.rs"]
 mod estate;
 
 use std::path::Path;

@@ -1,47 +1,9 @@
-//! Black-box tests: the built binary against the bundled emulator.
+//! Tenants list, first and second sync, exit codes, secrets, config errors.
 
-#[path = "support/estate.rs"]
-mod estate;
+use crate::estate;
 
-use std::process::Output;
-
-use csp_sync_emulator::{Api, Emulator, Scenario};
-
-struct Env {
-    _rt: tokio::runtime::Runtime,
-    em: Emulator,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(opts: &estate::ConfigOptions) -> Env {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let em = rt.block_on(Emulator::start(Scenario::small())).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        estate::write_config(&em, dir.path(), opts);
-        Env { _rt: rt, em, dir }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
-        cmd.current_dir(self.dir.path())
-            .env_remove("CSP_SYNC_CONFIG")
-            .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
-            .args(args);
-        for (k, v) in estate::secret_env(&self.em) {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn halo_posts(&self) -> usize {
-        self.em
-            .requests()
-            .iter()
-            .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path.starts_with("/api/"))
-            .count()
-    }
-}
+use crate::support::Env;
+use csp_sync_emulator::Api;
 
 fn clean() -> estate::ConfigOptions {
     estate::ConfigOptions {

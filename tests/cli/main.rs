@@ -1,0 +1,6 @@
+//! Black-box tests: the built binary against the bundled emulator. One test binary; one module per area.
+
+mod estate;
+mod support;
+
+mod basics;

@@ -1,0 +1,48 @@
+//! A running emulator, a config for it in a temporary directory, and the binary run against both.
+
+use std::process::Output;
+
+use csp_sync_emulator::{Api, Emulator, Scenario};
+
+use crate::estate;
+
+/// One emulator and one config directory per test.
+pub struct Env {
+    _rt: tokio::runtime::Runtime,
+    pub em: Emulator,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new(opts: &estate::ConfigOptions) -> Env {
+        Env::with(Scenario::small(), opts)
+    }
+
+    pub fn with(scenario: Scenario, opts: &estate::ConfigOptions) -> Env {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let em = rt.block_on(Emulator::start(scenario)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        estate::write_config(&em, dir.path(), opts);
+        Env { _rt: rt, em, dir }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env_remove("CSP_SYNC_CONFIG")
+            .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
+            .args(args);
+        for (k, v) in estate::secret_env(&self.em) {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    pub fn halo_posts(&self) -> usize {
+        self.em
+            .requests()
+            .iter()
+            .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path.starts_with("/api/"))
+            .count()
+    }
+}
