@@ -17,6 +17,8 @@ pub struct ConfigOptions {
     /// Map only these customers (by name); `None` maps every customer the scenario maps.
     pub only: Option<Vec<String>>,
     pub graph_auth: &'static str,
+    /// `[halo] rate_limit` as (requests, per_seconds).
+    pub rate_limit: (u32, u32),
 }
 
 impl Default for ConfigOptions {
@@ -26,6 +28,7 @@ impl Default for ConfigOptions {
             extra: Vec::new(),
             only: None,
             graph_auth: "app",
+            rate_limit: (300, 300),
         }
     }
 }
@@ -50,7 +53,7 @@ pub fn config_text(em: &Emulator, opts: &ConfigOptions) -> String {
         "# csp-sync configuration for the bundled emulator\n\
          [partner_center]\ntenant_id = \"{}\"\nclient_id = \"{}\"\n{}\n\
          [graph]\nclient_id = \"{}\"\nauth = \"{}\"\n{}\n\
-         [halo]\nurl = \"{}\"\n{}client_id = \"{}\"\nrate_limit = {{ requests = 300, per_seconds = 300 }}\n{}\n\
+         [halo]\nurl = \"{}\"\n{}client_id = \"{}\"\nrate_limit = {{ requests = {}, per_seconds = {} }}\n{}\n\
          [microsoft]\nlogin_url = \"{}\"\ngraph_url = \"{}\"\npartner_center_url = \"{}\"\n\n\
          [sync]\nmodules = [{}]\nstate_dir = \"state\"\n{}\n",
         sc.partner_tenant_id,
@@ -66,6 +69,8 @@ pub fn config_text(em: &Emulator, opts: &ConfigOptions) -> String {
             .map(|t| format!("tenant = \"{t}\"\n"))
             .unwrap_or_default(),
         sc.halo_app.client_id,
+        opts.rate_limit.0,
+        opts.rate_limit.1,
         section_extra(opts, "[halo]"),
         em.login_url(),
         em.graph_url(),

@@ -1,0 +1,143 @@
+//! The speed and memory benchmark of issue 3: a first sync and a steady-state sync of the emulator's large
+//! estate (200 tenants x 100 users by default), with csp-sync run as its own process so its peak memory is
+//! its own. Prints Halo requests next to their minimum, wall time and peak memory (VmHWM).
+//!
+//! ```sh
+//! cargo build --release --bin csp-sync && cargo run --release --example bench -- [TENANTS] [USERS]
+//! ```
+
+#[path = "../tests/cli/estate.rs"]
+mod estate;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use csp_sync_emulator::{Api, Emulator, Scenario};
+
+fn binary() -> PathBuf {
+    // target/<profile>/examples/bench -> target/<profile>/csp-sync
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(format!("csp-sync{}", std::env::consts::EXE_SUFFIX)))
+        .expect("target dir");
+    if !bin.exists() {
+        eprintln!(
+            "{} is missing: build it first with `cargo build --release --bin csp-sync` (same profile as this example)",
+            bin.display()
+        );
+        std::process::exit(1);
+    }
+    bin
+}
+
+/// Runs csp-sync to completion, sampling its peak resident memory (Linux: VmHWM in /proc).
+fn run(bin: &Path, config: &Path, env: &[(String, String)], args: &[&str]) -> (i32, Duration, u64) {
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start csp-sync");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let code = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("VmHWM:") {
+                    let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    peak_kb = peak_kb.max(kb);
+                }
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code().unwrap_or(1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (code, start.elapsed(), peak_kb)
+}
+
+struct Counts {
+    reads: usize,
+    writes: usize,
+}
+
+fn halo_counts(em: &Emulator) -> Counts {
+    let reqs = em.requests();
+    let halo = reqs
+        .iter()
+        .filter(|r| r.api == Api::Halo && r.path.starts_with("/api/"));
+    Counts {
+        reads: halo.clone().filter(|r| r.method == "GET").count(),
+        writes: halo.filter(|r| r.method == "POST").count(),
+    }
+}
+
+fn halo_len(em: &Emulator, entity: &str) -> usize {
+    em.with_state(|s| s.halo_records(entity).len())
+}
+
+fn pages(n: usize) -> usize {
+    n.div_ceil(100).max(1)
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let tenants = args.first().copied().unwrap_or(200);
+    let users = args.get(1).copied().unwrap_or(100);
+    let bin = binary();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let em = rt
+        .block_on(Emulator::start(Scenario::large(tenants, users, 0)))
+        .expect("emulator");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = estate::ConfigOptions {
+        modules: vec!["users"],
+        // The benchmark counts requests; Halo cloud's 300 per 5 minutes would only add waiting.
+        rate_limit: (1_000_000, 1),
+        extra: vec![("[safety]", "max_deactivations = 1000000".into())],
+        ..estate::ConfigOptions::default()
+    };
+    let config = estate::write_config(&em, dir.path(), &opts);
+    let mut env = estate::secret_env(&em);
+    env.push(("CSP_SYNC_RETRY_SCALE".into(), "1".into()));
+    println!(
+        "estate: {tenants} tenants x {users} users; csp-sync {}",
+        bin.display()
+    );
+
+    for (label, nth) in [("first sync", 1), ("steady-state sync", 2)] {
+        let clients = halo_len(&em, "Client");
+        let sites = halo_len(&em, "Site");
+        let halo_users_before = halo_len(&em, "Users");
+        em.clear_requests();
+        let (code, wall, peak_kb) = run(&bin, &config, &env, &["-q", "-o", "json", "sync"]);
+        let c = halo_counts(&em);
+        let created = halo_len(&em, "Users") - halo_users_before;
+        let changed = em
+            .requests()
+            .iter()
+            .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path.starts_with("/api/"))
+            .filter_map(|r| r.body.as_ref().and_then(|b| b.as_array().map(Vec::len)))
+            .sum::<usize>();
+        let min_reads = pages(clients) + pages(sites) + pages(halo_users_before);
+        let min_writes = changed.div_ceil(100);
+        println!(
+            "{label} (run {nth}): exit {code}, {:.1} s, peak {:.1} MB; Halo GETs {} (minimum {min_reads}), \
+             POSTs {} for {changed} records (minimum {min_writes}); {created} users created",
+            wall.as_secs_f64(),
+            peak_kb as f64 / 1024.0,
+            c.reads,
+            c.writes,
+        );
+    }
+}
