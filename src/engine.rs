@@ -17,9 +17,7 @@ use crate::api::{
 use crate::config::{Config, TenantEntry};
 use crate::context::Apis;
 use crate::model::{Customer, EntraUser, HaloSite, HaloSnapshot, SkuUsage, TenantDirectory};
-use crate::plan::licences::{
-    self, LicencesPlan, LicencesPolicy, SeatRow, SkuSource, TenantLicencesInput,
-};
+use crate::plan::licences::{self, LicencesPlan, LicencesPolicy, SkuSource, TenantLicencesInput};
 use crate::plan::users::{self, TenantUsersInput, UsersPolicy};
 use crate::plan::{Module, Plan, TenantPlan};
 use crate::state::{StateDir, TenantUsersState};
@@ -414,10 +412,8 @@ async fn read_tenant(
 /// The outcome of reading and planning.
 #[derive(Debug)]
 pub struct Planned {
+    /// The plan, with the seat view of the licences module.
     pub plan: Plan,
-    pub seats: Vec<SeatRow>,
-    pub halo: HaloSnapshot,
-    pub halo_raw: HaloRaw,
     pub user_states: Vec<(String, TenantUsersState)>,
     /// "tenant/oid" keys to stamp with `now` in last-seen after a sync.
     pub seen: Vec<String>,
@@ -471,7 +467,7 @@ pub async fn plan(
         .collect::<Vec<_>>();
     let (halo, reads) = tokio::join!(halo_fut, reads_fut);
     bar.finish_and_clear();
-    let (halo, halo_raw) = halo?;
+    let (halo, _raw) = halo?;
 
     let mut by_tenant: BTreeMap<String, TenantPlan> = targets
         .iter()
@@ -539,16 +535,14 @@ pub async fn plan(
         .into_iter()
         .filter_map(|r| r.users_state.map(|s| (r.customer_id, s)))
         .collect();
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         now.to_string(),
         modules.to_vec(),
         by_tenant.into_values().collect(),
     );
+    plan.seats = seats;
     Ok(Planned {
         plan,
-        seats,
-        halo,
-        halo_raw,
         user_states,
         seen,
     })

@@ -4,6 +4,7 @@
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
+use crate::plan::licences::{SeatFlag, SeatRow};
 use crate::plan::{Change, Plan};
 
 /// An output format (`--output`).
@@ -177,6 +178,44 @@ pub fn problems_grid(plan: &Plan) -> Grid {
     g
 }
 
+fn flag_text(f: &SeatFlag) -> String {
+    match f {
+        SeatFlag::OverAssigned => "over-assigned".into(),
+        SeatFlag::UnusedSeats => "seats unused".into(),
+        SeatFlag::RenewalSoon { date, days } => format!("renews {date} (in {days} days)"),
+        SeatFlag::CancellationWindowCloses { date, days } => {
+            format!("cancellation window closes {date} (in {days} days)")
+        }
+    }
+}
+
+/// The seat view: per tenant and SKU, purchased / assigned / available, with flags and notes.
+pub fn seats_grid(seats: &[SeatRow]) -> Grid {
+    let mut g = Grid::new([
+        "tenant",
+        "product",
+        "purchased",
+        "assigned",
+        "available",
+        "flags",
+    ]);
+    for r in seats {
+        let mut flags: Vec<String> = r.flags.iter().map(flag_text).collect();
+        if let Some(note) = &r.note {
+            flags.push(note.clone());
+        }
+        g.push([
+            r.tenant_name.clone(),
+            r.product_name.clone(),
+            r.purchased.to_string(),
+            r.assigned.to_string(),
+            r.available.to_string(),
+            flags.join("; "),
+        ]);
+    }
+    g
+}
+
 /// One line of counts: "3 to create, 1 to update, ...".
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
@@ -203,6 +242,13 @@ pub fn plan(plan: &Plan, format: Format) -> String {
                 out.push_str(&plan_grid(plan).render(format));
             } else {
                 out.push_str("No changes.\n");
+            }
+            if !plan.seats.is_empty() {
+                out.push('\n');
+                if format == Format::Markdown {
+                    out.push_str("### Seats\n\n");
+                }
+                out.push_str(&seats_grid(&plan.seats).render(format));
             }
             let problems = problems_grid(plan);
             if !problems.rows.is_empty() {
@@ -271,6 +317,50 @@ mod tests {
         assert!(line.contains("job title changed in Entra"), "{out}");
         assert!(out.contains("#3, #4"), "{out}");
         assert!(out.contains("1 to update"), "{out}");
+    }
+
+    #[test]
+    fn seat_view_in_every_format() {
+        let mut p = sample();
+        p.seats = vec![SeatRow {
+            customer_id: "c1".into(),
+            tenant_name: "Contoso".into(),
+            sku_id: Some("cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46".into()),
+            sku_part_number: Some("SPB".into()),
+            product_name: "Microsoft 365 Business Premium".into(),
+            purchased: 10,
+            assigned: 12,
+            available: -2,
+            subscription_ids: vec!["s1".into()],
+            flags: vec![
+                SeatFlag::OverAssigned,
+                SeatFlag::RenewalSoon {
+                    date: "2026-12-10".into(),
+                    days: 13,
+                },
+            ],
+            usage_source: crate::plan::licences::SkuSource::Graph,
+            note: None,
+        }];
+        let table = plan(&p, Format::Table);
+        let line = table
+            .lines()
+            .find(|l| l.contains("Business Premium"))
+            .unwrap();
+        assert!(
+            line.contains("-2") && line.contains("over-assigned"),
+            "{table}"
+        );
+        assert!(line.contains("renews 2026-12-10 (in 13 days)"), "{table}");
+        let md = plan(&p, Format::Markdown);
+        assert!(md.contains("### Seats"), "{md}");
+        assert!(
+            md.contains("| Contoso | Microsoft 365 Business Premium | 10 | 12 | -2 |"),
+            "{md}"
+        );
+        let v: Value = serde_json::from_str(&plan(&p, Format::Json)).unwrap();
+        assert_eq!(v["seats"][0]["available"], -2);
+        assert_eq!(v["seats"][0]["flags"][0]["flag"], "over_assigned");
     }
 
     #[test]

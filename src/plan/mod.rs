@@ -228,6 +228,10 @@ pub struct Plan {
     pub modules: Vec<Module>,
     pub tenants: Vec<TenantPlan>,
     pub summary: Summary,
+    /// The seat view of the licences module: per tenant and SKU, purchased / assigned / available with
+    /// flags. Informational: `sync --plan` writes nothing from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seats: Vec<licences::SeatRow>,
 }
 
 impl Plan {
@@ -246,6 +250,7 @@ impl Plan {
             modules,
             tenants,
             summary,
+            seats: Vec::new(),
         }
     }
 
