@@ -19,6 +19,16 @@ pub struct ConfigOptions {
     pub graph_auth: &'static str,
     /// `[halo] rate_limit` as (requests, per_seconds).
     pub rate_limit: (u32, u32),
+    /// Whether the partner's refresh token (app+user Partner Center access) is in the environment.
+    pub partner_refresh_token: bool,
+}
+
+impl ConfigOptions {
+    #[must_use]
+    pub fn with_partner_refresh_token(mut self, on: bool) -> Self {
+        self.partner_refresh_token = on;
+        self
+    }
 }
 
 impl Default for ConfigOptions {
@@ -29,6 +39,7 @@ impl Default for ConfigOptions {
             only: None,
             graph_auth: "app",
             rate_limit: (300, 300),
+            partner_refresh_token: true,
         }
     }
 }

@@ -11,6 +11,7 @@ pub struct Env {
     _rt: tokio::runtime::Runtime,
     pub em: Emulator,
     pub dir: tempfile::TempDir,
+    partner_refresh_token: bool,
 }
 
 impl Env {
@@ -23,7 +24,12 @@ impl Env {
         let em = rt.block_on(Emulator::start(scenario)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         estate::write_config(&em, dir.path(), opts);
-        Env { _rt: rt, em, dir }
+        Env {
+            _rt: rt,
+            em,
+            dir,
+            partner_refresh_token: opts.partner_refresh_token,
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -33,6 +39,9 @@ impl Env {
             .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
             .args(args);
         for (k, v) in estate::secret_env(&self.em) {
+            if k == "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN" && !self.partner_refresh_token {
+                continue;
+            }
             cmd.env(k, v);
         }
         cmd.output().unwrap()
