@@ -244,6 +244,13 @@ fn first_sync_creates_in_scope_users_on_the_main_site_and_links_contacts() {
             assert!(id.is_i64(), "id not an integer: {r}");
         }
     }
+    // The journal holds the run with the Halo ids of what it wrote.
+    let journal: Value =
+        serde_json::from_slice(&std::fs::read(env.dir.path().join("state/journal.json")).unwrap())
+            .unwrap();
+    let applied = journal[0]["applied"].as_array().unwrap();
+    assert_eq!(applied.len(), 9, "{journal}");
+    assert!(applied.iter().all(|a| a["halo_id"].is_i64()), "{journal}");
 }
 
 #[test]
@@ -277,6 +284,9 @@ fn entra_changes_are_applied_exactly() {
     let dan = one_linked(&env, CONTOSO, "dan.brown@contoso.co.uk")["id"]
         .as_i64()
         .unwrap();
+    let isaiah = one_linked(&env, LITWARE, "isaiah.langer@litware.com")["id"]
+        .as_i64()
+        .unwrap();
     let sku = a_contoso_sku(&env);
     let posted_before = user_posts(&env).len();
     let users_before = halo_users(&env).len();
@@ -286,6 +296,7 @@ fn entra_changes_are_applied_exactly() {
             u["accountEnabled"] = json!(false);
         }));
         assert!(s.remove_user(CONTOSO, "dan.brown@contoso.co.uk"));
+        assert!(s.purge_user(LITWARE, "isaiah.langer@litware.com"));
         assert!(s.update_user(CONTOSO, "bob.jones@contoso.co.uk", |u| {
             u["jobTitle"] = json!("Finance Director");
         }));
@@ -302,7 +313,7 @@ fn entra_changes_are_applied_exactly() {
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["summary"]["create"], json!(1), "{plan}");
     assert_eq!(plan["summary"]["update"], json!(1), "{plan}");
-    assert_eq!(plan["summary"]["deactivate"], json!(3), "{plan}");
+    assert_eq!(plan["summary"]["deactivate"], json!(4), "{plan}");
     assert_eq!(plan["summary"]["link"], json!(0), "{plan}");
     assert_eq!(plan["summary"]["reactivate"], json!(0), "{plan}");
 
@@ -311,9 +322,9 @@ fn entra_changes_are_applied_exactly() {
         .skip(posted_before)
         .map(body)
         .collect();
-    assert_eq!(posted.len(), 5, "{posted:#?}");
+    assert_eq!(posted.len(), 6, "{posted:#?}");
     let has = |want: &Value| posted.iter().any(|p| p == want);
-    for id in [carol, dan, 1001] {
+    for id in [carol, dan, 1001, isaiah] {
         let want = json!({"id": id, "inactive": true});
         assert!(has(&want), "missing {want} in {posted:#?}");
     }
@@ -327,7 +338,7 @@ fn entra_changes_are_applied_exactly() {
 
     // Halo now holds exactly that.
     assert_eq!(halo_users(&env).len(), users_before + 1);
-    for id in [carol, dan, 1001] {
+    for id in [carol, dan, 1001, isaiah] {
         assert_eq!(halo_user(&env, id)["inactive"], json!(true), "{id}");
     }
     assert_eq!(halo_user(&env, 1002)["title"], json!("Finance Director"));
@@ -340,6 +351,21 @@ fn entra_changes_are_applied_exactly() {
     let writes = env.halo_posts();
     run_ok(&env, &["sync"]);
     assert_eq!(env.halo_posts(), writes);
+
+    // A leaver who comes back is reactivated, nothing else.
+    env.em.with_state(|s| {
+        s.update_user(CONTOSO, "carol.white@contoso.co.uk", |u| {
+            u["accountEnabled"] = json!(true);
+        })
+    });
+    let before = user_posts(&env).len();
+    run_ok(&env, &["sync"]);
+    let posted: Vec<Value> = user_posts(&env)
+        .into_iter()
+        .skip(before)
+        .map(body)
+        .collect();
+    assert_eq!(posted, vec![json!({"id": carol, "inactive": false})]);
 }
 
 #[test]
@@ -393,6 +419,8 @@ fn a_wave_of_leavers_over_both_limits_is_held_back_with_exit_3() {
         }));
     });
 
+    let diff = env.run(&["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.status.code(), Some(3), "{}", text(&diff.stderr));
     let out = env.run(&["-o", "json", "sync"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
@@ -470,6 +498,10 @@ fn a_graph_users_read_that_fails_deactivates_nobody() {
     assert_no_deactivation_written(&env);
     assert_eq!(env.halo_posts(), writes);
     assert_eq!(active_synced(&env, CONTOSO), active);
+    assert!(
+        !env.dir.path().join("state/lock").exists(),
+        "a failed run left its lock"
+    );
 }
 
 #[test]
@@ -577,12 +609,15 @@ fn a_diff_between_two_syncs_does_not_hide_a_joiner() {
     assert_eq!(diff.status.code(), Some(2), "{}", text(&diff.stderr));
     let plan: Value = serde_json::from_slice(&diff.stdout).unwrap();
     assert_eq!(plan["summary"]["create"], json!(1), "{plan}");
+    let dry = run_ok(&env, &["-o", "json", "sync", "--dry-run"]);
+    let plan: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(plan["summary"]["create"], json!(1), "{plan}");
     assert_eq!(
         std::fs::read(&state_file).unwrap(),
         stored,
-        "diff changed the stored delta state"
+        "diff or a dry run changed the stored delta state"
     );
-    // The diff consumed a delta round; the sync must still see the joiner.
+    // The diff and the dry run each consumed a delta round; the sync must still see the joiner.
     run_ok(&env, &["sync"]);
     let h = linked(&env, &henry);
     assert_eq!(h.len(), 1, "the joiner was not created");
@@ -619,6 +654,13 @@ fn one_invalid_record_in_a_batch_is_reported_and_the_others_land() {
         serde_json::from_slice(&std::fs::read(env.dir.path().join("state/journal.json")).unwrap())
             .unwrap();
     assert_eq!(journal[0]["failed"], json!(1), "{journal}");
+
+    // Once Halo accepts it, the next run creates it: a failed record is not lost with the delta link.
+    env.em.with_state(|s| s.settings.halo_rejects.clear());
+    run_ok(&env, &["sync"]);
+    let carol = one_linked(&env, CONTOSO, "carol.white@contoso.co.uk");
+    assert_eq!(carol["site_id"], json!(201));
+    assert_eq!(with_email(&env, "dan.brown@contoso.co.uk").len(), 1);
 }
 
 /// The object `sync --plan` should POST for a change of a saved plan.
@@ -712,6 +754,10 @@ fn sync_plan_refuses_when_a_touched_halo_record_changed() {
         "{err}"
     );
     assert_eq!(env.halo_posts(), writes, "a stale plan wrote to Halo");
+    assert!(
+        !env.dir.path().join("state/lock").exists(),
+        "a refused run left its lock"
+    );
     assert_eq!(halo_user(&env, 1002)["title"], json!("Head of Finance"));
 }
 
@@ -720,7 +766,21 @@ fn a_connection_dropped_after_a_create_then_a_rerun_leaves_no_duplicate() {
     let env = Env::new(&opts());
     env.em
         .inject(Fault::new(Api::Halo, "/api/Users", FaultKind::DropAfterWrite).method("POST"));
-    let _ = env.run(&["sync"]);
+    let first = env.run(&["sync"]);
+    // The dropped request was the create batch, and it had landed.
+    let dropped: Vec<_> = env
+        .em
+        .requests()
+        .into_iter()
+        .filter(|r| r.api == Api::Halo && r.method == "POST" && r.status == 0)
+        .collect();
+    assert_eq!(dropped.len(), 1, "{}", text(&first.stderr));
+    let batch = dropped[0].body.clone().unwrap();
+    let batch = batch.as_array().unwrap();
+    assert!(
+        batch.len() == 6 && batch.iter().all(|r| r.get("id").is_none()),
+        "{batch:?}"
+    );
     run_ok(&env, &["sync"]);
     for (tenant, upn) in [
         (CONTOSO, "carol.white@contoso.co.uk"),
@@ -730,9 +790,21 @@ fn a_connection_dropped_after_a_create_then_a_rerun_leaves_no_duplicate() {
         (LITWARE, "isaiah.langer@litware.com"),
         (LITWARE, "johanna.lorenz@litware.com"),
     ] {
-        one_linked(&env, tenant, upn);
+        let u = one_linked(&env, tenant, upn);
         assert_eq!(with_email(&env, upn).len(), 1, "{upn} duplicated");
+        // Never sent twice: the landed create was found by reading Halo, not re-sent.
+        let sent = user_posts(&env)
+            .iter()
+            .filter(|r| r.get("id").is_none() && r["azureoid"] == u["azureoid"])
+            .count();
+        assert_eq!(sent, 1, "{upn} create sent {sent} times");
     }
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "the run that lost the connection should have found its creates: {}",
+        text(&first.stderr)
+    );
     let writes = env.halo_posts();
     run_ok(&env, &["sync"]);
     assert_eq!(env.halo_posts(), writes);
