@@ -101,4 +101,10 @@ pub async fn read_customers(apis: &Apis) -> Result<Vec<Customer>> {
 pub fn show_plan(ui: &Ui, p: &Prepared) {
     ui.out(&render::plan(&p.plan.plan, ui.format));
     ui.info(&format!("csp-sync: {}", render::summary_line(&p.plan.plan)));
+    // A tenant's errors also go to stderr, so cron mail and CI logs carry them whatever the output format.
+    for t in &p.plan.plan.tenants {
+        for e in &t.errors {
+            ui.warn(&format!("{}: {e}", t.name));
+        }
+    }
 }
