@@ -441,18 +441,26 @@ impl Halo {
             }
             previous_first = first;
             out.extend(records);
-            if n < self.page_size {
-                if let Some(rc) = record_count
-                    && (out.len() as i64) < rc
-                {
-                    tracing::debug!(
-                        entity = entity_path,
-                        read = out.len(),
-                        record_count = rc,
-                        "fewer records than record_count"
-                    );
-                }
+            if n == 0 {
                 break;
+            }
+            if n < self.page_size {
+                // A short page ends the list, unless `record_count` says there are more: Halo may cap
+                // pages below the size asked for (reference halo-api.md, "Page cap"), and stopping
+                // there would drop records (and then duplicate them on the next sync).
+                match record_count {
+                    Some(rc) if (out.len() as i64) < rc => {
+                        tracing::debug!(
+                            entity = entity_path,
+                            page_no,
+                            page_len = n,
+                            read = out.len(),
+                            record_count = rc,
+                            "short page but record_count says more; reading on"
+                        );
+                    }
+                    _ => break,
+                }
             }
         }
         Ok(out)

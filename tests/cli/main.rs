@@ -4,3 +4,4 @@ mod estate;
 mod support;
 
 mod basics;
+mod faults;
