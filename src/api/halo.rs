@@ -791,6 +791,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pages_capped_below_the_requested_size_are_read_on_to_record_count() {
+        let server = MockServer::start().await;
+        let http = fast_http();
+        let halo = halo_with_mock_auth(&server, http.clone()).await;
+        // A server capping pages at 40 although 100 were asked: short pages, record_count 90.
+        for (page, range) in [(1, 1..=40), (2, 41..=80), (3, 81..=90)] {
+            let users: Vec<Value> = range.map(user).collect();
+            Mock::given(method("GET"))
+                .and(path("/api/Users"))
+                .and(query_param("page_size", "100"))
+                .and(query_param("page_no", page.to_string()))
+                .respond_with(ResponseTemplate::new(200).set_body_json(
+                    json!({"page_no": page, "page_size": 100, "record_count": 90, "users": users}),
+                ))
+                .expect(1)
+                .mount(&server)
+                .await;
+        }
+        let users = halo.users().await.unwrap();
+        assert_eq!(users.len(), 90);
+        assert_eq!(users[89].id, 90);
+    }
+
+    #[tokio::test]
     async fn bare_array_ignoring_paging_does_not_loop() {
         let server = MockServer::start().await;
         let http = fast_http();
