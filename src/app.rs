@@ -21,11 +21,12 @@ pub fn run(cli: Cli) -> Exit {
         OutputFormat::Json => Format::Json,
         OutputFormat::Markdown => Format::Markdown,
     };
-    let ui = Ui::new(format, cli.verbosity < 0, cli.no_progress);
+    let ui = Ui::new(format, cli.verbosity < 0, cli.no_progress)
+        .with_json_logs(matches!(cli.log_format, crate::cli::LogFormat::Json));
     match dispatch(&cli, &ui) {
         Ok(exit) => exit,
         Err(err) => {
-            eprintln!("error: {}", chain(&err));
+            ui.error(&chain(&err));
             Exit::Error
         }
     }

@@ -13,6 +13,9 @@ pub struct Ui {
     pub format: Format,
     pub quiet: bool,
     progress: bool,
+    /// `--log-format json`: stderr lines are JSON objects like the log events, so a log collector can
+    /// parse every line.
+    json_logs: bool,
 }
 
 impl Ui {
@@ -23,6 +26,30 @@ impl Ui {
             format,
             quiet,
             progress,
+            json_logs: false,
+        }
+    }
+
+    /// Writes the stderr lines as JSON objects (`--log-format json`), shaped like the log events:
+    /// `{"timestamp", "level", "message", "target"}`.
+    #[must_use]
+    pub fn with_json_logs(mut self, json: bool) -> Ui {
+        self.json_logs = json;
+        self
+    }
+
+    /// One line on stderr: as is, or as a JSON object with `level` when logs are JSON.
+    fn line(&self, level: &str, prefix: &str, text: &str) {
+        if self.json_logs {
+            let event = serde_json::json!({
+                "timestamp": jiff::Timestamp::now().to_string(),
+                "level": level,
+                "message": text,
+                "target": "csp_sync",
+            });
+            eprintln!("{event}");
+        } else {
+            eprintln!("{prefix}{text}");
         }
     }
 
@@ -35,13 +62,18 @@ impl Ui {
     /// A line for people on stderr (summaries, hints); suppressed by `-q`.
     pub fn info(&self, text: &str) {
         if !self.quiet {
-            eprintln!("{text}");
+            self.line("INFO", "", text);
         }
     }
 
     /// A warning on stderr; always shown.
     pub fn warn(&self, text: &str) {
-        eprintln!("warning: {text}");
+        self.line("WARN", "warning: ", text);
+    }
+
+    /// The error that ended the run, on stderr; always shown.
+    pub fn error(&self, text: &str) {
+        self.line("ERROR", "error: ", text);
     }
 
     /// A progress bar for one phase; hidden unless stderr is a terminal and progress is wanted, so nothing

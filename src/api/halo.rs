@@ -441,18 +441,28 @@ impl Halo {
             }
             previous_first = first;
             out.extend(records);
-            if n < self.page_size {
-                if let Some(rc) = record_count
-                    && (out.len() as i64) < rc
-                {
-                    tracing::debug!(
-                        entity = entity_path,
-                        read = out.len(),
-                        record_count = rc,
-                        "fewer records than record_count"
-                    );
-                }
+            // The cumulative count reaching `record_count` ends the list without asking for an empty
+            // page (reference halo-api.md 2.1): a list of exactly 200 records costs 2 requests, not 3.
+            if n == 0 || record_count.is_some_and(|rc| out.len() as i64 >= rc) {
                 break;
+            }
+            if n < self.page_size {
+                // A short page ends the list, unless `record_count` says there are more: Halo may cap
+                // pages below the size asked for (reference halo-api.md, "Page cap"), and stopping
+                // there would drop records (and then duplicate them on the next sync).
+                match record_count {
+                    Some(rc) if (out.len() as i64) < rc => {
+                        tracing::debug!(
+                            entity = entity_path,
+                            page_no,
+                            page_len = n,
+                            read = out.len(),
+                            record_count = rc,
+                            "short page but record_count says more; reading on"
+                        );
+                    }
+                    _ => break,
+                }
             }
         }
         Ok(out)
@@ -780,6 +790,30 @@ mod tests {
         assert_eq!(users.len(), 250);
         assert_eq!(users[249].id, 250);
         assert_eq!(http.request_count(Api::Halo), 4); // 1 token + 3 pages
+    }
+
+    #[tokio::test]
+    async fn pages_capped_below_the_requested_size_are_read_on_to_record_count() {
+        let server = MockServer::start().await;
+        let http = fast_http();
+        let halo = halo_with_mock_auth(&server, http.clone()).await;
+        // A server capping pages at 40 although 100 were asked: short pages, record_count 90.
+        for (page, range) in [(1, 1..=40), (2, 41..=80), (3, 81..=90)] {
+            let users: Vec<Value> = range.map(user).collect();
+            Mock::given(method("GET"))
+                .and(path("/api/Users"))
+                .and(query_param("page_size", "100"))
+                .and(query_param("page_no", page.to_string()))
+                .respond_with(ResponseTemplate::new(200).set_body_json(
+                    json!({"page_no": page, "page_size": 100, "record_count": 90, "users": users}),
+                ))
+                .expect(1)
+                .mount(&server)
+                .await;
+        }
+        let users = halo.users().await.unwrap();
+        assert_eq!(users.len(), 90);
+        assert_eq!(users[89].id, 90);
     }
 
     #[tokio::test]

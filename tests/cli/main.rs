@@ -4,5 +4,6 @@ mod estate;
 mod support;
 
 mod basics;
+mod faults;
 mod licences;
 mod users;
