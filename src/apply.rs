@@ -66,25 +66,25 @@ pub trait HaloWriter {
 
 /// One change that was applied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
-    pub customer_id: String,
-    pub change: Change,
+pub struct Applied<'a> {
+    pub customer_id: &'a str,
+    pub change: &'a Change,
     pub halo_id: Option<i64>,
 }
 
 /// One change that could not be applied, with why.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Failed {
-    pub customer_id: String,
-    pub change: Change,
+pub struct Failed<'a> {
+    pub customer_id: &'a str,
+    pub change: &'a Change,
     pub error: String,
 }
 
-/// The outcome of applying a plan.
+/// The outcome of applying a plan; it refers to the plan's changes rather than copying them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ApplyReport {
-    pub applied: Vec<Applied>,
-    pub failed: Vec<Failed>,
+pub struct ApplyReport<'a> {
+    pub applied: Vec<Applied<'a>>,
+    pub failed: Vec<Failed<'a>>,
     /// POST requests made.
     pub batches: usize,
 }
@@ -104,23 +104,23 @@ fn entity_rank(e: HaloEntity) -> u8 {
     }
 }
 
-type Item = (String, Change);
+type Item<'a> = (&'a str, &'a Change);
 
 /// Applies every change of the plan (held-back changes are not in `changes` and are never written).
-pub async fn apply<W: HaloWriter>(
+pub async fn apply<'a, W: HaloWriter>(
     writer: &W,
-    plan: &Plan,
+    plan: &'a Plan,
     fire_automations: bool,
     progress: Option<Progress<'_>>,
-) -> ApplyReport {
-    let mut groups: BTreeMap<(u8, bool), (HaloEntity, Vec<Item>)> = BTreeMap::new();
+) -> ApplyReport<'a> {
+    let mut groups: BTreeMap<(u8, bool), (HaloEntity, Vec<Item<'a>>)> = BTreeMap::new();
     for (tenant, change) in plan.changes() {
         let create = change.action == Action::Create;
         groups
             .entry((entity_rank(change.entity), !create))
             .or_insert_with(|| (change.entity, Vec::new()))
             .1
-            .push((tenant.customer_id.clone(), change.clone()));
+            .push((tenant.customer_id.as_str(), change));
     }
     let mut report = ApplyReport::default();
     let mut done = 0usize;
@@ -149,16 +149,16 @@ fn id_of(v: &Value) -> Option<i64> {
     v.get("id").and_then(crate::api::value_to_i64)
 }
 
-async fn write_batch<W: HaloWriter>(
+async fn write_batch<'a, W: HaloWriter>(
     writer: &W,
     entity: HaloEntity,
-    items: Vec<Item>,
+    items: Vec<Item<'a>>,
     create: bool,
     fire: bool,
-    report: &mut ApplyReport,
+    report: &mut ApplyReport<'a>,
 ) {
     // An explicit stack instead of recursion: (items, sends so far of these items after an unknown outcome).
-    let mut stack: Vec<(Vec<Item>, u8)> = vec![(items, 0)];
+    let mut stack: Vec<(Vec<Item<'a>>, u8)> = vec![(items, 0)];
     while let Some((items, attempts)) = stack.pop() {
         if items.is_empty() {
             continue;
@@ -225,13 +225,13 @@ async fn write_batch<W: HaloWriter>(
 }
 
 /// Reads Halo for creates that may have landed; records the landed ones as applied and returns the rest.
-async fn settle_creates<W: HaloWriter>(
+async fn settle_creates<'a, W: HaloWriter>(
     writer: &W,
     entity: HaloEntity,
-    items: Vec<Item>,
-    report: &mut ApplyReport,
-) -> Result<Vec<Item>, (Vec<Item>, WriteError)> {
-    let refs: Vec<&Change> = items.iter().map(|(_, c)| c).collect();
+    items: Vec<Item<'a>>,
+    report: &mut ApplyReport<'a>,
+) -> Result<Vec<Item<'a>>, (Vec<Item<'a>>, WriteError)> {
+    let refs: Vec<&Change> = items.iter().map(|(_, c)| *c).collect();
     let found = match writer.find_created(entity, &refs).await {
         Ok(f) => f,
         Err(e) => return Err((items, e)),
@@ -250,7 +250,7 @@ async fn settle_creates<W: HaloWriter>(
     Ok(rest)
 }
 
-fn fail_all(report: &mut ApplyReport, items: Vec<Item>, error: &str) {
+fn fail_all<'a>(report: &mut ApplyReport<'a>, items: Vec<Item<'a>>, error: &str) {
     for (customer_id, change) in items {
         report.failed.push(Failed {
             customer_id,
@@ -355,7 +355,8 @@ mod tests {
     #[tokio::test]
     async fn batches_fill_across_tenants() {
         let halo = FakeHalo::default();
-        let report = apply(&halo, &plan_of(70, 3), false, None).await;
+        let plan = plan_of(70, 3);
+        let report = apply(&halo, &plan, false, None).await;
         assert_eq!(report.applied.len(), 210);
         assert_eq!(*halo.posts.borrow(), vec![100, 100, 10]);
         assert!(report.applied.iter().all(|a| a.halo_id.is_some()));
@@ -367,7 +368,8 @@ mod tests {
             bad_key: Some("u0-5".into()),
             ..FakeHalo::default()
         };
-        let report = apply(&halo, &plan_of(8, 1), false, None).await;
+        let plan = plan_of(8, 1);
+        let report = apply(&halo, &plan, false, None).await;
         assert_eq!(report.applied.len(), 7);
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].change.source_key, "u0-5");
@@ -381,7 +383,8 @@ mod tests {
             lose_replies: RefCell::new(1),
             ..FakeHalo::default()
         };
-        let report = apply(&halo, &plan_of(5, 1), false, None).await;
+        let plan = plan_of(5, 1);
+        let report = apply(&halo, &plan, false, None).await;
         assert_eq!(report.applied.len(), 5);
         assert!(report.failed.is_empty());
         // Landed once, found by reading, never sent again: no duplicates.

@@ -140,9 +140,9 @@ async fn list_if(
     }
 }
 
-/// Reads Halo once per entity, across all clients, inactive records included: clients always, the rest
-/// as `needs` says. Returns the snapshot and the raw records (for checking a saved plan).
-pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<(HaloSnapshot, HaloRaw)> {
+/// Reads Halo's raw records once per entity, across all clients, inactive records included: clients
+/// always, the rest as `needs` says (keyed "Client", "Site", "Users", "SoftwareLicence").
+pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
     let (clients, sites, users, licences) = tokio::join!(
         apis.halo.list(
             "Client",
@@ -154,44 +154,51 @@ pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<(HaloSnapshot, H
         list_if(apis, needs.licences, "SoftwareLicence", "licences"),
     );
     let ctx = |e: api::Error, what: &str| anyhow::anyhow!("reading Halo {what}: {e}");
-    let clients = clients.map_err(|e| ctx(e, "clients"))?;
-    let sites = sites.map_err(|e| ctx(e, "sites"))?;
     let users = users.map_err(|e| ctx(e, "users"))?;
-    let licences = licences.map_err(|e| ctx(e, "software licences"))?;
     if needs.users && !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some()) {
         bail!(
             "Halo's user list has no `azureoid` field (an older Halo version): csp-sync cannot tell linked users apart; \
              upgrade Halo (reading users by report is not available yet)"
         );
     }
-    let snapshot = halo_snapshot(&clients, &sites, &users, &licences)?;
-    let raw = HaloRaw::from([
+    Ok(HaloRaw::from([
+        ("Client", clients.map_err(|e| ctx(e, "clients"))?),
+        ("Site", sites.map_err(|e| ctx(e, "sites"))?),
         ("Users", users),
-        ("SoftwareLicence", licences),
-        ("Client", clients),
-    ]);
-    Ok((snapshot, raw))
+        (
+            "SoftwareLicence",
+            licences.map_err(|e| ctx(e, "software licences"))?,
+        ),
+    ]))
+}
+
+/// Reads Halo (see [`read_halo_raw`]) into the snapshot the planners compare against.
+pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<HaloSnapshot> {
+    halo_snapshot(read_halo_raw(apis, needs).await?)
 }
 
 /// The Halo snapshot of raw list records: typed, and with each user's client filled from its site when
-/// the record gives only the site (some Halo versions).
-pub fn halo_snapshot(
-    clients: &[Value],
-    sites: &[Value],
-    users: &[Value],
-    licences: &[Value],
-) -> Result<HaloSnapshot> {
-    let sites: Vec<HaloSite> = parse_records::<HaloSiteRecord>("Site", sites.to_vec())?
+/// the record gives only the site (some Halo versions). Consumes the records: a large estate's users are
+/// held once, not twice.
+pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
+    let mut take = |entity: &str| raw.remove(entity).unwrap_or_default();
+    let (clients, sites, users, licences) = (
+        take("Client"),
+        take("Site"),
+        take("Users"),
+        take("SoftwareLicence"),
+    );
+    let sites: Vec<HaloSite> = parse_records::<HaloSiteRecord>("Site", sites)?
         .iter()
         .map(HaloSiteRecord::to_model)
         .collect();
     let site_client: BTreeMap<i64, i64> = sites.iter().map(|s| (s.id, s.client_id)).collect();
     Ok(HaloSnapshot {
-        clients: parse_records::<HaloClientRecord>("Client", clients.to_vec())?
+        clients: parse_records::<HaloClientRecord>("Client", clients)?
             .iter()
             .map(HaloClientRecord::to_model)
             .collect(),
-        users: parse_records::<HaloUserRecord>("Users", users.to_vec())?
+        users: parse_records::<HaloUserRecord>("Users", users)?
             .iter()
             .map(|r| {
                 let mut u = r.to_model();
@@ -202,7 +209,7 @@ pub fn halo_snapshot(
                 u
             })
             .collect(),
-        licences: parse_records::<HaloLicenceRecord>("SoftwareLicence", licences.to_vec())?
+        licences: parse_records::<HaloLicenceRecord>("SoftwareLicence", licences)?
             .iter()
             .map(HaloLicenceRecord::to_model)
             .collect(),
@@ -467,7 +474,7 @@ pub async fn plan(
         .collect::<Vec<_>>();
     let (halo, reads) = tokio::join!(halo_fut, reads_fut);
     bar.finish_and_clear();
-    let (halo, _raw) = halo?;
+    let halo = halo?;
 
     let mut by_tenant: BTreeMap<String, TenantPlan> = targets
         .iter()
@@ -573,7 +580,11 @@ mod tests {
     fn a_user_without_client_gets_its_sites_client() {
         let sites = [json!({"id": 482, "client_id": 7, "name": "Main"})];
         let users = [json!({"id": 12, "name": "Jane Doe", "site_id": 482.0, "azureoid": null})];
-        let snap = halo_snapshot(&[], &sites, &users, &[]).unwrap();
+        let snap = halo_snapshot(HaloRaw::from([
+            ("Site", sites.to_vec()),
+            ("Users", users.to_vec()),
+        ]))
+        .unwrap();
         assert_eq!(snap.users[0].site_id, 482);
         assert_eq!(snap.users[0].client_id, 7);
     }

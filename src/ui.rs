@@ -59,6 +59,16 @@ impl Ui {
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
 
+    /// Writes a JSON document (pretty, newline-terminated) to stdout without building it in memory
+    /// first: a large estate's plan can be tens of megabytes.
+    pub fn out_json<T: serde::Serialize>(&self, value: &T) {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let _ = serde_json::to_writer_pretty(&mut out, value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+    }
+
     /// A line for people on stderr (summaries, hints); suppressed by `-q`.
     pub fn info(&self, text: &str) {
         if !self.quiet {

@@ -99,7 +99,11 @@ pub async fn read_customers(apis: &Apis) -> Result<Vec<Customer>> {
 
 /// Prints the plan (stdout) and its one-line summary (stderr).
 pub fn show_plan(ui: &Ui, p: &Prepared) {
-    ui.out(&render::plan(&p.plan.plan, ui.format));
+    if ui.format == render::Format::Json {
+        ui.out_json(&p.plan.plan);
+    } else {
+        ui.out(&render::plan(&p.plan.plan, ui.format));
+    }
     ui.info(&format!("csp-sync: {}", render::summary_line(&p.plan.plan)));
     // A tenant's errors also go to stderr, so cron mail and CI logs carry them whatever the output format.
     for t in &p.plan.plan.tenants {

@@ -183,7 +183,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
-        let (_, raw) = engine::read_halo(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
+        let raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
         let stale = stale_changes(&plan, &raw);
         if !stale.is_empty() {
             bail!(
@@ -219,14 +219,13 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
             Exit::Ok
         });
     };
-    let plan = prepared.plan.plan.clone();
     apply_and_record(
         config,
         ui,
         &state,
         lock,
         started,
-        &plan,
+        &prepared.plan.plan,
         &prepared.apis,
         Some(&prepared.plan),
     )
@@ -301,7 +300,7 @@ async fn apply_and_record(
             .applied
             .iter()
             .map(|a| JournalEntry {
-                customer_id: a.customer_id.clone(),
+                customer_id: a.customer_id.to_string(),
                 module: a.change.module.to_string(),
                 action: a.change.action.as_str().into(),
                 entity: a.change.entity.path().into(),

@@ -37,7 +37,7 @@ struct Doc<'a> {
 pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> {
     let apis = Apis::new(config, Secrets::from_env())?;
     let customers = run::read_customers(&apis).await?;
-    let (halo, _) = engine::read_halo(&apis, HaloNeeds::for_modules(&[])).await?;
+    let halo = engine::read_halo(&apis, HaloNeeds::for_modules(&[])).await?;
     let mut rows: Vec<TenantRow> = customers
         .iter()
         .map(|c| {
