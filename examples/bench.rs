@@ -33,8 +33,25 @@ fn binary() -> PathBuf {
     bin
 }
 
-/// Runs csp-sync to completion, sampling its peak resident memory (Linux: VmHWM in /proc).
-fn run(bin: &Path, config: &Path, env: &[(String, String)], args: &[&str]) -> (i32, Duration, u64) {
+/// CPU seconds (user + system) of a running process, from /proc (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Runs csp-sync to completion, sampling its peak resident memory (Linux: VmHWM in /proc) and its CPU
+/// time (the last sample before it exits, so slightly low).
+fn run(
+    bin: &Path,
+    config: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+) -> (i32, Duration, u64, f64) {
     let start = Instant::now();
     let mut child = Command::new(bin)
         .arg("--config")
@@ -46,7 +63,11 @@ fn run(bin: &Path, config: &Path, env: &[(String, String)], args: &[&str]) -> (i
         .expect("start csp-sync");
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0u64;
+    let mut cpu = 0.0f64;
     let code = loop {
+        if let Some(c) = cpu_seconds(child.id()) {
+            cpu = c;
+        }
         if let Ok(text) = std::fs::read_to_string(&status_file) {
             for line in text.lines() {
                 if let Some(v) = line.strip_prefix("VmHWM:") {
@@ -60,7 +81,7 @@ fn run(bin: &Path, config: &Path, env: &[(String, String)], args: &[&str]) -> (i
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    (code, start.elapsed(), peak_kb)
+    (code, start.elapsed(), peak_kb, cpu)
 }
 
 struct Counts {
@@ -120,7 +141,7 @@ fn main() {
         let sites = halo_len(&em, "Site");
         let halo_users_before = halo_len(&em, "Users");
         em.clear_requests();
-        let (code, wall, peak_kb) = run(&bin, &config, &env, &["-q", "-o", "json", "sync"]);
+        let (code, wall, peak_kb, cpu) = run(&bin, &config, &env, &["-q", "-o", "json", "sync"]);
         let c = halo_counts(&em);
         let created = halo_len(&em, "Users") - halo_users_before;
         let changed = em
@@ -132,8 +153,9 @@ fn main() {
         let min_reads = pages(clients) + pages(sites) + pages(halo_users_before);
         let min_writes = changed.div_ceil(100);
         println!(
-            "{label} (run {nth}): exit {code}, {:.1} s, peak {:.1} MB; Halo GETs {} (minimum {min_reads}), \
-             POSTs {} for {changed} records (minimum {min_writes}); {created} users created",
+            "{label} (run {nth}): exit {code}, {:.1} s wall ({cpu:.1} s CPU of csp-sync), peak {:.1} MB; \
+             Halo GETs {} (minimum {min_reads}), POSTs {} for {changed} records (minimum {min_writes}); \
+             {created} users created",
             wall.as_secs_f64(),
             peak_kb as f64 / 1024.0,
             c.reads,
