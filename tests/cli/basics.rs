@@ -116,6 +116,16 @@ fn bad_config_names_file_line_and_key_and_exits_1() {
             original.replacen("client_id = \"", "client_id = \"not-a-guid", 1),
             "client_id",
         ),
+        // The first [[tenant]] entry appended again: one customer mapped twice.
+        (
+            format!("{original}\n{}", first_tenant(&original)),
+            "customer_id",
+        ),
+        // A required key missing.
+        (
+            remove_line(&original, "tenant_id = "),
+            "partner_center.tenant_id",
+        ),
     ] {
         std::fs::write(&path, &bad).unwrap();
         let out = env.run(&["diff"]);
@@ -126,6 +136,26 @@ fn bad_config_names_file_line_and_key_and_exits_1() {
         assert!(!err.contains("panicked"), "{err}");
     }
     assert_eq!(env.halo_posts(), 0);
+}
+
+fn first_tenant(config: &str) -> String {
+    let start = config.find("[[tenant]]").expect("a [[tenant]] entry");
+    let rest = &config[start..];
+    let end = rest[1..].find("[[tenant]]").map_or(rest.len(), |e| e + 1);
+    rest[..end].to_string()
+}
+
+fn remove_line(config: &str, prefix: &str) -> String {
+    let mut removed = false;
+    config
+        .lines()
+        .filter(|l| {
+            let drop = !removed && l.starts_with(prefix);
+            removed |= drop;
+            !drop
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[test]
