@@ -154,8 +154,11 @@ fn remove_line(config: &str, prefix: &str) -> String {
             removed |= drop;
             !drop
         })
-        .map(|l| format!("{l}\n"))
-        .collect()
+        .fold(String::new(), |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        })
 }
 
 #[test]
