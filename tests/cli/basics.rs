@@ -169,3 +169,36 @@ fn usage_errors_exit_1() {
     let out = env.run(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn tenant_filter_by_name_or_id() {
+    let env = Env::new(&clean());
+    let out = env.run(&["-o", "json", "diff", "--tenant", "fabrikam inc"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["Fabrikam Inc"]);
+    let id = env
+        .em
+        .scenario()
+        .customer_named("Litware Inc")
+        .unwrap()
+        .tenant_id
+        .clone();
+    let out = env.run(&["-o", "json", "diff", "--tenant", &id]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["tenants"][0]["customer_id"], id.as_str());
+    assert_eq!(plan["tenants"].as_array().unwrap().len(), 1);
+    let out = env.run(&["diff", "--tenant", "Nobody Ltd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Nobody Ltd"),
+        "{}",
+        text(&out.stderr)
+    );
+}
