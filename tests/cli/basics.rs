@@ -2,23 +2,8 @@
 
 use crate::estate;
 
-use crate::support::Env;
+use crate::support::{Env, clean, text};
 use csp_sync_emulator::Api;
-
-fn clean() -> estate::ConfigOptions {
-    estate::ConfigOptions {
-        only: Some(vec![
-            "Contoso Ltd".into(),
-            "Fabrikam Inc".into(),
-            "Litware Inc".into(),
-        ]),
-        ..estate::ConfigOptions::default()
-    }
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
 
 #[test]
 fn tenants_list_reads_every_page() {

@@ -8,23 +8,7 @@ use csp_sync_emulator::{Api, Fault, FaultKind, RequestRecord};
 use serde_json::{Value, json};
 
 use crate::estate;
-use crate::support::Env;
-
-/// The customers without a consent problem (Woodgrove Bank has none, see the small scenario).
-fn clean() -> estate::ConfigOptions {
-    estate::ConfigOptions {
-        only: Some(vec![
-            "Contoso Ltd".into(),
-            "Fabrikam Inc".into(),
-            "Litware Inc".into(),
-        ]),
-        ..estate::ConfigOptions::default()
-    }
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use crate::support::{Env, clean, text};
 
 /// Asserts two JSON documents are equal without dumping them whole (plans are long).
 fn assert_same(got: &Value, want: &Value, what: &str) {

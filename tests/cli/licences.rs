@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::estate;
-use crate::support::Env;
+use crate::support::{Env, text};
 use csp_sync_emulator::Api;
 
 fn licences_only(graph_only: bool) -> estate::ConfigOptions {
@@ -39,12 +39,7 @@ fn subscriptions(env: &Env, tenant: &str) -> Vec<Value> {
 fn first_sync_creates_named_licences_then_nothing() {
     let env = Env::new(&licences_only(false));
     let out = env.run(&["-o", "json", "sync"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let all = halo_licences(&env);
     let contoso = subscriptions(&env, "Contoso Ltd");
     for sub in &contoso {
@@ -133,12 +128,7 @@ fn quantity_change_and_cancellation_are_reflected_and_nothing_is_deleted() {
     });
     env.em.clear_requests();
     let out = env.run(&["-o", "json", "sync"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let all = halo_licences(&env);
     assert_eq!(
         licence_for(&all, premium["id"].as_str().unwrap())[0]["count"],
@@ -170,12 +160,7 @@ fn quantity_change_and_cancellation_are_reflected_and_nothing_is_deleted() {
 fn with_app_only_credentials_counts_come_from_graph() {
     let env = Env::new(&licences_only(true));
     let out = env.run(&["-o", "json", "diff"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let seats = plan["seats"].as_array().unwrap();
     assert!(!seats.is_empty());

@@ -55,3 +55,20 @@ impl Env {
             .count()
     }
 }
+
+/// The mapped customers without a consent problem (Woodgrove Bank has none, see the small scenario).
+pub fn clean() -> estate::ConfigOptions {
+    estate::ConfigOptions {
+        only: Some(vec![
+            "Contoso Ltd".into(),
+            "Fabrikam Inc".into(),
+            "Litware Inc".into(),
+        ]),
+        ..estate::ConfigOptions::default()
+    }
+}
+
+/// Output bytes as text for messages and `contains` checks.
+pub fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}

@@ -7,7 +7,7 @@ use csp_sync_emulator::{Api, Fault, FaultKind};
 use serde_json::{Value, json};
 
 use crate::estate::ConfigOptions;
-use crate::support::Env;
+use crate::support::{Env, clean, text};
 
 const CONTOSO: &str = "c0a7b1d2-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
 const FABRIKAM: &str = "f4b1c2d3-8e7a-4c6b-9d5e-2a3b4c5d6e7f";
@@ -17,23 +17,14 @@ const LITWARE: &str = "e9f0a1b2-c3d4-4e5f-a6b7-c8d9e0f1a2b3";
 fn opts() -> ConfigOptions {
     ConfigOptions {
         modules: vec!["users"],
-        only: Some(vec![
-            "Contoso Ltd".into(),
-            "Fabrikam Inc".into(),
-            "Litware Inc".into(),
-        ]),
         extra: vec![("[users]", "exclude_upn = ['^admin@', '^svc-']".into())],
-        ..ConfigOptions::default()
+        ..clean()
     }
 }
 
 fn with(mut o: ConfigOptions, section: &'static str, line: &str) -> ConfigOptions {
     o.extra.push((section, line.to_string()));
     o
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
 }
 
 fn run_ok(env: &Env, args: &[&str]) -> Output {
