@@ -74,10 +74,11 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             commands::auth_set::run_auth_set(*target, &Secrets::from_env(), &mut stdout)?;
             Ok(Exit::Ok)
         }
-        Command::AuthLogin { .. }
-        | Command::TenantsMap(_)
-        | Command::TenantsConsent { .. }
-        | Command::TenantsHealth => {
+        Command::TenantsMap(mode) => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::tenants_map::run(&config, ui, mode))
+        }
+        Command::AuthLogin { .. } | Command::TenantsConsent { .. } | Command::TenantsHealth => {
             anyhow::bail!(
                 "this command is not available in this version of csp-sync yet; see the README's Status section"
             )

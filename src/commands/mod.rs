@@ -8,3 +8,4 @@ pub mod init;
 pub mod run;
 pub mod sync;
 pub mod tenants_list;
+pub mod tenants_map;

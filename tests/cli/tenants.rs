@@ -1,0 +1,256 @@
+//! Onboarding: `tenants map` (scripted, suggestions), the tenants sync module, consent, health, login.
+
+use std::path::PathBuf;
+
+use crate::estate;
+use crate::support::Env;
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn tenant_id(env: &Env, name: &str) -> String {
+    env.em
+        .scenario()
+        .customers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no customer {name} in the scenario"))
+        .tenant_id
+        .clone()
+}
+
+fn config_path(env: &Env) -> PathBuf {
+    env.dir.path().join("csp-sync.toml")
+}
+
+/// The generated config with comments added in the places a person would put them.
+fn commented_config(env: &Env) -> String {
+    let path = config_path(env);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let commented = original
+        .replacen(
+            "[[tenant]]\n",
+            "# Customers mapped by hand; csp-sync keeps this comment.\n[[tenant]]\n",
+            1,
+        )
+        .replacen("[sync]\n", "[sync]   # what runs by default\n", 1);
+    assert_ne!(commented, original);
+    std::fs::write(&path, &commented).unwrap();
+    commented
+}
+
+fn add_halo_client(env: &Env, id: i64, name: &str) {
+    env.em.with_state(|st| {
+        st.halo_records_mut("Client").push(serde_json::json!({
+            "id": id, "name": name, "inactive": false, "website": "", "email": "", "azure_tenants": [],
+        }));
+    });
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[test]
+fn scripted_map_and_skip_rewrite_only_their_entries() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let before = commented_config(&env);
+    let northwind = tenant_id(&env, "Northwind Traders");
+    let tailspin = tenant_id(&env, "Tailspin Toys");
+
+    let out = env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "map",
+        "--customer",
+        &northwind,
+        "--client",
+        "103",
+        "--site",
+        "203",
+    ]);
+    let v = json(&out);
+    assert_eq!(v["version"], 1);
+    assert_eq!(
+        v["written"][0]["halo_client_name"],
+        "Northwind Traders Limited"
+    );
+    let out = env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "map",
+        "--customer",
+        &tailspin,
+        "--skip",
+    ]);
+    assert_eq!(json(&out)["written"][0]["mapping"], "skipped");
+
+    let after = std::fs::read_to_string(config_path(&env)).unwrap();
+    // New entries go after the last one; the file's trailing blank line stays at its end.
+    let head = before.strip_suffix('\n').unwrap();
+    let expected = format!(
+        "{head}\n[[tenant]]\ncustomer_id = \"{northwind}\"\nname = \"Northwind Traders\"\n\
+         halo_client_id = 103\nhalo_site_id = 203\n\n[[tenant]]\ncustomer_id = \"{tailspin}\"\n\
+         name = \"Tailspin Toys\"\nskip = true\n\n"
+    );
+    assert_eq!(after, expected);
+
+    // Mapping again rewrites the entry in place (no --site: the site key goes); the rest stays.
+    let out = env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "map",
+        "--customer",
+        &northwind,
+        "--client",
+        "103",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let again = std::fs::read_to_string(config_path(&env)).unwrap();
+    assert_eq!(again, expected.replace("halo_site_id = 203\n", ""));
+    assert_eq!(env.halo_posts(), 0, "tenants map wrote to Halo");
+}
+
+#[test]
+fn scripted_map_refuses_what_does_not_exist_or_is_taken() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let before = commented_config(&env);
+    let northwind = tenant_id(&env, "Northwind Traders");
+    for (args, needle) in [
+        (
+            vec!["--customer", northwind.as_str(), "--client", "999"],
+            "no client with id 999",
+        ),
+        (
+            vec![
+                "--customer",
+                "00000000-0000-0000-0000-00000000dead",
+                "--skip",
+            ],
+            "no customer 00000000-0000-0000-0000-00000000dead",
+        ),
+        // Client 101 is Contoso's: the message names Contoso.
+        (
+            vec!["--customer", northwind.as_str(), "--client", "101"],
+            "Contoso Ltd",
+        ),
+        // Site 201 belongs to client 101, not 103.
+        (
+            vec![
+                "--customer",
+                northwind.as_str(),
+                "--client",
+                "103",
+                "--site",
+                "201",
+            ],
+            "does not belong",
+        ),
+    ] {
+        let mut all = vec!["tenants", "map"];
+        all.extend(args.iter().copied());
+        let out = env.run(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.contains("nothing was written"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(config_path(&env)).unwrap(), before);
+}
+
+#[test]
+fn suggest_lists_evidence_and_accept_exact_writes_only_unambiguous_ones() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let before = commented_config(&env);
+    let northwind = tenant_id(&env, "Northwind Traders");
+    // Two Halo clients named like Tailspin Toys: a tie, never accepted automatically.
+    add_halo_client(&env, 106, "Tailspin Toys Ltd");
+    add_halo_client(&env, 107, "Tailspin Toys, Inc.");
+
+    let v = json(&env.run(&["-o", "json", "tenants", "map", "--suggest"]));
+    assert_eq!(v["version"], 1);
+    let suggestions = v["suggestions"].as_array().unwrap();
+    let names: Vec<&str> = suggestions
+        .iter()
+        .map(|s| s["customer_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Northwind Traders", "Tailspin Toys"]);
+    let nw = &suggestions[0];
+    assert_eq!(nw["customer_id"], northwind.as_str());
+    assert_eq!(nw["candidates"][0]["halo_client_id"], 103);
+    assert_eq!(
+        nw["candidates"][0]["halo_client_name"],
+        "Northwind Traders Limited"
+    );
+    assert_eq!(nw["candidates"][0]["confidence"], "likely");
+    assert!(
+        nw["candidates"][0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "name" && e["normalised"] == "northwind traders"),
+        "{nw}"
+    );
+    assert!(
+        nw["candidates"][0]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "domain" && e["domain"] == "northwindtraders.com"),
+        "{nw}"
+    );
+    assert_eq!(nw["auto_accept"], 103);
+    let ts = &suggestions[1];
+    assert_eq!(ts["candidates"].as_array().unwrap().len(), 2);
+    assert!(ts["auto_accept"].is_null());
+    assert!(ts["why_not"].as_str().unwrap().starts_with("tie"), "{ts}");
+    assert_eq!(
+        std::fs::read_to_string(config_path(&env)).unwrap(),
+        before,
+        "--suggest alone wrote"
+    );
+
+    // The table and markdown forms carry the evidence too.
+    let md = env.run(&["-o", "markdown", "tenants", "map", "--suggest"]);
+    let md = text(&md.stdout);
+    assert!(
+        md.contains("| Northwind Traders | Northwind Traders Limited (#103) | likely | domain northwindtraders.com, name \"northwind traders\" | accept (unambiguous) |"),
+        "{md}"
+    );
+
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "map",
+        "--suggest",
+        "--accept-exact",
+    ]));
+    let written = v["written"].as_array().unwrap();
+    assert_eq!(written.len(), 1, "{v}");
+    assert_eq!(written[0]["customer_id"], northwind.as_str());
+    let after = std::fs::read_to_string(config_path(&env)).unwrap();
+    assert_eq!(
+        after,
+        format!(
+            "{}\n[[tenant]]\ncustomer_id = \"{northwind}\"\nname = \"Northwind Traders\"\nhalo_client_id = 103\n\n",
+            before.strip_suffix('\n').unwrap()
+        )
+    );
+    // Nothing is left to accept.
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "map",
+        "--suggest",
+        "--accept-exact",
+    ]));
+    assert_eq!(v["written"].as_array().unwrap().len(), 0);
+    assert_eq!(v["suggestions"].as_array().unwrap().len(), 1);
+}
