@@ -9,3 +9,4 @@ pub mod run;
 pub mod sync;
 pub mod tenants_list;
 pub mod tenants_map;
+pub mod tenants_sync;

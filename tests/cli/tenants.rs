@@ -254,3 +254,143 @@ fn suggest_lists_evidence_and_accept_exact_writes_only_unambiguous_ones() {
     assert_eq!(v["written"].as_array().unwrap().len(), 0);
     assert_eq!(v["suggestions"].as_array().unwrap().len(), 1);
 }
+
+fn auto_create_env() -> Env {
+    Env::new(&estate::ConfigOptions {
+        modules: vec!["tenants"],
+        extra: vec![("[sync]", "auto_create_clients = true".into())],
+        ..estate::ConfigOptions::default()
+    })
+}
+
+fn clients_named(env: &Env, name: &str) -> Vec<serde_json::Value> {
+    env.em.with_state(|st| {
+        st.halo_records("Client")
+            .iter()
+            .filter(|c| c["name"] == name)
+            .cloned()
+            .collect()
+    })
+}
+
+#[test]
+fn tenants_module_auto_creates_once_and_adopts_after_a_lost_config_write() {
+    let env = auto_create_env();
+    let before = commented_config(&env);
+    let northwind = tenant_id(&env, "Northwind Traders");
+    let tailspin = tenant_id(&env, "Tailspin Toys");
+
+    // diff shows the creates and writes nothing. plan_auto_create creates for every unmapped customer
+    // without a client carrying its tenant id: Northwind too, with a note about the same-name client.
+    let plan = json(&env.run(&["-o", "json", "diff"]));
+    let creates: Vec<(String, String)> = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            t["changes"].as_array().unwrap().iter().map(|c| {
+                assert_eq!(c["action"], "create");
+                assert_eq!(c["entity"], "Client");
+                (
+                    c["source_key"].as_str().unwrap().to_string(),
+                    c["label"].as_str().unwrap().to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        creates,
+        [
+            (northwind.clone(), "Northwind Traders".to_string()),
+            (tailspin.clone(), "Tailspin Toys".to_string())
+        ]
+    );
+    let nw_notes = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["customer_id"] == northwind.as_str())
+        .unwrap()["notes"]
+        .to_string();
+    assert!(
+        nw_notes.contains("Northwind Traders Limited (103)"),
+        "{nw_notes}"
+    );
+    assert_eq!(env.halo_posts(), 0, "diff wrote to Halo");
+    assert_eq!(std::fs::read_to_string(config_path(&env)).unwrap(), before);
+
+    let out = env.run(&["-o", "json", "sync"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tailspin_clients = clients_named(&env, "Tailspin Toys");
+    let northwind_clients = clients_named(&env, "Northwind Traders");
+    assert_eq!(tailspin_clients.len(), 1);
+    assert_eq!(northwind_clients.len(), 1);
+    assert_eq!(
+        tailspin_clients[0]["azure_tenants"][0]["azure_tenant_id"],
+        tailspin.as_str()
+    );
+    let ts_id = tailspin_clients[0]["id"].as_i64().unwrap();
+    let nw_id = northwind_clients[0]["id"].as_i64().unwrap();
+    let config = std::fs::read_to_string(config_path(&env)).unwrap();
+    assert!(config.contains("# Customers mapped by hand; csp-sync keeps this comment."));
+    let ts_entry = format!(
+        "[[tenant]]\ncustomer_id = \"{tailspin}\"\nname = \"Tailspin Toys\"\nhalo_client_id = {ts_id}\n"
+    );
+    let nw_entry = format!(
+        "[[tenant]]\ncustomer_id = \"{northwind}\"\nname = \"Northwind Traders\"\nhalo_client_id = {nw_id}\n"
+    );
+    assert!(config.contains(&ts_entry), "{config}");
+    assert!(config.contains(&nw_entry), "{config}");
+    let posts = env.halo_posts();
+
+    // A rerun creates nothing.
+    let out = env.run(&["-o", "json", "sync"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(env.halo_posts(), posts, "a rerun wrote to Halo");
+
+    // A run killed between the Halo write and the config write: the entry is gone, the client stays.
+    std::fs::write(config_path(&env), config.replace(&ts_entry, "")).unwrap();
+    let plan = json(&env.run(&["-o", "json", "diff"]));
+    assert_eq!(plan["summary"]["create"], 0, "{plan}");
+    assert!(plan.to_string().contains("adopted"), "{plan}");
+    let out = env.run(&["-o", "json", "sync"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(env.halo_posts(), posts, "adoption wrote to Halo");
+    assert_eq!(clients_named(&env, "Tailspin Toys").len(), 1);
+    let config = std::fs::read_to_string(config_path(&env)).unwrap();
+    assert!(
+        config.contains(&format!("customer_id = \"{tailspin}\"")),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("halo_client_id = {ts_id}")),
+        "{config}"
+    );
+}
+
+#[test]
+fn tenants_module_without_auto_create_only_reports() {
+    let env = Env::new(&estate::ConfigOptions {
+        modules: vec!["tenants"],
+        ..estate::ConfigOptions::default()
+    });
+    // A renamed customer: the config still has the old name.
+    let path = config_path(&env);
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        cfg.replace("name = \"Litware Inc\"", "name = \"Litware Old Name\""),
+    )
+    .unwrap();
+    let out = env.run(&["-o", "json", "sync"]);
+    let plan = json(&out);
+    assert_eq!(plan["summary"]["create"], 0);
+    assert_eq!(env.halo_posts(), 0);
+    let notes = plan["tenants"].to_string();
+    assert!(notes.contains("not mapped to a Halo client"), "{notes}");
+    assert!(notes.contains("Litware Old Name"), "{notes}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        cfg.replace("name = \"Litware Inc\"", "name = \"Litware Old Name\"")
+    );
+}
