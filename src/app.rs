@@ -78,7 +78,17 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let config = load_config(cli)?;
             runtime()?.block_on(commands::tenants_map::run(&config, ui, mode))
         }
-        Command::AuthLogin { .. } | Command::TenantsConsent { .. } | Command::TenantsHealth => {
+        Command::TenantsConsent { tenants, dry_run } => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::tenants_consent::run(
+                &config, ui, tenants, *dry_run,
+            ))
+        }
+        Command::TenantsHealth => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::tenants_health::run(&config, ui))
+        }
+        Command::AuthLogin { .. } => {
             anyhow::bail!(
                 "this command is not available in this version of csp-sync yet; see the README's Status section"
             )

@@ -7,6 +7,8 @@ pub mod diff;
 pub mod init;
 pub mod run;
 pub mod sync;
+pub mod tenants_consent;
+pub mod tenants_health;
 pub mod tenants_list;
 pub mod tenants_map;
 pub mod tenants_sync;

@@ -394,3 +394,134 @@ fn tenants_module_without_auto_create_only_reports() {
         cfg.replace("name = \"Litware Inc\"", "name = \"Litware Old Name\"")
     );
 }
+
+fn check<'a>(v: &'a serde_json::Value, credential: &str) -> &'a serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["credential"] == credential)
+        .unwrap_or_else(|| panic!("no check {credential}: {v}"))
+}
+
+#[test]
+fn consent_lets_woodgrove_issue_its_graph_token() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let out = env.run(&["-o", "json", "auth", "check", "--tenants"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wg = check(&v, "Graph in Woodgrove Bank");
+    assert_eq!(wg["ok"], false);
+    assert!(wg["detail"].as_str().unwrap().contains("65001"), "{wg}");
+
+    // A dry run sends nothing.
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "consent",
+        "--tenant",
+        "woodgrove bank",
+        "--dry-run",
+    ]));
+    assert_eq!(v["consents"][0]["result"], "would_consent");
+    let posts = |env: &Env| {
+        env.em
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/applicationconsents"))
+            .count()
+    };
+    assert_eq!(posts(&env), 0);
+
+    // Every mapped customer: Woodgrove is consented, the others already were.
+    let v = json(&env.run(&["-o", "json", "tenants", "consent"]));
+    let results: Vec<(String, String)> = v["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(results.len(), 4, "{v}");
+    for (name, result) in &results {
+        let want = if name == "Woodgrove Bank" {
+            "consented"
+        } else {
+            "already_consented"
+        };
+        assert_eq!(result, want, "{name}");
+    }
+    assert_eq!(posts(&env), 4);
+
+    let v = json(&env.run(&["-o", "json", "auth", "check", "--tenants"]));
+    assert_eq!(check(&v, "Graph in Woodgrove Bank")["ok"], true, "{v}");
+    // Again: already there, still success.
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Woodgrove Bank",
+    ]));
+    assert_eq!(v["consents"][0]["result"], "already_consented");
+}
+
+#[test]
+fn consent_without_a_partner_center_refresh_token_says_what_is_missing() {
+    let env = Env::new(&estate::ConfigOptions::default().with_partner_refresh_token(false));
+    let out = env.run(&["tenants", "consent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for needle in [
+        "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN",
+        "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN_FILE",
+        "auth login partner-center",
+    ] {
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn health_flags_litware_and_names_woodgroves_token_failure() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let out = env.run(&["-o", "json", "tenants", "health"]);
+    // Woodgrove's token fails: exit 1, and the JSON is still complete.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], 1);
+    let tenant = |name: &str| {
+        v["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {v}"))
+            .clone()
+    };
+    let lw = tenant("Litware Inc");
+    let flags = lw["flags"].to_string();
+    assert!(flags.contains("ends in"), "{flags}");
+    assert!(flags.contains("no auto-extend"), "{flags}");
+    assert!(
+        flags.contains("missing GDAP role License Administrator"),
+        "{flags}"
+    );
+    let days = lw["relationships"][0]["days_left"].as_i64().unwrap();
+    assert!((18..=20).contains(&days), "{days}");
+    assert_eq!(lw["token"]["ok"], true);
+
+    let wg = tenant("Woodgrove Bank");
+    assert_eq!(wg["token"]["ok"], false);
+    assert_eq!(wg["token"]["aadsts"], 65001);
+    assert!(wg["flags"].to_string().contains("AADSTS65001"), "{wg}");
+
+    let contoso = tenant("Contoso Ltd");
+    assert_eq!(contoso["flags"].as_array().unwrap().len(), 0, "{contoso}");
+    assert_eq!(v["token_failures"], 1);
+}
