@@ -88,10 +88,9 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let config = load_config(cli)?;
             runtime()?.block_on(commands::tenants_health::run(&config, ui))
         }
-        Command::AuthLogin { .. } => {
-            anyhow::bail!(
-                "this command is not available in this version of csp-sync yet; see the README's Status section"
-            )
+        Command::AuthLogin { target } => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::auth_login::run(&config, ui, *target))
         }
         Command::TenantsList { unmapped } => {
             let config = load_config(cli)?;

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod auth_check;
+pub mod auth_login;
 pub mod auth_set;
 pub mod completions;
 pub mod diff;

@@ -525,3 +525,118 @@ fn health_flags_litware_and_names_woodgroves_token_failure() {
     assert_eq!(contoso["flags"].as_array().unwrap().len(), 0, "{contoso}");
     assert_eq!(v["token_failures"], 1);
 }
+
+/// The binary with only the environment given (no secrets from the scenario unless passed).
+fn run_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
+    cmd.current_dir(env.dir.path())
+        .env_remove("CSP_SYNC_CONFIG")
+        .env_remove("CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN")
+        .env_remove("CSP_SYNC_GRAPH_REFRESH_TOKEN")
+        .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
+        .env("CSP_SYNC_RETRY_SCALE", "0.001")
+        .args(args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn auth_login_uses_the_device_code_flow_and_stores_the_refresh_token_in_the_file() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let sc = env.em.scenario();
+    let file = env.dir.path().join("pc-refresh-token");
+    let file_s = file.to_str().unwrap();
+
+    // No keyring and no file named: refused before any sign-in starts.
+    let out = run_with(
+        &env,
+        &[("CSP_SYNC_NO_KEYRING", "1")],
+        &["auth", "login", "partner-center"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN_FILE"),
+        "{}",
+        text(&out.stderr)
+    );
+    let devicecode_calls = |env: &Env| {
+        env.em
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/oauth2/v2.0/devicecode"))
+            .count()
+    };
+    assert_eq!(devicecode_calls(&env), 0);
+
+    let out = run_with(
+        &env,
+        &[
+            ("CSP_SYNC_NO_KEYRING", "1"),
+            ("CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN_FILE", file_s),
+        ],
+        &["auth", "login", "partner-center"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("https://microsoft.com/devicelogin"), "{err}");
+    assert!(err.contains("enter the code"), "{err}");
+    assert_eq!(devicecode_calls(&env), 1);
+    // Polled until the sign-in completed (the emulator answers authorization_pending first).
+    let polls = env
+        .em
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token") && r.status == 400)
+        .count();
+    assert!(polls >= 1);
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(stored.trim(), sc.partner_center_app.refresh_token);
+    assert!(
+        !format!("{err}{}", text(&out.stdout)).contains(stored.trim()),
+        "the token was printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    // The stored token works: app+user Partner Center from the file.
+    let mut vars: Vec<(String, String)> = estate::secret_env(&env.em)
+        .into_iter()
+        .filter(|(k, _)| k != "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN")
+        .collect();
+    vars.push((
+        "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN_FILE".into(),
+        file_s.into(),
+    ));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let v = json(&run_with(&env, &vars, &["-o", "json", "auth", "check"]));
+    assert_eq!(check(&v, "Partner Center (app+user)")["ok"], true, "{v}");
+
+    // Graph: a new refresh token for the Graph app, written to its own file.
+    let graph_file = env.dir.path().join("graph-refresh-token");
+    let out = run_with(
+        &env,
+        &[
+            ("CSP_SYNC_NO_KEYRING", "1"),
+            (
+                "CSP_SYNC_GRAPH_REFRESH_TOKEN_FILE",
+                graph_file.to_str().unwrap(),
+            ),
+        ],
+        &["auth", "login", "graph"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !std::fs::read_to_string(&graph_file)
+            .unwrap()
+            .trim()
+            .is_empty()
+    );
+}
