@@ -12,4 +12,5 @@ pub mod tenants_consent;
 pub mod tenants_health;
 pub mod tenants_list;
 pub mod tenants_map;
+pub mod tenants_map_interactive;
 pub mod tenants_sync;

@@ -217,10 +217,7 @@ pub async fn run(config: &Config, ui: &Ui, mode: &MapMode) -> Result<Exit> {
     match mode {
         MapMode::Set { customer_id, edit } => run_set(config, ui, customer_id, *edit).await,
         MapMode::Suggest { accept_exact } => run_suggest(config, ui, *accept_exact).await,
-        MapMode::Interactive => bail!(
-            "interactive `tenants map` is not available in this version yet; use `tenants map --suggest` or \
-             `tenants map --customer ID (--client HALO_ID | --skip)`"
-        ),
+        MapMode::Interactive => super::tenants_map_interactive::run(config, ui).await,
     }
 }
 

@@ -640,3 +640,91 @@ fn auth_login_uses_the_device_code_flow_and_stores_the_refresh_token_in_the_file
             .is_empty()
     );
 }
+
+/// Sends `keys` to `tenants map` running in a pseudo-terminal (util-linux `script`), pausing before each
+/// group so every prompt is drawn before its answer arrives. Returns everything the terminal showed.
+fn map_in_a_terminal(env: &Env, keys: &[&str]) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let bin = assert_cmd::cargo::cargo_bin("csp-sync");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-q", "-e", "-c"])
+        .arg(format!("'{}' tenants map", bin.display()))
+        .arg("/dev/null")
+        .current_dir(env.dir.path())
+        .env_remove("CSP_SYNC_CONFIG")
+        .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in estate::secret_env(&env.em) {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .expect("util-linux `script` is needed for this test");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    for k in keys {
+        stdin.write_all(k.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(900));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+#[test]
+fn interactive_map_walks_the_unmapped_customers_and_saves_each_answer() {
+    let env = Env::new(&estate::ConfigOptions {
+        only: Some(vec!["Contoso Ltd".into(), "Fabrikam Inc".into()]),
+        ..estate::ConfigOptions::default()
+    });
+    commented_config(&env);
+    const DOWN: &str = "\x1b[B";
+    const ENTER: &str = "\r";
+    // Unmapped, by name: Litware Inc, Northwind Traders, Tailspin Toys, Woodgrove Bank.
+    let keys = [
+        // Litware: "Search all clients" (below its one candidate), filter, take the best match.
+        DOWN, ENTER, "litw", ENTER,
+        // Northwind: its best candidate (Northwind Traders Limited).
+        ENTER, // Tailspin (no candidates): Search, Create, Skip.
+        DOWN, DOWN, ENTER, // Woodgrove: candidate, Search, Create, Skip, Later, Stop.
+        DOWN, DOWN, DOWN, DOWN, DOWN, ENTER,
+    ];
+    let (code, screen) = map_in_a_terminal(&env, &keys);
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("Northwind Traders Limited (#103)"),
+        "{screen}"
+    );
+    let port = regex::Regex::new(r"http://127\.0\.0\.1:\d+").unwrap();
+    let after = std::fs::read_to_string(config_path(&env)).unwrap();
+    let after = port.replace_all(&after, "http://127.0.0.1:PORT");
+    let golden_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cli/golden/tenants_map_interactive.toml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, after.as_bytes()).unwrap();
+    }
+    let golden = std::fs::read_to_string(&golden_path).unwrap();
+    assert_eq!(after, golden, "{screen}");
+    assert_eq!(env.halo_posts(), 0);
+}
+
+#[test]
+fn interactive_map_without_a_terminal_points_to_the_scripted_forms() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let out = env.run(&["tenants", "map"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("needs a terminal"), "{err}");
+    assert!(
+        err.contains("--suggest") && err.contains("--customer ID"),
+        "{err}"
+    );
+}
