@@ -681,13 +681,13 @@ fn map_in_a_terminal(env: &Env, keys: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn interactive_map_walks_the_unmapped_customers_and_saves_each_answer() {
+    const DOWN: &str = "\x1b[B";
+    const ENTER: &str = "\r";
     let env = Env::new(&estate::ConfigOptions {
         only: Some(vec!["Contoso Ltd".into(), "Fabrikam Inc".into()]),
         ..estate::ConfigOptions::default()
     });
     commented_config(&env);
-    const DOWN: &str = "\x1b[B";
-    const ENTER: &str = "\r";
     // Unmapped, by name: Litware Inc, Northwind Traders, Tailspin Toys, Woodgrove Bank.
     let keys = [
         // Litware: "Search all clients" (below its one candidate), filter, take the best match.
