@@ -75,13 +75,23 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             commands::auth_set::run_auth_set(*target, &Secrets::from_env(), &mut stdout)?;
             Ok(Exit::Ok)
         }
-        Command::AuthLogin { .. }
-        | Command::TenantsMap(_)
-        | Command::TenantsConsent { .. }
-        | Command::TenantsHealth => {
-            anyhow::bail!(
-                "this command is not available in this version of csp-sync yet; see the README's Status section"
-            )
+        Command::TenantsMap(mode) => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::tenants_map::run(&config, ui, mode))
+        }
+        Command::TenantsConsent { tenants, dry_run } => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::tenants_consent::run(
+                &config, ui, tenants, *dry_run,
+            ))
+        }
+        Command::TenantsHealth => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::tenants_health::run(&config, ui))
+        }
+        Command::AuthLogin { target } => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::auth_login::run(&config, ui, *target))
         }
         Command::TenantsList { unmapped } => {
             let config = load_config(cli)?;

@@ -1,10 +1,16 @@
 //! One file per subcommand.
 
 pub mod auth_check;
+pub mod auth_login;
 pub mod auth_set;
 pub mod completions;
 pub mod diff;
 pub mod init;
 pub mod run;
 pub mod sync;
+pub mod tenants_consent;
+pub mod tenants_health;
 pub mod tenants_list;
+pub mod tenants_map;
+pub mod tenants_map_interactive;
+pub mod tenants_sync;

@@ -29,6 +29,8 @@ pub fn modules(config: &Config, asked: &[Module]) -> Vec<Module> {
 pub struct Prepared {
     pub apis: Apis,
     pub plan: Planned,
+    /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
+    pub adopt: Vec<crate::commands::tenants_sync::Adoption>,
 }
 
 /// Reads and plans.
@@ -40,7 +42,7 @@ pub async fn prepare(
     allow_deactivations: bool,
 ) -> Result<Prepared> {
     for m in modules {
-        if matches!(m, Module::Assets | Module::Billing | Module::Tenants) {
+        if matches!(m, Module::Assets | Module::Billing) {
             ui.warn(&format!(
                 "the {m} module is not available in this version yet; it is skipped"
             ));
@@ -79,10 +81,15 @@ pub async fn prepare(
                 .push("not found among the Partner Center customers".into());
         }
     }
+    let adopt = if modules.contains(&Module::Tenants) {
+        crate::commands::tenants_sync::plan_into(config, &apis, &customers, &mut plan).await?
+    } else {
+        Vec::new()
+    };
     for w in apis.take_warnings() {
         ui.warn(&w);
     }
-    Ok(Prepared { apis, plan })
+    Ok(Prepared { apis, plan, adopt })
 }
 
 /// Every Partner Center customer, as domain values.

@@ -219,6 +219,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
             Exit::Ok
         });
     };
+    crate::commands::tenants_sync::adopt(config, ui, &prepared.adopt)?;
     apply_and_record(
         config,
         ui,
@@ -271,6 +272,7 @@ async fn apply_and_record(
     let writer = HaloApi { apis };
     let report = apply::apply(&writer, plan, config.halo.fire_automations, Some(&progress)).await;
     bar.finish_and_clear();
+    let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
     for f in &report.failed {
         ui.warn(&format!(
@@ -347,5 +349,6 @@ async fn apply_and_record(
     if plan.has_errors() || !report.failed.is_empty() {
         exit = exit.worst(Exit::Error);
     }
+    recorded?;
     Ok(exit)
 }

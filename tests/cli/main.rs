@@ -6,4 +6,5 @@ mod support;
 mod basics;
 mod faults;
 mod licences;
+mod tenants;
 mod users;
