@@ -76,6 +76,12 @@ impl Ui {
         }
     }
 
+    /// A line a person must see whatever `-q` says (a device code to enter, an interactive answer saved),
+    /// on stderr.
+    pub fn say(&self, text: &str) {
+        self.line("INFO", "", text);
+    }
+
     /// A warning on stderr; always shown.
     pub fn warn(&self, text: &str) {
         self.line("WARN", "warning: ", text);

@@ -135,10 +135,8 @@ pub async fn run(config: &Config, ui: &Ui, target: LoginTarget) -> Result<Exit> 
         ),
     };
     // The prompt goes to stderr even with -q: without it the command cannot succeed.
-    eprintln!("{message}");
-    eprintln!(
-        "Sign in as the partner user csp-sync should act as (MFA included). Waiting for the sign-in..."
-    );
+    ui.say(&message);
+    ui.say("Sign in as the partner user csp-sync should act as (MFA included). Waiting for the sign-in...");
 
     let mut interval = seconds(&start, "interval", 5).max(1);
     let expires_in = seconds(&start, "expires_in", 900);

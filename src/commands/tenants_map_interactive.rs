@@ -118,6 +118,7 @@ fn search(clients: &[HaloClient], company: &str) -> Result<Option<(i64, String)>
 
 async fn create_client(
     config: &Config,
+    ui: &Ui,
     apis: &Apis,
     customer: &Customer,
     clients: &[HaloClient],
@@ -135,9 +136,9 @@ async fn create_client(
                 .find(|c| c.id == *id)
                 .map(|c| c.name.clone())
                 .unwrap_or_default();
-            eprintln!(
+            ui.say(&format!(
                 "Halo client {name} (#{id}) already carries this tenant id; mapping it instead."
-            );
+            ));
             return Ok(Some((*id, name)));
         }
         bail!(
@@ -146,7 +147,7 @@ async fn create_client(
         );
     };
     for note in auto.creates.iter().flat_map(|p| &p.notes) {
-        eprintln!("note: {note}");
+        ui.say(&format!("note: {note}"));
     }
     let ok = answer(
         Confirm::new(&format!("Create the Halo client {:?}?", change.label))
@@ -253,7 +254,8 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
                     Some(t) => Some(t),
                     None => continue,
                 },
-                Choice::Create => match create_client(config, &apis, customer, &clients).await? {
+                Choice::Create => match create_client(config, ui, &apis, customer, &clients).await?
+                {
                     Some((id, name)) => {
                         if !clients.iter().any(|c| c.id == id) {
                             clients.push(HaloClient {
@@ -289,16 +291,19 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
                 Ok(w) => {
                     if let Some((id, name)) = &target {
                         mapping.mapped.insert(customer.id.clone(), *id);
-                        eprintln!("{} -> {name} (#{id}), saved.", customer.company_name);
+                        ui.say(&format!(
+                            "{} -> {name} (#{id}), saved.",
+                            customer.company_name
+                        ));
                     } else {
                         mapping.skipped.insert(customer.id.clone());
-                        eprintln!("{} skipped, saved.", customer.company_name);
+                        ui.say(&format!("{} skipped, saved.", customer.company_name));
                     }
                     written.push(w);
                     continue 'customers;
                 }
                 // A refused choice (the client is taken): say why and ask again.
-                Err(e) => eprintln!("{}", crate::app::chain(&e)),
+                Err(e) => ui.warn(&crate::app::chain(&e)),
             }
         }
     }
