@@ -491,6 +491,19 @@ pub async fn plan(
         })
         .collect();
 
+    // Comparing: one bar over the source records of every tenant (users and subscriptions).
+    let records: usize = reads
+        .iter()
+        .map(|r| {
+            r.directory
+                .as_ref()
+                .and_then(|d| d.as_ref().ok())
+                .map_or(0, |d| d.users.len())
+                + r.licences.as_ref().map_or(0, |l| l.subscriptions.len())
+        })
+        .sum();
+    let compare = ui.bar("records compared", records as u64);
+
     // Users.
     let policy = users_policy(config, allow_deactivations);
     let mut user_inputs = Vec::new();
@@ -542,6 +555,8 @@ pub async fn plan(
         .into_iter()
         .filter_map(|r| r.users_state.map(|s| (r.customer_id, s)))
         .collect();
+    compare.set_position(records as u64);
+    compare.finish_and_clear();
     let mut plan = Plan::new(
         now.to_string(),
         modules.to_vec(),
