@@ -604,6 +604,10 @@ pub enum TokenSource {
     GraphCustomer(String),
     /// Graph in the partner's own tenant (GDAP relationships, billing exports).
     GraphPartner,
+    /// Graph in a customer tenant as the partner user (the Graph app's refresh token redeemed there,
+    /// GDAP), whatever `[graph] auth` says: `tenants consent` provisions the app's application permissions
+    /// with it (reference 1.6, pattern B).
+    GraphCustomerDelegated(String),
     Halo,
 }
 
@@ -689,6 +693,12 @@ impl Credentials {
 
     pub fn graph_mode(&self) -> GraphAuthMode {
         self.settings.graph_mode
+    }
+
+    /// Whether a refresh token for the Graph app is held ([`TokenSource::GraphCustomerDelegated`] can be
+    /// asked for): its own, or Partner Center's when both sections name the same app.
+    pub fn has_delegated_graph(&self) -> bool {
+        self.graph_refresh_name().is_some()
     }
 
     /// The refresh token Graph uses: its own, else Partner Center's when both name the same app.
@@ -794,6 +804,26 @@ impl Credentials {
                     client_id: &s.graph_client_id,
                     resource: &s.graph_resource,
                     how,
+                    service: "Graph",
+                })
+            }
+            TokenSource::GraphCustomerDelegated(t) => {
+                let tenant = t.to_ascii_lowercase();
+                let Some(name) = self.graph_refresh_name() else {
+                    return Err(Self::missing(
+                        "Graph",
+                        &tenant,
+                        "graph-refresh-token",
+                        "this step needs a partner user's refresh token for the Graph app \
+                         (CSP_SYNC_GRAPH_REFRESH_TOKEN or CSP_SYNC_GRAPH_REFRESH_TOKEN_FILE, or the keyring via \
+                         `csp-sync auth set graph-refresh-token`; get one with `csp-sync auth login graph`)",
+                    ));
+                };
+                Ok(Plan {
+                    tenant,
+                    client_id: &s.graph_client_id,
+                    resource: &s.graph_resource,
+                    how: How::Refresh(name, s.graph_client_secret.as_ref()),
                     service: "Graph",
                 })
             }
@@ -1188,6 +1218,71 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("graph-refresh-token"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn delegated_graph_at_a_customer_even_when_graph_auth_is_app() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/cust-9/oauth2/v2.0/token"))
+            .and(body_string_contains("grant_type=refresh_token"))
+            .and(body_string_contains("client_id=g"))
+            .and(body_string_contains("refresh_token=rt-graph"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(
+                r#"{"access_token":"user-at","token_type":"Bearer","expires_in":3599}"#,
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/cust-9/oauth2/v2.0/token"))
+            .and(body_string_contains("grant_type=client_credentials"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(
+                r#"{"access_token":"app-at","token_type":"Bearer","expires_in":3599}"#,
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let settings = |graph_refresh: Option<&str>| CredentialSettings {
+            partner_tenant_id: "partner".into(),
+            partner_center_client_id: "pc".into(),
+            partner_center_client_secret: None,
+            partner_center_refresh_token: Some(SecretString::from("rt-pc")),
+            graph_client_id: "g".into(),
+            graph_client_secret: Some(SecretString::from("gs")),
+            graph_refresh_token: graph_refresh.map(SecretString::from),
+            graph_mode: GraphAuthMode::App,
+            partner_center_resource: "https://api.partnercenter.microsoft.com".into(),
+            graph_resource: "https://graph.microsoft.com".into(),
+        };
+        let creds = Credentials::new(
+            TokenProvider::new(test_http(), server.uri(), None),
+            settings(Some("rt-graph")),
+        );
+        assert!(creds.has_delegated_graph());
+        let user = creds
+            .token(&TokenSource::GraphCustomerDelegated("CUST-9".into()))
+            .await
+            .unwrap();
+        assert_eq!(user.expose_secret(), "user-at");
+        // The app-only token of the same tenant is another cache entry.
+        let app = creds
+            .token(&TokenSource::GraphCustomer("cust-9".into()))
+            .await
+            .unwrap();
+        assert_eq!(app.expose_secret(), "app-at");
+
+        // Partner Center's refresh token belongs to another app: it is not used for Graph.
+        let creds = Credentials::new(
+            TokenProvider::new(test_http(), server.uri(), None),
+            settings(None),
+        );
+        assert!(!creds.has_delegated_graph());
+        let e = creds
+            .token(&TokenSource::GraphCustomerDelegated("cust-9".into()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("auth login graph"), "{e}");
     }
 
     #[derive(Clone, Default)]

@@ -116,6 +116,9 @@ fn route(st: &mut State, urls: &Urls, req: &Req) -> Resp {
         Err(r) => return r,
     };
     let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    if let Some(resp) = crate::app_permissions::route(st, urls, req, &token, &segs) {
+        return resp;
+    }
     let customer = st.customer(&token.tenant).cloned();
     match (req.method.as_str(), segs.as_slice()) {
         ("GET", ["users"]) => list_users(st, urls, req, &token, customer.as_ref()),

@@ -372,8 +372,17 @@ fn token(st: &mut State, req: &Req, form: &[(String, String)], tenant: &str, v2:
                     "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
                 );
             }
+            // App-only Graph in a customer tenant needs the app's service principal there with its
+            // application permissions granted (at least User.Read.All); Partner Center keeps the consent
+            // check. Entra answers 700016 when the service principal is missing altogether and issues a
+            // role-less token when nothing is granted; the emulator answers 65001 in both cases, which
+            // names the fix (`csp-sync tenants consent`).
             if let Some(c) = &customer
-                && !c.consented_apps.contains(&client.id)
+                && !(if audience == Audience::Graph {
+                    crate::app_permissions::app_token_allowed(c, &client.id)
+                } else {
+                    c.consented_apps.contains(&client.id)
+                })
             {
                 return aad_error(
                     400,

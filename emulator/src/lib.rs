@@ -13,6 +13,7 @@
 //! The servers run on a dedicated thread with its own Tokio runtime, so they keep answering while the
 //! caller blocks (e.g. on a child process); dropping the [`Emulator`] stops them and frees the ports.
 
+mod app_permissions;
 mod graph;
 mod halo;
 mod identity;
@@ -27,6 +28,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use app_permissions::{
+    APP_ADMIN_ROLES, CSP_SYNC_APP_ROLES, GRAPH_APP_ID, GRAPH_APP_ROLES, graph_role_id,
+};
 pub use scenario::{
     BomMode, Customer, GraphApp, HALO_ENTITIES, HaloApp, PartnerCenterApp, Scenario, Settings,
     State,

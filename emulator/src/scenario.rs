@@ -54,6 +54,13 @@ pub struct Customer {
     /// need the requesting app to be here).
     #[serde(default)]
     pub consented_apps: Vec<String>,
+    /// Graph `servicePrincipal` objects of applications instantiated in this tenant (Microsoft Graph's own
+    /// is always there and not stored; see `app_permissions`).
+    #[serde(default)]
+    pub service_principals: Vec<Value>,
+    /// Graph `appRoleAssignment` objects: application permissions granted to those service principals.
+    #[serde(default)]
+    pub app_role_assignments: Vec<Value>,
     /// Whether the tenant has Intune (else `managedDevices` answers 400 "Request not applicable").
     #[serde(default)]
     pub intune: bool,
@@ -218,7 +225,7 @@ impl Scenario {
     pub fn from_file(path: &Path) -> Result<Scenario, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read scenario file {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| {
+        let mut sc: Scenario = serde_json::from_str(&text).map_err(|e| {
             format!(
                 "scenario file {} is not a valid scenario (line {}, column {}): {e}; \
                  write one with `serde_json::to_string(&Scenario::small())` to see the shape",
@@ -226,7 +233,20 @@ impl Scenario {
                 e.line(),
                 e.column()
             )
-        })
+        })?;
+        // Files saved before service principals were modelled: the consented tenants get them.
+        let raw: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let without_field: Vec<bool> = raw
+            .get("customers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| c.get("service_principals").is_none())
+                    .collect()
+            })
+            .unwrap_or_default();
+        sc.provision_consented(Some(&without_field));
+        Ok(sc)
     }
 
     pub fn customer(&self, tenant_id: &str) -> Option<&Customer> {
@@ -306,8 +326,11 @@ impl Scenario {
         true
     }
 
-    /// Grants or withdraws consent of both applications (Graph app and Partner Center app) in a tenant.
+    /// Grants or withdraws consent of both applications (Graph app and Partner Center app) in a tenant,
+    /// with the Graph app's service principal and application permissions
+    /// ([`Scenario::set_app_permissions`]).
     pub fn set_consent(&mut self, tenant_id: &str, consented: bool) {
+        self.set_app_permissions(tenant_id, consented);
         let apps = [
             self.graph_app.client_id.clone(),
             self.partner_center_app.client_id.clone(),

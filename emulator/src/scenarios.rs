@@ -605,6 +605,8 @@ impl Scenario {
             halo_client_id: Some(101),
             relationship_to_partner: "reseller".into(),
             consented_apps: consented.clone(),
+            service_principals: vec![],
+            app_role_assignments: vec![],
             intune: true,
             users: users.clone(),
             removed_users: vec![],
@@ -790,6 +792,8 @@ impl Scenario {
             halo_client_id: Some(102),
             relationship_to_partner: "reseller".into(),
             consented_apps: consented.clone(),
+            service_principals: vec![],
+            app_role_assignments: vec![],
             intune: true,
             users: fusers.clone(),
             removed_users: vec![],
@@ -919,6 +923,8 @@ impl Scenario {
             halo_client_id: None,
             relationship_to_partner: "reseller".into(),
             consented_apps: consented.clone(),
+            service_principals: vec![],
+            app_role_assignments: vec![],
             intune: false,
             users: nusers,
             removed_users: vec![],
@@ -1018,6 +1024,8 @@ impl Scenario {
             halo_client_id: None,
             relationship_to_partner: "reseller".into(),
             consented_apps: consented.clone(),
+            service_principals: vec![],
+            app_role_assignments: vec![],
             intune: false,
             users: tusers,
             removed_users: vec![],
@@ -1094,6 +1102,8 @@ impl Scenario {
             halo_client_id: Some(104),
             relationship_to_partner: "reseller".into(),
             consented_apps: vec![],
+            service_principals: vec![],
+            app_role_assignments: vec![],
             intune: false,
             users: wusers,
             removed_users: vec![],
@@ -1196,6 +1206,8 @@ impl Scenario {
             halo_client_id: Some(105),
             relationship_to_partner: "reseller".into(),
             consented_apps: consented.clone(),
+            service_principals: vec![],
+            app_role_assignments: vec![],
             intune: false,
             users: lusers,
             removed_users: vec![],
@@ -1273,7 +1285,7 @@ impl Scenario {
         halo.insert("Invoice".into(), vec![json!({"id": 1, "client_id": 101, "client_name": "Contoso Limited", "invoicenumber": "INV-0001", "invoice_date": util::rfc3339(day0 - 30 * DAY), "lines": [], "total": 264.0})]);
         halo.insert("RecurringInvoice".into(), vec![json!({"id": -94, "client_id": 101, "client_name": "Contoso Limited", "period": "Monthly", "lines": [], "total": 0.0})]);
 
-        Scenario {
+        let mut sc = Scenario {
             partner_tenant_id: partner,
             partner_name: "Adatum Managed Services".into(),
             partner_domain: "adatummsp.onmicrosoft.com".into(),
@@ -1301,7 +1313,11 @@ impl Scenario {
                 graph_device_page_size: 2,
                 ..Settings::default()
             },
-        }
+        };
+        // Every tenant where the Graph app is consented also has its service principal with the
+        // application permissions granted (Woodgrove Bank has neither).
+        sc.provision_consented(None);
+        sc
     }
 
     /// A generated estate: `tenants` customers, each mapped to its own Halo client (with a main site),
@@ -1377,6 +1393,8 @@ impl Scenario {
                 halo_client_id: Some(client_id),
                 relationship_to_partner: "reseller".into(),
                 consented_apps: consented.clone(),
+                service_principals: vec![],
+                app_role_assignments: vec![],
                 intune: devices_per_tenant > 0,
                 users,
                 removed_users: vec![],
@@ -1477,6 +1495,7 @@ impl Scenario {
             bom: BomMode::Alternate,
             ..Settings::default()
         };
+        s.provision_consented(None);
         s
     }
 }

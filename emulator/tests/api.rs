@@ -793,3 +793,205 @@ fn drop_frees_ports_and_standalone_rejects_bad_args() {
         .unwrap_err();
     assert!(err.contains("cannot read scenario file"));
 }
+
+/// Service principals and app-role assignments (reference 1.6 pattern B), and the app-only token rule.
+#[test]
+fn service_principals_and_app_role_assignments() {
+    let emu = start(Scenario::small());
+    let s = emu.scenario();
+    let wood = s
+        .customer_named("Woodgrove Bank")
+        .unwrap()
+        .tenant_id
+        .clone();
+    let graph_app = s.graph_app.client_id.clone();
+    let app_token = |tenant: &str| {
+        ms_token(
+            &emu,
+            tenant,
+            "client_credentials",
+            "https://graph.microsoft.com/.default",
+        )
+    };
+    assert_eq!(app_token(&wood).json()["error_codes"], json!([65001]));
+    // Contoso's app is provisioned: its app-only token works, and cannot write.
+    let contoso = s.customer_named("Contoso Ltd").unwrap().tenant_id.clone();
+    let contoso_app = bearer(&app_token(&contoso));
+    let g = emu.graph_url();
+    let r = http(
+        "POST",
+        &format!("{g}/v1.0/servicePrincipals"),
+        &[
+            ("Authorization", &contoso_app),
+            ("Content-Type", "application/json"),
+        ],
+        format!(r#"{{"appId":"{graph_app}"}}"#).as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"]["code"], "Authorization_RequestDenied");
+
+    // The Partner Center consent of the Graph app (delegated) lets the partner user in.
+    emu.with_state(|st| {
+        let id = st.graph_app.client_id.clone();
+        st.tenant_mut("Woodgrove Bank").consented_apps.push(id);
+    });
+    let user_token = |tenant: &str| {
+        bearer(&http(
+            "POST",
+            &format!("{}/{tenant}/oauth2/v2.0/token", emu.login_url()),
+            &[FORM],
+            &form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &s.graph_app.client_id),
+                ("client_secret", &s.graph_app.client_secret),
+                ("refresh_token", &s.graph_app.refresh_token),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ]),
+        ))
+    };
+    let user = user_token(&wood);
+    let get = |path: &str| {
+        http(
+            "GET",
+            &format!("{g}/v1.0/{path}"),
+            &[("Authorization", &user)],
+            b"",
+        )
+    };
+    let post = |path: &str, body: Value| {
+        http(
+            "POST",
+            &format!("{g}/v1.0/{path}"),
+            &[
+                ("Authorization", &user),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
+    let filter = |app: &str| format!("servicePrincipals?$filter=appId%20eq%20%27{app}%27");
+    assert_eq!(get(&filter(&graph_app)).json()["value"], json!([]));
+    let graph_sp = get(&filter("00000003-0000-0000-c000-000000000000")).json()["value"][0].clone();
+    let graph_sp_id = graph_sp["id"].as_str().unwrap().to_string();
+    let role = |value: &str| {
+        graph_sp["appRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["value"] == value)
+            .unwrap_or_else(|| panic!("no app role {value}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        role("User.Read.All"),
+        "df021288-bdef-4463-88db-98f22de89214"
+    );
+    // Stable per tenant, different between tenants.
+    assert_eq!(
+        get(&filter("00000003-0000-0000-c000-000000000000")).json()["value"][0]["id"],
+        graph_sp_id.as_str()
+    );
+    let other = http(
+        "GET",
+        &format!(
+            "{g}/v1.0/{}",
+            filter("00000003-0000-0000-c000-000000000000")
+        ),
+        &[("Authorization", &contoso_app)],
+        b"",
+    );
+    assert_ne!(other.json()["value"][0]["id"], graph_sp_id.as_str());
+    assert_eq!(
+        get("servicePrincipals?$filter=displayName%20eq%20%27x%27").status,
+        400
+    );
+
+    let r = post("servicePrincipals", json!({"appId": graph_app}));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.raw));
+    let sp_id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["appId"], graph_app.as_str());
+    assert_eq!(
+        post("servicePrincipals", json!({"appId": graph_app})).status,
+        409
+    );
+    assert_eq!(
+        get(&format!("servicePrincipals/{sp_id}")).json()["appId"],
+        graph_app.as_str()
+    );
+
+    // Documented forms: the resource in the path of appRoleAssignedTo, the principal in that of
+    // appRoleAssignments.
+    let users = json!({"principalId": sp_id, "resourceId": graph_sp_id, "appRoleId": role("User.Read.All")});
+    assert_eq!(
+        post(
+            &format!("servicePrincipals/{sp_id}/appRoleAssignedTo"),
+            users.clone()
+        )
+        .status,
+        400
+    );
+    let r = post(
+        &format!("servicePrincipals/{graph_sp_id}/appRoleAssignedTo"),
+        users.clone(),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(r.json()["principalType"], "ServicePrincipal");
+    assert_eq!(r.json()["resourceDisplayName"], "Microsoft Graph");
+    let r = post(
+        &format!("servicePrincipals/{graph_sp_id}/appRoleAssignedTo"),
+        users,
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists")
+    );
+    let org = json!({"principalId": sp_id, "resourceId": graph_sp_id, "appRoleId": role("Organization.Read.All")});
+    assert_eq!(
+        post(
+            &format!("servicePrincipals/{sp_id}/appRoleAssignments"),
+            org
+        )
+        .status,
+        201
+    );
+    let bogus = json!({"principalId": sp_id, "resourceId": graph_sp_id, "appRoleId": "11111111-2222-3333-4444-555555555555"});
+    assert_eq!(
+        post(
+            &format!("servicePrincipals/{sp_id}/appRoleAssignments"),
+            bogus
+        )
+        .status,
+        400
+    );
+    let granted = get(&format!("servicePrincipals/{sp_id}/appRoleAssignments")).json();
+    assert_eq!(granted["value"].as_array().unwrap().len(), 2, "{granted}");
+    let to = get(&format!(
+        "servicePrincipals/{graph_sp_id}/appRoleAssignedTo"
+    ))
+    .json();
+    assert_eq!(to["value"].as_array().unwrap().len(), 2, "{to}");
+    assert_eq!(
+        get("servicePrincipals/00000000-0000-0000-0000-000000000001").status,
+        404
+    );
+
+    // Now the app-only token is issued.
+    assert_eq!(app_token(&wood).status, 200);
+
+    // Without Cloud Application Administrator (or higher) in the GDAP relationship, writes are refused.
+    emu.with_state(|st| {
+        st.set_app_permissions("Woodgrove Bank", false);
+        st.remove_gdap_role("Woodgrove Bank", "158c047a-c907-4556-b7ef-446551a6b5f7");
+    });
+    assert_eq!(app_token(&wood).json()["error_codes"], json!([65001]));
+    let r = post("servicePrincipals", json!({"appId": graph_app}));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"]["code"], "Authorization_RequestDenied");
+    // Reads still work.
+    assert_eq!(get(&filter(&graph_app)).status, 200);
+}

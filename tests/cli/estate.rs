@@ -141,6 +141,12 @@ pub fn secret_env(em: &Emulator) -> Vec<(String, String)> {
             "CSP_SYNC_GRAPH_CLIENT_SECRET".into(),
             sc.graph_app.client_secret.clone(),
         ),
+        // The partner user's refresh token for the Graph app: `tenants consent` grants the app's
+        // application permissions with it when `[graph] auth = "app"`.
+        (
+            "CSP_SYNC_GRAPH_REFRESH_TOKEN".into(),
+            sc.graph_app.refresh_token.clone(),
+        ),
         (
             "CSP_SYNC_HALO_CLIENT_SECRET".into(),
             sc.halo_app.client_secret.clone(),

@@ -761,3 +761,287 @@ fn interactive_map_without_a_terminal_points_to_the_scripted_forms() {
         "{err}"
     );
 }
+
+/// The results of step 2 (`app_permissions`) of a consent row: (permission, result).
+fn permission_results(row: &serde_json::Value) -> Vec<(String, String)> {
+    row["app_permissions"]["permissions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no app_permissions: {row}"))
+        .iter()
+        .map(|p| {
+            (
+                p["permission"].as_str().unwrap().to_string(),
+                p["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+const APP_PERMISSIONS: [&str; 4] = [
+    "User.Read.All",
+    "LicenseAssignment.Read.All",
+    "Organization.Read.All",
+    "DeviceManagementManagedDevices.Read.All",
+];
+
+fn graph_writes(env: &Env) -> Vec<String> {
+    env.em
+        .requests()
+        .iter()
+        .filter(|r| r.api == csp_sync_emulator::Api::Graph && r.method == "POST")
+        .map(|r| r.path.clone())
+        .collect()
+}
+
+#[test]
+fn consent_with_app_auth_creates_the_service_principal_and_grants_its_permissions() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let wg_id = tenant_id(&env, "Woodgrove Bank");
+    // Before: Woodgrove's app-only Graph token is refused.
+    let out = env.run(&["-o", "json", "auth", "check", "--tenants"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(check(&v, "Graph in Woodgrove Bank")["ok"], false, "{v}");
+
+    // Dry run: lists everything it would do, writes nothing.
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Woodgrove Bank",
+        "--dry-run",
+    ]));
+    assert_eq!(v["graph_auth"], "app");
+    assert_eq!(v["app_permissions"], serde_json::json!(APP_PERMISSIONS));
+    let row = &v["consents"][0];
+    assert_eq!(row["result"], "would_consent");
+    assert_eq!(row["app_permissions"]["result"], "would_grant", "{row}");
+    assert!(
+        permission_results(row)
+            .iter()
+            .all(|(_, r)| r == "would_grant"),
+        "{row}"
+    );
+    assert!(graph_writes(&env).is_empty(), "{:?}", graph_writes(&env));
+    let wg = env.em.scenario().customer(&wg_id).unwrap().clone();
+    assert!(wg.consented_apps.is_empty() && wg.service_principals.is_empty());
+
+    // A tenant already provisioned: the dry run reads it and has nothing to do.
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Contoso Ltd",
+        "--dry-run",
+    ]));
+    let row = &v["consents"][0];
+    assert_eq!(row["app_permissions"]["result"], "already_granted", "{row}");
+    assert_eq!(
+        row["app_permissions"]["service_principal"],
+        "already_present"
+    );
+    assert!(graph_writes(&env).is_empty());
+
+    // The real thing: the application consent, then the service principal and the four grants.
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Woodgrove Bank",
+    ]));
+    let row = &v["consents"][0];
+    assert_eq!(row["result"], "consented", "{row}");
+    assert_eq!(row["app_permissions"]["result"], "granted", "{row}");
+    assert_eq!(row["app_permissions"]["service_principal"], "created");
+    let results = permission_results(row);
+    assert_eq!(
+        results,
+        APP_PERMISSIONS
+            .iter()
+            .map(|p| (p.to_string(), "granted".to_string()))
+            .collect::<Vec<_>>()
+    );
+    let sc = env.em.scenario();
+    let wg = sc.customer(&wg_id).unwrap();
+    let app_sp = wg
+        .service_principals
+        .iter()
+        .find(|sp| sp["appId"] == sc.graph_app.client_id.as_str())
+        .expect("the app's service principal in Woodgrove");
+    assert_eq!(
+        row["app_permissions"]["service_principal_id"],
+        app_sp["id"].clone()
+    );
+    let mut granted: Vec<&str> = wg
+        .app_role_assignments
+        .iter()
+        .filter(|a| a["principalId"] == app_sp["id"])
+        .map(|a| a["appRoleId"].as_str().unwrap())
+        .collect();
+    granted.sort_unstable();
+    let mut want: Vec<&str> = APP_PERMISSIONS
+        .iter()
+        .map(|p| csp_sync_emulator::graph_role_id(p).unwrap())
+        .collect();
+    want.sort_unstable();
+    assert_eq!(granted, want);
+    // The delegated token was the partner user's, at Woodgrove.
+    assert!(env.em.requests().iter().any(|r| {
+        r.api == csp_sync_emulator::Api::Login
+            && r.path.starts_with(&format!("/{wg_id}/"))
+            && r.body
+                .as_ref()
+                .is_some_and(|b| b.to_string().contains("refresh_token"))
+    }),);
+
+    // Afterwards Woodgrove's app-only token works.
+    let v = json(&env.run(&["-o", "json", "auth", "check", "--tenants"]));
+    assert_eq!(check(&v, "Graph in Woodgrove Bank")["ok"], true, "{v}");
+
+    // Again: everything is already there, and nothing is written.
+    let writes = graph_writes(&env).len();
+    let v = json(&env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Woodgrove Bank",
+    ]));
+    let row = &v["consents"][0];
+    assert_eq!(row["result"], "already_consented");
+    assert_eq!(row["app_permissions"]["result"], "already_granted", "{row}");
+    assert_eq!(
+        row["app_permissions"]["service_principal"],
+        "already_present"
+    );
+    assert!(
+        permission_results(row)
+            .iter()
+            .all(|(_, r)| r == "already_granted"),
+        "{row}"
+    );
+    assert_eq!(graph_writes(&env).len(), writes);
+
+    // The table names what was granted.
+    let out = env.run(&[
+        "-o",
+        "table",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Woodgrove Bank",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("app permissions"), "{table}");
+    assert!(table.contains("already granted"), "{table}");
+}
+
+#[test]
+fn consent_with_app_auth_reports_a_missing_gdap_role() {
+    let mut scenario = csp_sync_emulator::Scenario::small();
+    // Cloud Application Administrator is the only app-admin role of Woodgrove's relationship.
+    scenario.remove_gdap_role("Woodgrove Bank", "158c047a-c907-4556-b7ef-446551a6b5f7");
+    let env = Env::with(scenario, &estate::ConfigOptions::default());
+    let out = env.run(&[
+        "-o",
+        "json",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Woodgrove Bank",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &v["consents"][0];
+    assert_eq!(row["result"], "consented", "{row}");
+    assert_eq!(row["app_permissions"]["result"], "failed", "{row}");
+    let error = row["app_permissions"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "needs Cloud Application Administrator or Privileged Role Administrator via GDAP in Woodgrove Bank"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("403"), "{error}");
+    assert!(
+        permission_results(row).iter().all(|(_, r)| r == "not_done"),
+        "{row}"
+    );
+    assert!(
+        text(&out.stderr).contains("1 failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The table shows the cause too.
+    let out = env.run(&[
+        "-o",
+        "table",
+        "tenants",
+        "consent",
+        "--tenant",
+        "Woodgrove Bank",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("Cloud Application Administrator"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn consent_with_app_auth_without_a_graph_refresh_token_changes_nothing() {
+    let env = Env::new(&estate::ConfigOptions::default());
+    let vars: Vec<(String, String)> = estate::secret_env(&env.em)
+        .into_iter()
+        .filter(|(k, _)| k != "CSP_SYNC_GRAPH_REFRESH_TOKEN")
+        .collect();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = run_with(
+        &env,
+        &vars,
+        &["tenants", "consent", "--tenant", "Woodgrove Bank"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for needle in [
+        "CSP_SYNC_GRAPH_REFRESH_TOKEN",
+        "auth login graph",
+        "Nothing was changed",
+    ] {
+        assert!(err.contains(needle), "{err}");
+    }
+    assert!(
+        !env.em
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/applicationconsents"))
+    );
+    // A dry run still lists what it would do, and says why it could not read.
+    let out = run_with(
+        &env,
+        &vars,
+        &[
+            "-o",
+            "json",
+            "tenants",
+            "consent",
+            "--tenant",
+            "Woodgrove Bank",
+            "--dry-run",
+        ],
+    );
+    let v = json(&out);
+    let note = v["consents"][0]["app_permissions"]["note"]
+        .as_str()
+        .unwrap();
+    assert!(note.contains("auth login graph"), "{note}");
+}
