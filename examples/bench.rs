@@ -117,8 +117,10 @@ fn main() {
     let users = args.get(1).copied().unwrap_or(100);
     let bin = binary();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // One instant for the estate's dates and csp-sync's clock.
+    let now = jiff::Timestamp::now();
     let em = rt
-        .block_on(Emulator::start(Scenario::large(tenants, users, 0)))
+        .block_on(Emulator::start(Scenario::large_at(now, tenants, users, 0)))
         .expect("emulator");
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = estate::ConfigOptions {
@@ -131,6 +133,7 @@ fn main() {
     let config = estate::write_config(&em, dir.path(), &opts);
     let mut env = estate::secret_env(&em);
     env.push(("CSP_SYNC_RETRY_SCALE".into(), "1".into()));
+    env.push(("CSP_SYNC_NOW".into(), now.to_string()));
     println!(
         "estate: {tenants} tenants x {users} users; csp-sync {}",
         bin.display()

@@ -28,12 +28,16 @@ fn csp_sync(config: &Path, args: &[&str]) -> u8 {
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    // One instant for the estate's dates and csp-sync's clock (today, so the demo reads naturally).
+    let now = jiff::Timestamp::now();
     let em = rt
-        .block_on(Emulator::start(Scenario::small()))
+        .block_on(Emulator::start(Scenario::small_at(now)))
         .expect("start the emulator");
     let dir = std::env::temp_dir().join(format!("csp-sync-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = estate::write_config(&em, &dir, &estate::ConfigOptions::default());
+    // SAFETY: as below.
+    unsafe { std::env::set_var("CSP_SYNC_NOW", now.to_string()) };
     for (k, v) in estate::secret_env(&em) {
         // SAFETY: set before any csp-sync code runs; the emulator's thread reads no environment.
         unsafe { std::env::set_var(k, v) };

@@ -207,6 +207,7 @@ impl Scenario {
     pub fn set_app_permissions(&mut self, tenant_id: &str, granted: bool) {
         let app_id = self.graph_app.client_id.clone();
         let owner = self.partner_tenant_id.clone();
+        let now = self.now_secs();
         let c = self.tenant_mut(tenant_id);
         let existing = c
             .service_principals
@@ -244,7 +245,6 @@ impl Scenario {
                     .chars()
                     .chain("AAAAAAAAAAA".chars())
                     .collect();
-                let now = util::now_secs();
                 c.app_role_assignments.push(new_assignment(
                     &id,
                     now - now % 86_400,
@@ -293,7 +293,7 @@ impl Scenario {
     }
 }
 
-fn may_write(token: &TokenInfo, c: &Customer) -> Result<(), Resp> {
+fn may_write(token: &TokenInfo, c: &Customer, now: i64) -> Result<(), Resp> {
     let denied = || {
         graph_error(
             403,
@@ -305,7 +305,6 @@ fn may_write(token: &TokenInfo, c: &Customer) -> Result<(), Resp> {
         // csp-sync's app holds no Application.ReadWrite.All / AppRoleAssignment.ReadWrite.All.
         return Err(denied());
     }
-    let now = util::now_secs();
     let allowed = c.gdap.iter().any(|r| {
         util::s(r, "status") == "active"
             && util::parse_time(util::s(r, "endDateTime")).is_none_or(|end| end > now)
@@ -452,7 +451,7 @@ pub(crate) fn route(
 }
 
 fn create_sp(st: &mut State, req: &Req, token: &TokenInfo, ci: usize) -> Resp {
-    if let Err(r) = may_write(token, &st.customers[ci]) {
+    if let Err(r) = may_write(token, &st.customers[ci], st.now_secs()) {
         return r;
     }
     let body = match req.json() {
@@ -508,7 +507,7 @@ fn assign(
     if find_sp(&c, id).is_none() {
         return not_found(id);
     }
-    if let Err(r) = may_write(token, &c) {
+    if let Err(r) = may_write(token, &c, st.now_secs()) {
         return r;
     }
     let body = match req.json() {
@@ -574,7 +573,7 @@ fn assign(
     }
     let a = new_assignment(
         &util::opaque(43),
-        util::now_secs(),
+        st.now_secs(),
         &principal,
         &resource,
         role_id,

@@ -570,7 +570,7 @@ fn devices(
         );
     }
     if token.delegated {
-        let now = util::now_secs();
+        let now = st.now_secs();
         let has_role = c.gdap.iter().any(|r| {
             util::s(r, "status") == "active"
                 && util::parse_time(util::s(r, "endDateTime")).is_none_or(|e| e > now)

@@ -458,7 +458,7 @@ fn create(st: &mut State, entity: &str, obj: Map<String, Value>) -> Value {
             json!({"id": id, "inventory_number": "", "key_field": "", "client_id": 0, "client_name": "", "site_id": 0, "site_name": "", "assettype_id": 0, "assettype_name": "", "inactive": false, "status_id": 1, "notes": "", "intune_id": "", "azure_userprincipalname": "", "fields": [], "users": []})
         }
         "Invoice" | "RecurringInvoice" => {
-            json!({"id": id, "client_id": 0, "client_name": "", "invoice_date": util::rfc3339(util::now_secs()), "lines": [], "total": 0.0})
+            json!({"id": id, "client_id": 0, "client_name": "", "invoice_date": util::rfc3339(st.now_secs()), "lines": [], "total": 0.0})
         }
         _ => json!({"id": id}),
     };

@@ -445,7 +445,7 @@ fn token(st: &mut State, req: &Req, form: &[(String, String)], tenant: &str, v2:
                 );
             }
             if let Some(c) = &customer {
-                let now = util::now_secs();
+                let now = st.now_secs();
                 let active = c.gdap.iter().any(|r| {
                     util::s(r, "status") == "active"
                         && util::parse_time(util::s(r, "endDateTime")).is_none_or(|end| end > now)

@@ -252,14 +252,16 @@ impl Drop for Emulator {
 }
 
 /// The standalone emulator: `--port N` (login N, Partner Center N+1, Graph N+2, Halo N+3; default free
-/// ports), `--scenario FILE|small|large` (default small), `--host H` (default 127.0.0.1). Prints the URLs
+/// ports), `--scenario FILE|small|large` (default small), `--host H` (default 127.0.0.1), `--now RFC3339`
+/// (the instant the built-in scenarios are dated from; default the real time). Prints the URLs
 /// and the credentials it accepts, then serves until the process is stopped.
 pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
-    const USAGE: &str =
-        "usage: csp-sync-emulator [--port N] [--scenario FILE|small|large] [--host 127.0.0.1]";
+    const USAGE: &str = "usage: csp-sync-emulator [--port N] [--scenario FILE|small|large] [--host 127.0.0.1] \
+         [--now RFC3339]";
     let mut port = None;
     let mut scenario_arg = "small".to_string();
     let mut host = "127.0.0.1".to_string();
+    let mut now = jiff::Timestamp::now();
     let mut it = args.into_iter().skip_while(|a| !a.starts_with("--"));
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -280,6 +282,15 @@ pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
             }
             "--scenario" => scenario_arg = value("--scenario")?,
             "--host" => host = value("--host")?,
+            "--now" => {
+                let v = value("--now")?;
+                now = v.parse().map_err(|_| {
+                    format!(
+                        "--now {v}: not an RFC 3339 time such as 2026-11-27T09:00:00Z; \
+                         give csp-sync the same one as CSP_SYNC_NOW"
+                    )
+                })?;
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -288,13 +299,16 @@ pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
         }
     }
     let scenario = match scenario_arg.as_str() {
-        "small" => Scenario::small(),
-        "large" => Scenario::large(200, 100, 50),
+        "small" => Scenario::small_at(now),
+        "large" => Scenario::large_at(now, 200, 100, 50),
         file => Scenario::from_file(std::path::Path::new(file))?,
     };
     let creds = scenario.clone();
     let emu = Emulator::start_on(scenario, &host, port).map_err(|e| e.to_string())?;
-    println!("csp-sync emulator ({} customers)", creds.customers.len());
+    println!(
+        "csp-sync emulator ({} customers), dated {now}: run csp-sync with CSP_SYNC_NOW={now}",
+        creds.customers.len()
+    );
     println!("  login          {}", emu.login_url());
     println!("  partner center {}", emu.partner_center_url());
     println!("  graph          {}", emu.graph_url());

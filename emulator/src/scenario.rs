@@ -128,6 +128,10 @@ pub struct Settings {
     /// `[(entity, field, value)]`: Halo answers 400 to any POST batch holding a record whose field equals
     /// the value.
     pub halo_rejects: Vec<(String, String, Value)>,
+    /// The scenario's clock (Unix seconds): the instant its dates were generated from, and what "now" means
+    /// for date rules (GDAP relationships ending, default invoice dates). `None` = the real clock. Token
+    /// lifetimes, rate windows and `Retry-After` always use the real clock.
+    pub now: Option<i64>,
 }
 
 impl Default for Settings {
@@ -142,6 +146,7 @@ impl Default for Settings {
             graph_delta_page_size: 100,
             graph_device_page_size: 100,
             halo_rejects: Vec::new(),
+            now: None,
         }
     }
 }
@@ -247,6 +252,11 @@ impl Scenario {
             .unwrap_or_default();
         sc.provision_consented(Some(&without_field));
         Ok(sc)
+    }
+
+    /// "Now" for the scenario's date rules: its pinned clock, else the real one.
+    pub fn now_secs(&self) -> i64 {
+        self.settings.now.unwrap_or_else(crate::util::now_secs)
     }
 
     pub fn customer(&self, tenant_id: &str) -> Option<&Customer> {
@@ -420,7 +430,7 @@ impl Scenario {
     /// Ends (or restores) the GDAP relationships of a customer: `status` "expired" and `endDateTime` in the
     /// past, so delegated tokens for that tenant are refused.
     pub fn set_gdap_active(&mut self, tenant_id: &str, active: bool) {
-        let now = crate::util::now_secs();
+        let now = self.now_secs();
         for r in &mut self.tenant_mut(tenant_id).gdap {
             if active {
                 r["status"] = json!("active");

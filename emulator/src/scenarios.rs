@@ -60,8 +60,7 @@ pub(crate) const ROLE_CLOUD_APP_ADMIN: &str = "158c047a-c907-4556-b7ef-446551a6b
 
 const DAY: i64 = 86_400;
 
-fn today() -> i64 {
-    let now = util::now_secs();
+fn day_start(now: i64) -> i64 {
     now - now.rem_euclid(DAY)
 }
 
@@ -266,16 +265,13 @@ fn gdap(
     start: i64,
     end: i64,
     auto_extend: &str,
+    now: i64,
 ) -> Value {
     let roles: Vec<Value> = roles
         .iter()
         .map(|r| json!({"roleDefinitionId": r}))
         .collect();
-    let status = if end > util::now_secs() {
-        "active"
-    } else {
-        "expired"
-    };
+    let status = if end > now { "active" } else { "expired" };
     json!({
         "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
         "@odata.etag": format!("W/\"{:016x}\"", rng.u64(..)),
@@ -407,8 +403,17 @@ const LAST: &[&str] = &[
 impl Scenario {
     /// The demo / black-box-test estate (see emulator/README.md).
     pub fn small() -> Scenario {
+        Scenario::small_at(jiff::Timestamp::now())
+    }
+
+    /// The small estate dated from `now`: every date in it (users created, subscriptions and GDAP
+    /// relationships starting and ending) is a whole number of days from `now`'s day, and the emulator's
+    /// date rules take `now` as the current time. Tests pass the instant they give csp-sync as
+    /// `CSP_SYNC_NOW`, so the two agree whatever the real day.
+    pub fn small_at(now: jiff::Timestamp) -> Scenario {
         let mut rng = fastrand::Rng::with_seed(20_240_601);
-        let day0 = today();
+        let now = now.as_second();
+        let day0 = day_start(now);
         let partner = "6b0f4c1e-5a8d-4f3a-9c2e-1d7b8e9f0a12".to_string();
         let pc_app = "2f6e3b8a-91c4-4d57-a0e2-5c8b7d1f3e64".to_string();
         let graph_app = "8d4c2a1e-6f3b-4e9d-b7a5-0c1e2f3a4b5c".to_string();
@@ -660,6 +665,7 @@ impl Scenario {
                 day0 - 200 * DAY,
                 day0 + 530 * DAY,
                 "P180D",
+                day0,
             )],
             organization: json!({}),
         });
@@ -830,6 +836,7 @@ impl Scenario {
                 day0 - 100 * DAY,
                 day0 + 630 * DAY,
                 "P180D",
+                day0,
             )],
             organization: json!({}),
         });
@@ -967,6 +974,7 @@ impl Scenario {
                 day0 - 40 * DAY,
                 day0 + 690 * DAY,
                 "P180D",
+                day0,
             )],
             organization: json!({}),
         });
@@ -1062,6 +1070,7 @@ impl Scenario {
                 day0 - 20 * DAY,
                 day0 + 710 * DAY,
                 "P180D",
+                day0,
             )],
             organization: json!({}),
         });
@@ -1140,6 +1149,7 @@ impl Scenario {
                 day0 - 150 * DAY,
                 day0 + 580 * DAY,
                 "P180D",
+                day0,
             )],
             organization: json!({}),
         });
@@ -1250,6 +1260,7 @@ impl Scenario {
                 day0 - 710 * DAY,
                 day0 + 20 * DAY,
                 "PT0S",
+                day0,
             )],
             organization: json!({}),
         });
@@ -1311,6 +1322,7 @@ impl Scenario {
                 bom: BomMode::Alternate,
                 graph_delta_page_size: 5,
                 graph_device_page_size: 2,
+                now: Some(now),
                 ..Settings::default()
             },
         };
@@ -1324,9 +1336,25 @@ impl Scenario {
     /// with `users_per_tenant` users and `devices_per_tenant` Intune devices. Halo starts with the clients
     /// and sites only. Deterministic apart from dates.
     pub fn large(tenants: usize, users_per_tenant: usize, devices_per_tenant: usize) -> Scenario {
-        let mut s = Scenario::small();
+        Scenario::large_at(
+            jiff::Timestamp::now(),
+            tenants,
+            users_per_tenant,
+            devices_per_tenant,
+        )
+    }
+
+    /// [`Scenario::large`] dated from `now` (see [`Scenario::small_at`]).
+    pub fn large_at(
+        now: jiff::Timestamp,
+        tenants: usize,
+        users_per_tenant: usize,
+        devices_per_tenant: usize,
+    ) -> Scenario {
+        let mut s = Scenario::small_at(now);
         let mut rng = fastrand::Rng::with_seed(42);
-        let day0 = today();
+        let now = now.as_second();
+        let day0 = day_start(now);
         let partner = s.partner_tenant_id.clone();
         let consented = vec![
             s.graph_app.client_id.clone(),
@@ -1467,6 +1495,7 @@ impl Scenario {
                     day0 - 100 * DAY,
                     day0 + 630 * DAY,
                     "P180D",
+                    day0,
                 )],
                 organization: json!({}),
             });
@@ -1493,6 +1522,7 @@ impl Scenario {
         s.settings = Settings {
             pc_page_size: 100,
             bom: BomMode::Alternate,
+            now: Some(now),
             ..Settings::default()
         };
         s.provision_consented(None);

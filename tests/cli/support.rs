@@ -6,6 +6,33 @@ use csp_sync_emulator::{Api, Emulator, Scenario};
 
 use crate::estate;
 
+/// The instant every test pins: csp-sync gets it as `CSP_SYNC_NOW` and the emulator's scenarios are dated
+/// from it, so the two agree whatever the real day. `CSP_SYNC_TEST_NOW` (RFC 3339) runs the whole suite at
+/// another date (`.ci/run` does); the default is the date the sample estate's expectations were written on.
+pub fn now() -> String {
+    match std::env::var("CSP_SYNC_TEST_NOW") {
+        Ok(v) if !v.trim().is_empty() => {
+            let v = v.trim().to_string();
+            assert!(
+                v.parse::<jiff::Timestamp>().is_ok(),
+                "CSP_SYNC_TEST_NOW={v:?} is not an RFC 3339 time such as 2027-03-01T09:00:00Z"
+            );
+            v
+        }
+        _ => "2026-11-27T09:00:00Z".to_string(),
+    }
+}
+
+/// [`now`] as a timestamp.
+pub fn now_ts() -> jiff::Timestamp {
+    now().parse().expect("checked in now()")
+}
+
+/// The small estate dated from [`now`].
+pub fn small() -> Scenario {
+    Scenario::small_at(now_ts())
+}
+
 /// One emulator and one config directory per test.
 pub struct Env {
     _rt: tokio::runtime::Runtime,
@@ -16,7 +43,7 @@ pub struct Env {
 
 impl Env {
     pub fn new(opts: &estate::ConfigOptions) -> Env {
-        Env::with(Scenario::small(), opts)
+        Env::with(small(), opts)
     }
 
     pub fn with(scenario: Scenario, opts: &estate::ConfigOptions) -> Env {
@@ -36,7 +63,7 @@ impl Env {
         let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
         cmd.current_dir(self.dir.path())
             .env_remove("CSP_SYNC_CONFIG")
-            .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
+            .env("CSP_SYNC_NOW", now())
             .args(args);
         for (k, v) in estate::secret_env(&self.em) {
             if k == "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN" && !self.partner_refresh_token {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::estate;
-use crate::support::Env;
+use crate::support::{self, Env};
 
 fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
@@ -533,7 +533,7 @@ fn run_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> std::process::Ou
         .env_remove("CSP_SYNC_CONFIG")
         .env_remove("CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN")
         .env_remove("CSP_SYNC_GRAPH_REFRESH_TOKEN")
-        .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
+        .env("CSP_SYNC_NOW", support::now())
         .env("CSP_SYNC_RETRY_SCALE", "0.001")
         .args(args);
     for (k, v) in vars {
@@ -656,7 +656,7 @@ fn map_in_a_terminal(env: &Env, keys: &[&str]) -> (Option<i32>, String) {
         .arg("/dev/null")
         .current_dir(env.dir.path())
         .env_remove("CSP_SYNC_CONFIG")
-        .env("CSP_SYNC_NOW", "2026-11-27T09:00:00Z")
+        .env("CSP_SYNC_NOW", support::now())
         .env("TERM", "xterm")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::piped())
@@ -946,7 +946,7 @@ fn consent_with_app_auth_creates_the_service_principal_and_grants_its_permission
 
 #[test]
 fn consent_with_app_auth_reports_a_missing_gdap_role() {
-    let mut scenario = csp_sync_emulator::Scenario::small();
+    let mut scenario = support::small();
     // Cloud Application Administrator is the only app-admin role of Woodgrove's relationship.
     scenario.remove_gdap_role("Woodgrove Bank", "158c047a-c907-4556-b7ef-446551a6b5f7");
     let env = Env::with(scenario, &estate::ConfigOptions::default());
