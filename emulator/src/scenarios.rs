@@ -257,6 +257,7 @@ fn company_sub(
     })
 }
 
+#[allow(clippy::too_many_arguments)] // one relationship's fields, each named at the call
 fn gdap(
     rng: &mut fastrand::Rng,
     tenant: &str,
