@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod render;

@@ -4,7 +4,9 @@ mod estate;
 mod support;
 
 mod basics;
+mod doctor;
 mod faults;
 mod licences;
+mod metrics;
 mod tenants;
 mod users;
