@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod logging;
 pub mod model;
+pub mod modules;
 pub mod plan;
 pub mod render;
 pub mod secrets;
