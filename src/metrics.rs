@@ -176,6 +176,7 @@ impl Recorder {
             previous_last_success(path, self.command)
         };
         let text = self.render(success, now, last_success);
+        let text = crate::redact::text(&text);
         crate::config::write_atomic(path, text.as_bytes(), None).with_context(|| {
             format!(
                 "writing the metrics file {} (--metrics-file: a directory this user may write, e.g. \

@@ -20,7 +20,8 @@ pub async fn run(
     metrics.http(&planned.apis.http);
     run::show_plan(ui, &planned);
     if let Some(out) = &args.out {
-        let text = serde_json::to_vec_pretty(&planned.plan.plan).context("serialising the plan")?;
+        let text =
+            crate::redact::json_pretty(&planned.plan.plan).context("serialising the plan")?;
         crate::config::write_atomic(out, &text, None)
             .with_context(|| format!("writing the plan to {}", out.display()))?;
         ui.info(&format!(

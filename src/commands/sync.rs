@@ -231,7 +231,7 @@ pub async fn run(
             Exit::Ok
         });
     };
-    crate::commands::tenants_sync::adopt(config, ui, &prepared.adopt)?;
+    crate::commands::tenants_sync::adopt(config, ui, &prepared.plan.adopt)?;
     apply_and_record(
         config,
         ui,
