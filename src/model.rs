@@ -100,6 +100,12 @@ pub struct HaloUser {
     pub azureoid: Option<String>,
     /// Entra tenant id this contact is linked to, lower-case.
     pub azure_tenant_id: Option<String>,
+    /// `covered_by_contract` as read; `None` when the read did not carry it.
+    #[serde(default)]
+    pub covered_by_contract: Option<bool>,
+    /// `customfields` as read (`[{"id", "value", …}]`); `Null` when the read did not carry them.
+    #[serde(default)]
+    pub customfields: serde_json::Value,
 }
 
 /// The status of a Partner Center subscription.

@@ -99,6 +99,25 @@ impl StateDir {
         write_json(&self.tenant_users_path(tenant_id), state)
     }
 
+    fn contract_flags_path(&self, tenant_id: &str) -> PathBuf {
+        self.tenant_users_path(tenant_id)
+            .with_extension("contract.json")
+    }
+
+    /// The contract flag csp-sync last wrote per Entra object id of a tenant (`[users] contract_mode =
+    /// "flag"`); empty when absent or unreadable (the flags are then written once more).
+    pub fn contract_flags(&self, tenant_id: &str) -> BTreeMap<String, bool> {
+        read_json(&self.contract_flags_path(tenant_id)).unwrap_or_default()
+    }
+
+    pub fn save_contract_flags(
+        &self,
+        tenant_id: &str,
+        flags: &BTreeMap<String, bool>,
+    ) -> Result<()> {
+        write_json(&self.contract_flags_path(tenant_id), flags)
+    }
+
     /// When each user ("tenant/oid") was last seen in scope.
     pub fn last_seen(&self) -> BTreeMap<String, jiff::Timestamp> {
         read_json(&self.path.join("last-seen.json")).unwrap_or_default()

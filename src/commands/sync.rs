@@ -309,6 +309,7 @@ async fn apply_and_record(
         }
         state.save_last_seen(&seen)?;
     }
+    crate::modules::users::record_contract_flags(state, &report)?;
     let finished = crate::context::now()?;
     state.append_journal(JournalRun {
         started_at: started.to_string(),

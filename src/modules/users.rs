@@ -94,8 +94,12 @@ impl SyncModule for Users {
         out: &mut Outputs,
     ) -> Result<Vec<TenantPlan>> {
         let policy = users_policy(cx.config, cx.allow_deactivations);
+        let written: Vec<BTreeMap<String, bool>> = reads
+            .iter()
+            .map(|(t, _)| cx.state.contract_flags(&t.entry.customer_id))
+            .collect();
         let mut inputs = Vec::new();
-        for (t, r) in &reads {
+        for ((t, r), written) in reads.iter().zip(&written) {
             if let Some(dir) = &r.directory {
                 inputs.push(TenantUsersInput {
                     customer_id: &t.entry.customer_id,
@@ -103,6 +107,7 @@ impl SyncModule for Users {
                     halo_client_id: t.entry.halo_client_id.unwrap_or(0),
                     site_id: t.entry.halo_site_id,
                     directory: dir.as_ref().map_err(Clone::clone),
+                    contract_written: Some(written),
                 });
             }
         }
@@ -130,6 +135,8 @@ pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
         include_guests: config.users.include_guests,
         require_licence: config.users.require_licence,
         contract_skus: config.users.contract_skus.clone(),
+        contract_mode: config.users.contract_mode,
+        contract_field: config.users.contract_field,
         exclude_upn: config.users.exclude_upn.clone(),
         leaver_grace_days: config.users.leaver_grace_days,
         protect: config.users.protect.clone(),
@@ -139,6 +146,34 @@ pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
         empty_source_guard: config.safety.empty_source_guard,
         allow_deactivations,
     }
+}
+
+/// Stores the contract flags a sync wrote (`covered_by_contract` or the contract custom field), per tenant
+/// and Entra object id: the value last written decides when the read does not carry it back (SPEC 7).
+pub fn record_contract_flags(
+    state: &crate::state::StateDir,
+    report: &crate::apply::ApplyReport<'_>,
+) -> Result<()> {
+    let mut by_tenant: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+    for a in &report.applied {
+        if a.change.module != Module::Users {
+            continue;
+        }
+        for f in &a.change.fields {
+            if let Some(flag) = crate::plan::contract::written_flag(&f.field, &f.to) {
+                by_tenant
+                    .entry(a.customer_id.to_string())
+                    .or_default()
+                    .push((crate::plan::norm(&a.change.source_key), flag));
+            }
+        }
+    }
+    for (tenant, flags) in by_tenant {
+        let mut stored = state.contract_flags(&tenant);
+        stored.extend(flags);
+        state.save_contract_flags(&tenant, &stored)?;
+    }
+    Ok(())
 }
 
 /// A tenant's users: the stored set moved forward by a delta round, or a full read (the initial delta

@@ -4,6 +4,7 @@
 //! The types here are the plan contract: `diff --out` writes a [`Plan`] as JSON (`"version": 1`),
 //! `sync --plan` reads it back and applies exactly its changes.
 
+pub mod contract;
 pub mod licences;
 pub mod tenants;
 pub mod users;

@@ -4,6 +4,7 @@ mod estate;
 mod support;
 
 mod basics;
+mod contract;
 mod doctor;
 mod faults;
 mod licences;
