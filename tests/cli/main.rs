@@ -6,5 +6,6 @@ mod support;
 mod basics;
 mod faults;
 mod licences;
+mod secrets;
 mod tenants;
 mod users;
