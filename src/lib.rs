@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod logging;
 pub mod model;
+pub mod modules;
 pub mod plan;
 pub mod redact;
 pub mod render;

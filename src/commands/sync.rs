@@ -219,7 +219,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
             Exit::Ok
         });
     };
-    crate::commands::tenants_sync::adopt(config, ui, &prepared.adopt)?;
+    crate::commands::tenants_sync::adopt(config, ui, &prepared.plan.adopt)?;
     apply_and_record(
         config,
         ui,
