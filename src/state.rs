@@ -108,6 +108,15 @@ impl StateDir {
         write_json(&self.path.join("last-seen.json"), seen)
     }
 
+    /// What csp-sync remembers of Halo's list-less fields (SPEC 9); empty when absent or unreadable.
+    pub fn halo_memory(&self) -> crate::halo_memory::HaloMemory {
+        read_json(&self.path.join("halo-memory.json")).unwrap_or_default()
+    }
+
+    pub fn save_halo_memory(&self, memory: &crate::halo_memory::HaloMemory) -> Result<()> {
+        write_json(&self.path.join("halo-memory.json"), memory)
+    }
+
     /// The journal, oldest run first.
     pub fn journal(&self) -> Vec<JournalRun> {
         read_json(&self.path.join("journal.json")).unwrap_or_default()

@@ -17,6 +17,8 @@ mod app_permissions;
 mod echo;
 mod graph;
 mod halo;
+mod halo_list_fields;
+mod halo_lists;
 mod identity;
 mod partner_center;
 mod scenario;
