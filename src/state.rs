@@ -99,25 +99,6 @@ impl StateDir {
         write_json(&self.tenant_users_path(tenant_id), state)
     }
 
-    fn contract_flags_path(&self, tenant_id: &str) -> PathBuf {
-        self.tenant_users_path(tenant_id)
-            .with_extension("contract.json")
-    }
-
-    /// The contract flag csp-sync last wrote per Entra object id of a tenant (`[users] contract_mode =
-    /// "flag"`); empty when absent or unreadable (the flags are then written once more).
-    pub fn contract_flags(&self, tenant_id: &str) -> BTreeMap<String, bool> {
-        read_json(&self.contract_flags_path(tenant_id)).unwrap_or_default()
-    }
-
-    pub fn save_contract_flags(
-        &self,
-        tenant_id: &str,
-        flags: &BTreeMap<String, bool>,
-    ) -> Result<()> {
-        write_json(&self.contract_flags_path(tenant_id), flags)
-    }
-
     /// When each user ("tenant/oid") was last seen in scope.
     pub fn last_seen(&self) -> BTreeMap<String, jiff::Timestamp> {
         read_json(&self.path.join("last-seen.json")).unwrap_or_default()
@@ -125,6 +106,15 @@ impl StateDir {
 
     pub fn save_last_seen(&self, seen: &BTreeMap<String, jiff::Timestamp>) -> Result<()> {
         write_json(&self.path.join("last-seen.json"), seen)
+    }
+
+    /// What csp-sync remembers of Halo's list-less fields (SPEC 9); empty when absent or unreadable.
+    pub fn halo_memory(&self) -> crate::halo_memory::HaloMemory {
+        read_json(&self.path.join("halo-memory.json")).unwrap_or_default()
+    }
+
+    pub fn save_halo_memory(&self, memory: &crate::halo_memory::HaloMemory) -> Result<()> {
+        write_json(&self.path.join("halo-memory.json"), memory)
     }
 
     /// The journal, oldest run first.

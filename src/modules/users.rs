@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::api::{self, graph::GraphUser};
 use crate::config::Config;
 use crate::context::Apis;
-use crate::engine::{HaloRaw, Target};
+use crate::engine::Target;
 use crate::model::{EntraUser, TenantDirectory};
 use crate::modules::{HaloRead, Outputs, PlanCx, SyncModule, TenantCx};
 use crate::plan::users::{self, TenantUsersInput, UsersPolicy};
@@ -45,16 +45,7 @@ impl SyncModule for Users {
         },
     ];
 
-    fn check_halo(&self, raw: &HaloRaw) -> Result<()> {
-        let users = raw.get("Users").map_or(&[][..], Vec::as_slice);
-        if !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some()) {
-            bail!(
-                "Halo's user list has no `azureoid` field (an older Halo version): csp-sync cannot tell linked users apart; \
-                 upgrade Halo (reading users by report is not available yet)"
-            );
-        }
-        Ok(())
-    }
+    // An older Halo whose user list lacks `azureoid` is read by id instead (`crate::halo_users_by_id`).
 
     async fn read_tenant(&self, cx: &TenantCx<'_>) -> UsersRead {
         let id = &cx.target.entry.customer_id;
@@ -94,12 +85,8 @@ impl SyncModule for Users {
         out: &mut Outputs,
     ) -> Result<Vec<TenantPlan>> {
         let policy = users_policy(cx.config, cx.allow_deactivations);
-        let written: Vec<BTreeMap<String, bool>> = reads
-            .iter()
-            .map(|(t, _)| cx.state.contract_flags(&t.entry.customer_id))
-            .collect();
         let mut inputs = Vec::new();
-        for ((t, r), written) in reads.iter().zip(&written) {
+        for (t, r) in &reads {
             if let Some(dir) = &r.directory {
                 inputs.push(TenantUsersInput {
                     customer_id: &t.entry.customer_id,
@@ -107,17 +94,26 @@ impl SyncModule for Users {
                     halo_client_id: t.entry.halo_client_id.unwrap_or(0),
                     site_id: t.entry.halo_site_id,
                     directory: dir.as_ref().map_err(Clone::clone),
-                    contract_written: Some(written),
                 });
             }
         }
         let mut plans = Vec::new();
         if !inputs.is_empty() {
             let last_seen = cx.state.last_seen();
-            plans = users::plan_users(&inputs, cx.halo, &policy, &last_seen, cx.now);
+            let client_tenants = client_tenants(cx.config);
+            let memory = users::UsersMemory {
+                memory: cx.memory,
+                client_tenants: Some(&client_tenants),
+            };
+            plans = users::plan_users(&inputs, cx.halo, &policy, &last_seen, memory, cx.now);
             out.seen.extend(users::seen_in_scope(&inputs, &policy));
-            out.seen
-                .extend(users::grace_started(&inputs, cx.halo, &policy, &last_seen));
+            out.seen.extend(users::grace_started(
+                &inputs,
+                cx.halo,
+                &policy,
+                &last_seen,
+                memory,
+            ));
         }
         drop(inputs);
         for (t, r) in reads {
@@ -127,6 +123,18 @@ impl SyncModule for Users {
         }
         Ok(plans)
     }
+}
+
+/// Halo client id -> every configured, non-skipped tenant mapped to it (lower-case): the leaver rule for
+/// contacts whose read carries no tenant id looks at all of them (SPEC 7).
+fn client_tenants(config: &Config) -> BTreeMap<i64, Vec<String>> {
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for t in config.tenants.iter().filter(|t| !t.skip) {
+        if let Some(c) = t.halo_client_id {
+            out.entry(c).or_default().push(t.customer_id.to_lowercase());
+        }
+    }
+    out
 }
 
 /// The users policy from the config.
@@ -146,34 +154,6 @@ pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
         empty_source_guard: config.safety.empty_source_guard,
         allow_deactivations,
     }
-}
-
-/// Stores the contract flags a sync wrote (`covered_by_contract` or the contract custom field), per tenant
-/// and Entra object id: the value last written decides when the read does not carry it back (SPEC 7).
-pub fn record_contract_flags(
-    state: &crate::state::StateDir,
-    report: &crate::apply::ApplyReport<'_>,
-) -> Result<()> {
-    let mut by_tenant: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
-    for a in &report.applied {
-        if a.change.module != Module::Users {
-            continue;
-        }
-        for f in &a.change.fields {
-            if let Some(flag) = crate::plan::contract::written_flag(&f.field, &f.to) {
-                by_tenant
-                    .entry(a.customer_id.to_string())
-                    .or_default()
-                    .push((crate::plan::norm(&a.change.source_key), flag));
-            }
-        }
-    }
-    for (tenant, flags) in by_tenant {
-        let mut stored = state.contract_flags(&tenant);
-        stored.extend(flags);
-        state.save_contract_flags(&tenant, &stored)?;
-    }
-    Ok(())
 }
 
 /// A tenant's users: the stored set moved forward by a delta round, or a full read (the initial delta

@@ -9,5 +9,6 @@ mod doctor;
 mod faults;
 mod licences;
 mod metrics;
+mod secrets;
 mod tenants;
 mod users;
