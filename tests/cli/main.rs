@@ -4,8 +4,10 @@ mod estate;
 mod support;
 
 mod basics;
+mod doctor;
 mod faults;
 mod licences;
+mod metrics;
 mod secrets;
 mod tenants;
 mod users;
