@@ -5,6 +5,7 @@ mod support;
 
 mod basics;
 mod faults;
+mod fidelity;
 mod licences;
 mod tenants;
 mod users;
