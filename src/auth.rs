@@ -225,9 +225,23 @@ impl AuthError {
                     format!("sign in again with {login}"),
                 ),
                 "missing_secret" => ("a secret is missing", format!("store it with {set}")),
+                "request_failed" if self.service == "Halo" => (
+                    "Halo's token endpoint could not be reached or failed",
+                    "check [halo] url (and auth_url) and the network, then try again".into(),
+                ),
                 "request_failed" => (
                     "the token endpoint could not be reached or failed",
-                    "check the login URL and the network, then try again".into(),
+                    "check [microsoft] login_url (or cloud) and the network, then try again".into(),
+                ),
+                "redirected" => (
+                    "the token endpoint answered with a redirect, which is never followed for a token \
+                     request (the secret would go along)",
+                    if self.service == "Halo" {
+                        "set [halo] auth_url to Halo's authorisation server itself".to_string()
+                    } else {
+                        "set [microsoft] login_url (or cloud) to the identity platform itself"
+                            .to_string()
+                    },
                 ),
                 _ => (
                     "the sign-in was refused",
@@ -483,6 +497,9 @@ impl TokenProvider {
             .send_raw(&req)
             .await
             .map_err(|e| AuthError::from_api("Microsoft", tenant, &e))?;
+        if resp.status.is_redirection() {
+            return Err(redirected("Microsoft", tenant, &resp));
+        }
         if !resp.status.is_success() {
             return Err(AuthError::from_body(
                 "Microsoft",
@@ -537,6 +554,9 @@ impl TokenProvider {
                 .send_raw(&req)
                 .await
                 .map_err(|e| AuthError::from_api("Halo", &label, &e))?;
+            if resp.status.is_redirection() {
+                return Err(redirected("Halo", &label, &resp));
+            }
             if !resp.status.is_success() {
                 let mut err =
                     AuthError::from_body("Halo", &label, resp.status.as_u16(), &resp.body);
@@ -548,6 +568,14 @@ impl TokenProvider {
         let (token, _) = self.cached(&key, fetch).await?;
         Ok(token)
     }
+}
+
+/// A token endpoint that answered with a redirect (not followed: the form holds the secret).
+fn redirected(service: &'static str, tenant: &str, resp: &crate::http::Response) -> AuthError {
+    let e = ApiError::from_response(resp);
+    let mut err = AuthError::new(service, tenant, "redirected", e.message);
+    err.status = Some(resp.status.as_u16());
+    err
 }
 
 fn scope_of(resource: &str) -> String {
@@ -985,7 +1013,7 @@ impl Credentials {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use secrecy::ExposeSecret;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1351,7 +1379,7 @@ mod tests {
     }
 
     #[derive(Clone, Default)]
-    struct Captured(Arc<StdMutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<StdMutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -79,6 +79,8 @@ pub(crate) struct Runtime {
     pub halo_window: VecDeque<std::time::Instant>,
     /// Device-code flow: device code -> (client id, polls so far).
     pub device_codes: HashMap<String, (String, u32)>,
+    /// Error replies echo the request, headers and body included (see `echo.rs`).
+    pub echo_requests: bool,
 }
 
 /// A decoded request.
@@ -316,6 +318,11 @@ async fn handle_http(
             log(&mut st, api, &req, r.status);
             r
         }
+    };
+    let resp = if shared.lock().rt.echo_requests {
+        crate::echo::echo(resp, &req)
+    } else {
+        resp
     };
     Ok(to_hyper(resp))
 }

@@ -237,8 +237,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan> {
-    let text =
-        std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let text = crate::bounded::read(path, crate::bounded::PLAN_BYTES)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
     let plan: Plan = serde_json::from_slice(&text).with_context(|| {
         format!(
             "{} is not a csp-sync plan (write one with `csp-sync diff --out FILE`)",

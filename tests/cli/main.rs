@@ -7,5 +7,6 @@ mod basics;
 mod faults;
 mod fidelity;
 mod licences;
+mod secrets;
 mod tenants;
 mod users;
