@@ -6,6 +6,7 @@ mod support;
 mod basics;
 mod doctor;
 mod faults;
+mod fidelity;
 mod licences;
 mod metrics;
 mod secrets;
