@@ -6,6 +6,7 @@ pub mod auth_set;
 pub mod completions;
 pub mod diff;
 pub mod init;
+pub mod plan_file;
 pub mod run;
 pub mod sync;
 pub mod tenants_consent;

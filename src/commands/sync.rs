@@ -182,6 +182,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         let lock = state.lock()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
+        crate::commands::plan_file::check(&plan, path)?;
+        let plan = crate::commands::plan_file::select(plan, config, &args.modules, &args.tenants)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
         let raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
         let stale = stale_changes(&plan, &raw);
