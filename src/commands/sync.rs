@@ -190,6 +190,8 @@ pub async fn run(
         let lock = state.lock()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
+        crate::commands::plan_file::check(&plan, path)?;
+        let plan = crate::commands::plan_file::select(plan, config, &args.modules, &args.tenants)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
         metrics.plan(&plan);
         metrics.http(&apis.http);

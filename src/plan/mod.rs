@@ -5,6 +5,7 @@
 //! `sync --plan` reads it back and applies exactly its changes.
 
 pub mod licences;
+pub mod schema;
 pub mod tenants;
 pub mod users;
 
