@@ -12,7 +12,8 @@ use futures_util::stream;
 use serde_json::Value;
 
 use crate::api::halo::{
-    HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord, parse_records,
+    HaloAssetRecord, HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord,
+    parse_records,
 };
 use crate::config::{Config, TenantEntry};
 use crate::context::Apis;
@@ -196,11 +197,12 @@ pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<HaloSnapshot> {
 /// held once, not twice.
 pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
     let mut take = |entity: &str| raw.remove(entity).unwrap_or_default();
-    let (clients, sites, users, licences) = (
+    let (clients, sites, users, licences, assets) = (
         take("Client"),
         take("Site"),
         take("Users"),
         take("SoftwareLicence"),
+        take("Asset"),
     );
     let sites: Vec<HaloSite> = parse_records::<HaloSiteRecord>("Site", sites)?
         .iter()
@@ -227,6 +229,10 @@ pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
             .iter()
             .map(HaloLicenceRecord::to_model)
             .collect(),
+        assets: parse_records::<HaloAssetRecord>("Asset", assets)?
+            .iter()
+            .map(HaloAssetRecord::to_model)
+            .collect(),
         sites,
     })
 }
@@ -241,6 +247,10 @@ pub struct Planned {
     pub seen: Vec<String>,
     /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
     pub adopt: Vec<Adoption>,
+    /// Device keys to stamp as last seen after a sync (assets module).
+    pub device_seen: Vec<String>,
+    /// (device key, Halo user id) found already linked (assets module).
+    pub device_users: Vec<(String, i64)>,
 }
 
 /// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`].
@@ -365,7 +375,9 @@ pub async fn plan(
     };
     let mut out = Outputs::default();
     for ((m, partner), reads) in run.iter().zip(partner).zip(per_module) {
-        for tp in m.plan(&cx, partner, reads, &mut out)? {
+        let mut plans = m.plan(&cx, partner, reads, &mut out)?;
+        m.confirm(&cx, apis, &mut plans, &mut out).await?;
+        for tp in plans {
             merge(&mut by_tenant, tp);
         }
     }
@@ -387,11 +399,14 @@ pub async fn plan(
         by_tenant.into_values().collect(),
     );
     plan.seats = out.seats;
+    plan.devices = out.devices;
     Ok(Planned {
         plan,
         user_states: out.user_states,
         seen: out.seen,
         adopt: out.adopt,
+        device_seen: out.device_seen,
+        device_users: out.device_users,
     })
 }
 

@@ -147,7 +147,7 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
                     continue;
                 };
                 for f in &c.fields {
-                    let now = rec.get(&f.field).unwrap_or(&Value::Null);
+                    let now = crate::plan::record_value(rec, &f.field).unwrap_or(&Value::Null);
                     if !same(now, &f.from) {
                         out.push(format!(
                             "{}: {} (#{id}) field {} is now {} (the plan expected {})",
@@ -293,6 +293,7 @@ async fn apply_and_record(
             seen.insert(key.clone(), started);
         }
         state.save_last_seen(&seen)?;
+        crate::modules::assets::record(state, planned, &report, started)?;
     }
     let finished = crate::context::now()?;
     state.append_journal(JournalRun {

@@ -1145,6 +1145,7 @@ mod tests {
             ],
             users,
             licences: Vec::new(),
+            assets: Vec::new(),
         }
     }
 
