@@ -225,9 +225,23 @@ impl AuthError {
                     format!("sign in again with {login}"),
                 ),
                 "missing_secret" => ("a secret is missing", format!("store it with {set}")),
+                "request_failed" if self.service == "Halo" => (
+                    "Halo's token endpoint could not be reached or failed",
+                    "check [halo] url (and auth_url) and the network, then try again".into(),
+                ),
                 "request_failed" => (
                     "the token endpoint could not be reached or failed",
-                    "check the login URL and the network, then try again".into(),
+                    "check [microsoft] login_url (or cloud) and the network, then try again".into(),
+                ),
+                "redirected" => (
+                    "the token endpoint answered with a redirect, which is never followed for a token \
+                     request (the secret would go along)",
+                    if self.service == "Halo" {
+                        "set [halo] auth_url to Halo's authorisation server itself".to_string()
+                    } else {
+                        "set [microsoft] login_url (or cloud) to the identity platform itself"
+                            .to_string()
+                    },
                 ),
                 _ => (
                     "the sign-in was refused",
@@ -265,15 +279,26 @@ fn aadsts_in_text(s: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// `expires_in` as a number or a string (the v1 endpoint sends strings).
+/// The longest token lifetime believed: Microsoft's and Halo's tokens live about an hour, so a larger
+/// `expires_in` (1e30, u64::MAX) is a broken or hostile reply, clamped instead of overflowing an `Instant`.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The shortest: a zero or negative `expires_in` is renewed soon, not in a tight loop.
+const MIN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// `expires_in` as a number or a string (the v1 endpoint sends strings), clamped to
+/// [`MIN_LIFETIME`]..=[`MAX_LIFETIME`]; missing or unreadable gives [`DEFAULT_LIFETIME`]. Never panics.
 fn lifetime_of(v: Option<&Value>) -> Duration {
     let secs = match v {
         Some(Value::Number(n)) => n.as_f64(),
         Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
-    secs.filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(DEFAULT_LIFETIME, Duration::from_secs_f64)
+    match secs.filter(|s| !s.is_nan()) {
+        None => DEFAULT_LIFETIME,
+        Some(s) if s >= MAX_LIFETIME.as_secs_f64() => MAX_LIFETIME,
+        Some(s) if s <= MIN_LIFETIME.as_secs_f64() => MIN_LIFETIME,
+        Some(s) => Duration::from_secs_f64(s),
+    }
 }
 
 /// When to renew a token with lifetime `life` obtained at `now`: 5 minutes early, or at half its life
@@ -459,6 +484,9 @@ impl TokenProvider {
             .send_raw(&req)
             .await
             .map_err(|e| AuthError::from_api("Microsoft", tenant, &e))?;
+        if resp.status.is_redirection() {
+            return Err(redirected("Microsoft", tenant, &resp));
+        }
         if !resp.status.is_success() {
             return Err(AuthError::from_body(
                 "Microsoft",
@@ -513,6 +541,9 @@ impl TokenProvider {
                 .send_raw(&req)
                 .await
                 .map_err(|e| AuthError::from_api("Halo", &label, &e))?;
+            if resp.status.is_redirection() {
+                return Err(redirected("Halo", &label, &resp));
+            }
             if !resp.status.is_success() {
                 let mut err =
                     AuthError::from_body("Halo", &label, resp.status.as_u16(), &resp.body);
@@ -524,6 +555,14 @@ impl TokenProvider {
         let (token, _) = self.cached(&key, fetch).await?;
         Ok(token)
     }
+}
+
+/// A token endpoint that answered with a redirect (not followed: the form holds the secret).
+fn redirected(service: &'static str, tenant: &str, resp: &crate::http::Response) -> AuthError {
+    let e = ApiError::from_response(resp);
+    let mut err = AuthError::new(service, tenant, "redirected", e.message);
+    err.status = Some(resp.status.as_u16());
+    err
 }
 
 fn scope_of(resource: &str) -> String {
@@ -564,14 +603,19 @@ fn parse_token_body(service: &'static str, tenant: &str, body: &str) -> Result<F
                 "the token response has no access_token; check the token URL".into(),
             )
         })?;
+    // Every token obtained is known to the redaction layer, so an API that echoes it is masked.
+    crate::redact::register(access);
+    let refresh = v
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if let Some(rt) = refresh {
+        crate::redact::register(rt);
+    }
     Ok(Fetched {
         access: SecretString::from(access.to_string()),
         lifetime: lifetime_of(v.get("expires_in")),
-        refresh: v
-            .get("refresh_token")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|s| SecretString::from(s.to_string())),
+        refresh: refresh.map(|s| SecretString::from(s.to_string())),
     })
 }
 
@@ -948,7 +992,7 @@ impl Credentials {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use secrecy::ExposeSecret;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1019,6 +1063,34 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(lifetime_of(Some(&serde_json::json!("x"))), DEFAULT_LIFETIME);
+        // Hostile or broken replies are clamped, never a panic.
+        for huge in [
+            serde_json::json!(1e30),
+            serde_json::json!(u64::MAX),
+            serde_json::json!("1e30"),
+            serde_json::json!("18446744073709551615"),
+            serde_json::json!(f64::MAX),
+        ] {
+            assert_eq!(lifetime_of(Some(&huge)), MAX_LIFETIME, "{huge}");
+            let _ = renew_at(Instant::now(), lifetime_of(Some(&huge)));
+        }
+        for small in [
+            serde_json::json!(-5),
+            serde_json::json!(i64::MIN),
+            serde_json::json!("-1e30"),
+            serde_json::json!(0),
+        ] {
+            assert_eq!(lifetime_of(Some(&small)), MIN_LIFETIME, "{small}");
+        }
+        assert_eq!(lifetime_of(Some(&serde_json::json!("inf"))), MAX_LIFETIME);
+        assert_eq!(
+            lifetime_of(Some(&serde_json::json!("NaN"))),
+            DEFAULT_LIFETIME
+        );
+        assert_eq!(
+            lifetime_of(Some(&serde_json::json!(true))),
+            DEFAULT_LIFETIME
+        );
         assert_eq!(lifetime_of(None), DEFAULT_LIFETIME);
         let now = Instant::now();
         assert_eq!(
@@ -1286,7 +1358,7 @@ mod tests {
     }
 
     #[derive(Clone, Default)]
-    struct Captured(Arc<StdMutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<StdMutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

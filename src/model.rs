@@ -68,7 +68,12 @@ pub struct HaloClient {
     /// `azure_tenants[].azure_tenant_id`, lower-case.
     pub azure_tenant_ids: Vec<String>,
     pub website: Option<String>,
-    pub email: Option<String>,
+    /// `Area.domain` (halo-api.md 3.1; Halo clients have no e-mail address field).
+    pub domain: Option<String>,
+    /// Further e-mail domains of the client: its sites' `emaildomain` and the most common domain of its
+    /// contacts' e-mail addresses (filled by `tenants map`, [`crate::client_evidence`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email_domains: Vec<String>,
     pub main_site_id: Option<i64>,
 }
 
@@ -100,6 +105,17 @@ pub struct HaloUser {
     pub azureoid: Option<String>,
     /// Entra tenant id this contact is linked to, lower-case.
     pub azure_tenant_id: Option<String>,
+    /// Compared fields the read did not return (Halo's user list has no `department` or
+    /// `azure_tenant_id`, SPEC 7): their values above are unknown, never compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
+}
+
+impl HaloUser {
+    /// Whether the read returned `field`.
+    pub fn read(&self, field: &str) -> bool {
+        !self.unread.iter().any(|f| f == field)
+    }
 }
 
 /// The status of a Partner Center subscription.
@@ -178,6 +194,22 @@ pub struct HaloLicence {
     pub start_date: Option<String>,
     pub end_date: Option<String>,
     pub manufacturer: Option<String>,
+    /// Compared fields the read did not return (see [`HaloUser::unread`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
+}
+
+impl HaloLicence {
+    #[must_use]
+    pub fn with_unread(mut self, unread: Vec<String>) -> Self {
+        self.unread = unread;
+        self
+    }
+
+    /// Whether the read returned `field`.
+    pub fn read(&self, field: &str) -> bool {
+        !self.unread.iter().any(|f| f == field)
+    }
 }
 
 /// An Intune managed device, as read from Graph (`deviceManagement/managedDevices`).

@@ -121,6 +121,15 @@ impl StateDir {
         write_json(&self.path.join("assets.json"), assets)
     }
 
+    /// What csp-sync remembers of Halo's list-less fields (SPEC 9); empty when absent or unreadable.
+    pub fn halo_memory(&self) -> crate::halo_memory::HaloMemory {
+        read_json(&self.path.join("halo-memory.json")).unwrap_or_default()
+    }
+
+    pub fn save_halo_memory(&self, memory: &crate::halo_memory::HaloMemory) -> Result<()> {
+        write_json(&self.path.join("halo-memory.json"), memory)
+    }
+
     /// The journal, oldest run first.
     pub fn journal(&self) -> Vec<JournalRun> {
         read_json(&self.path.join("journal.json")).unwrap_or_default()
@@ -151,7 +160,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec(value).context("serialising state")?;
+    let bytes = crate::redact::json(value).context("serialising state")?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -14,8 +14,11 @@
 //! caller blocks (e.g. on a child process); dropping the [`Emulator`] stops them and frees the ports.
 
 mod app_permissions;
+mod echo;
 mod graph;
 mod halo;
+mod halo_list_fields;
+mod halo_lists;
 mod identity;
 mod partner_center;
 mod scenario;
@@ -233,6 +236,30 @@ impl Emulator {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().rt.log.clone()
+    }
+
+    /// Makes every error reply echo the request it answers: request line, headers (`Authorization`
+    /// included) and body (a token request's secrets included), as a misconfigured gateway would.
+    pub fn echo_requests(&self, on: bool) {
+        self.shared.lock().rt.echo_requests = on;
+    }
+
+    /// Every secret a client could leak: the scenario's client secrets and refresh tokens, every access
+    /// token issued so far and every refresh token issued by rotation.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        let sc = &st.scenario;
+        let mut out = vec![
+            sc.partner_center_app.client_secret.clone(),
+            sc.partner_center_app.refresh_token.clone(),
+            sc.graph_app.client_secret.clone(),
+            sc.graph_app.refresh_token.clone(),
+            sc.halo_app.client_secret.clone(),
+        ];
+        out.extend(st.rt.tokens.keys().cloned());
+        out.extend(st.rt.refresh_tokens.keys().cloned());
+        out.retain(|s| !s.is_empty());
+        out
     }
 
     pub fn clear_requests(&self) {

@@ -104,6 +104,15 @@ pub struct HaloAzureTenant {
     pub extra: Map<String, Value>,
 }
 
+/// The fields of `fields` a raw record does not carry (a list read returns only its schema's fields).
+pub fn absent_fields(record: &Value, fields: &[&str]) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|f| record.get(**f).is_none())
+        .map(|f| (*f).to_string())
+        .collect()
+}
+
 /// Turns raw list records of `entity_path` into typed records (which keep unknown fields), naming the
 /// record whose shape is unexpected.
 pub fn parse_records<T: serde::de::DeserializeOwned>(
@@ -137,7 +146,7 @@ pub struct HaloClientRecord {
     #[serde(default, deserialize_with = "de_opt_string")]
     pub website: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
-    pub email: Option<String>,
+    pub domain: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     pub main_site_id: Option<i64>,
     #[serde(flatten)]
@@ -157,7 +166,8 @@ impl HaloClientRecord {
                 .filter(|t| !t.is_empty())
                 .collect(),
             website: self.website.clone().filter(|s| !s.is_empty()),
-            email: self.email.clone().filter(|s| !s.is_empty()),
+            domain: self.domain.clone().filter(|s| !s.trim().is_empty()),
+            email_domains: Vec::new(),
             main_site_id: self.main_site_id.filter(|id| *id > 0),
         }
     }
@@ -252,6 +262,7 @@ impl HaloUserRecord {
             inactive: self.inactive.unwrap_or(false),
             azureoid: guid_or_none(self.azureoid.as_ref()),
             azure_tenant_id: guid_or_none(self.azure_tenant_id.as_ref()),
+            unread: Vec::new(),
         }
     }
 }
@@ -311,6 +322,7 @@ impl HaloLicenceRecord {
             start_date: non_empty(self.start_date.as_ref()),
             end_date: non_empty(self.end_date.as_ref()),
             manufacturer: non_empty(self.manufacturer.as_ref()),
+            unread: Vec::new(),
         }
     }
 }

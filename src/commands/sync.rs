@@ -147,7 +147,10 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
                     continue;
                 };
                 for f in &c.fields {
-                    let now = crate::plan::record_value(rec, &f.field).unwrap_or(&Value::Null);
+                    // A field the read does not return (SPEC 7) cannot have been seen to change.
+                    let Some(now) = crate::plan::record_value(rec, &f.field) else {
+                        continue;
+                    };
                     if !same(now, &f.from) {
                         out.push(format!(
                             "{}: {} (#{id}) field {} is now {} (the plan expected {})",
@@ -234,8 +237,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan> {
-    let text =
-        std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let text = crate::bounded::read(path, crate::bounded::PLAN_BYTES)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
     let plan: Plan = serde_json::from_slice(&text).with_context(|| {
         format!(
             "{} is not a csp-sync plan (write one with `csp-sync diff --out FILE`)",
@@ -283,6 +286,13 @@ async fn apply_and_record(
             f.error
         ));
     }
+    // What Halo kept of the writes, and the values written to fields its reads do not return.
+    let mut memory = planned.map_or_else(|| state.halo_memory(), |p| p.memory.clone());
+    let unread = planned.map(|p| p.unread.clone()).unwrap_or_default();
+    for news in crate::readback::remember(&report, &mut memory, &unread) {
+        ui.warn(&news);
+    }
+    state.save_halo_memory(&memory)?;
     // State: only after a real sync, only for tenants whose reads succeeded.
     if let Some(planned) = planned {
         for (tenant, st) in &planned.user_states {

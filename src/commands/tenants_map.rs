@@ -297,9 +297,13 @@ pub async fn suggestions(
     apis: &Apis,
 ) -> Result<(Vec<Customer>, Vec<HaloClient>, Vec<Suggestion>)> {
     let customers = run::read_customers(apis).await?;
-    let clients = read_clients(apis).await?;
+    let mut clients = read_clients(apis).await?;
     let open = open_customers(config, &customers);
     let domains = verified_domains(apis, &open, config.sync.concurrency).await;
+    let mapped = mapping_state(config).mapped.values().copied().collect();
+    for note in crate::client_evidence::add_email_domains(apis, &mut clients, &mapped).await? {
+        tracing::warn!("{note}");
+    }
     let suggestions = tenants::suggest(&customers, &domains, &clients, &mapping_state(config));
     Ok((customers, clients, suggestions))
 }

@@ -84,6 +84,8 @@ pub struct PlanCx<'a> {
     /// Every Partner Center customer (the tenants module plans the unmapped ones).
     pub customers: &'a [Customer],
     pub state: &'a StateDir,
+    /// What csp-sync remembers of Halo: values written to fields Halo's reads do not return (SPEC 9).
+    pub memory: &'a crate::halo_memory::HaloMemory,
     pub now: jiff::Timestamp,
     /// `--allow-deactivations`: the deactivation guard is lifted for this run.
     pub allow_deactivations: bool,

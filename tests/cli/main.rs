@@ -7,5 +7,6 @@ mod assets;
 mod basics;
 mod faults;
 mod licences;
+mod secrets;
 mod tenants;
 mod users;
