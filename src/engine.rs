@@ -262,8 +262,8 @@ pub struct Planned {
     pub adopt: Vec<Adoption>,
     /// Device keys to stamp as last seen after a sync (assets module).
     pub device_seen: Vec<String>,
-    /// (device key, Halo user id) found already linked (assets module).
-    pub device_users: Vec<(String, i64)>,
+    /// (asset id, `users`) found already linked (assets module).
+    pub device_users: Vec<(i64, Value)>,
     /// What csp-sync remembers of Halo (as loaded, plus what this run's reads added); a sync adds what it
     /// writes and saves it.
     pub memory: HaloMemory,

@@ -292,6 +292,9 @@ async fn apply_and_record(
     for news in crate::readback::remember(&report, &mut memory, &unread) {
         ui.warn(&news);
     }
+    if let Some(planned) = planned {
+        crate::modules::assets::remember_links(planned, &mut memory);
+    }
     state.save_halo_memory(&memory)?;
     // State: only after a real sync, only for tenants whose reads succeeded.
     if let Some(planned) = planned {
@@ -303,7 +306,7 @@ async fn apply_and_record(
             seen.insert(key.clone(), started);
         }
         state.save_last_seen(&seen)?;
-        crate::modules::assets::record(state, planned, &report, started)?;
+        crate::modules::assets::record(state, planned, started)?;
     }
     let finished = crate::context::now()?;
     state.append_journal(JournalRun {

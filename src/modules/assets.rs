@@ -14,16 +14,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde_json::Value;
 
 use crate::api::graph::GraphManagedDevice;
-use crate::apply::ApplyReport;
 use crate::context::Apis;
 use crate::engine::{Planned, Target};
 use crate::modules::{HaloRead, Outputs, PlanCx, SyncModule, TenantCx};
-use crate::plan::assets::{
-    self, AssetsPolicy, DeviceRead, DeviceState, TenantAssetsInput, device_key,
-};
+use crate::halo_memory::HaloMemory;
+use crate::plan::assets::{self, AssetsPolicy, DeviceRead, DeviceState, TenantAssetsInput, user_ids};
 use crate::plan::{HaloEntity, Module, TenantPlan};
 use crate::state::StateDir;
 
@@ -100,7 +97,14 @@ impl SyncModule for Assets {
             max_deactivation_percent: cx.config.safety.max_deactivation_percent,
             allow_deactivations: cx.allow_deactivations,
         };
-        let p = assets::plan_assets(&inputs, cx.halo, &policy, &cx.state.assets(), cx.now);
+        let p = assets::plan_assets(
+            &inputs,
+            cx.halo,
+            &policy,
+            &cx.state.assets(),
+            cx.memory,
+            cx.now,
+        );
         out.devices.extend(p.summary);
         out.device_seen.extend(p.seen);
         Ok(p.tenants)
@@ -115,9 +119,7 @@ impl SyncModule for Assets {
         plans: &mut Vec<TenantPlan>,
         out: &mut Outputs,
     ) -> Result<()> {
-        let state = cx.state.assets();
         for tp in plans.iter_mut() {
-            let tenant = tp.customer_id.clone();
             let mut notes = Vec::new();
             for c in &mut tp.changes {
                 let (Some(id), Some(pos)) = (c.halo_id, c.fields.iter().position(|f| f.field == "users"))
@@ -125,15 +127,17 @@ impl SyncModule for Assets {
                     continue;
                 };
                 let want = user_ids(&c.fields[pos].to);
-                let key = device_key(&tenant, &c.source_key);
-                let ours = state.get(&key).and_then(|s| s.user_id);
+                let ours = cx
+                    .memory
+                    .last_written(HaloEntity::Asset, id, "users")
+                    .map(user_ids);
                 let keep = match apis.halo.get("Asset", id).await {
                     Ok(record) => {
                         let have = record.get("users").map(user_ids).unwrap_or_default();
                         if have == want {
-                            out.device_users.extend(want.first().map(|u| (key.clone(), *u)));
+                            out.device_users.push((id, c.fields[pos].to.clone()));
                             false
-                        } else if have.is_empty() || (ours.is_some() && have == vec![ours.unwrap_or(0)]) {
+                        } else if have.is_empty() || ours.as_ref() == Some(&have) {
                             true
                         } else {
                             notes.push(format!(
@@ -164,50 +168,22 @@ impl SyncModule for Assets {
     }
 }
 
-fn user_ids(v: &Value) -> Vec<i64> {
-    let mut ids: Vec<i64> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.get("id").and_then(crate::api::value_to_i64))
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort_unstable();
-    ids
-}
-
-/// After a sync: stamps the devices seen, and records the list-less values of the asset changes that
-/// were applied (`users`, `azure_userprincipalname`) and the links found already in place.
-pub fn record(
-    state: &StateDir,
-    planned: &Planned,
-    report: &ApplyReport,
-    started: jiff::Timestamp,
-) -> Result<()> {
-    if planned.device_seen.is_empty() && planned.device_users.is_empty() {
+/// After a sync: stamps the devices seen as last seen at `started` (the values written to the assets'
+/// list-less fields are remembered with every other write, in the Halo memory).
+pub fn record(state: &StateDir, planned: &Planned, started: jiff::Timestamp) -> Result<()> {
+    if planned.device_seen.is_empty() {
         return Ok(());
     }
     let mut all: BTreeMap<String, DeviceState> = state.assets();
     for key in &planned.device_seen {
         all.entry(key.clone()).or_default().last_seen = Some(started);
     }
-    for (key, user) in &planned.device_users {
-        all.entry(key.clone()).or_default().user_id = Some(*user);
-    }
-    for a in &report.applied {
-        let c = a.change;
-        if c.module != Module::Assets {
-            continue;
-        }
-        let entry = all.entry(device_key(a.customer_id, &c.source_key)).or_default();
-        for f in &c.fields {
-            match f.field.as_str() {
-                "users" => entry.user_id = user_ids(&f.to).first().copied(),
-                "azure_userprincipalname" => entry.upn = f.to.as_str().map(str::to_string),
-                _ => {}
-            }
-        }
-    }
     state.save_assets(&all)
+}
+
+/// The links found already in place, remembered as if csp-sync had written them.
+pub fn remember_links(planned: &Planned, memory: &mut HaloMemory) {
+    for (id, users) in &planned.device_users {
+        memory.remember(HaloEntity::Asset, *id, "users", users.clone());
+    }
 }

@@ -107,9 +107,9 @@ pub struct Outputs {
     pub devices: Vec<crate::plan::assets::DeviceSummary>,
     /// Device keys ("tenant/intune id") to stamp as last seen after a sync.
     pub device_seen: Vec<String>,
-    /// Assets found already holding the user csp-sync would link: (device key, Halo user id), recorded
-    /// in the state after a sync as if csp-sync had written them.
-    pub device_users: Vec<(String, i64)>,
+    /// Assets found already holding the users csp-sync would link: (asset id, `users` value),
+    /// remembered after a sync as if csp-sync had written them.
+    pub device_users: Vec<(i64, serde_json::Value)>,
 }
 
 /// A sync module. Implement this; the engine reaches it through [`Runner`] (blanket-implemented).

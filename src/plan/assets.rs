@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::halo_memory::HaloMemory;
 use crate::model::{HaloAsset, HaloSnapshot, IntuneDevice};
 use crate::plan::users::GUARD_DEACTIVATION;
 use crate::plan::{
@@ -138,19 +139,28 @@ pub struct TenantAssetsInput<'a> {
     pub devices: &'a DeviceRead,
 }
 
-/// What csp-sync knows of a device between runs (state `assets.json`, key [`device_key`]).
+/// What csp-sync knows of a device between runs (state `assets.json`, key [`device_key`]). The values it
+/// last wrote to the asset's list-less fields are in the Halo memory (`crate::halo_memory`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
     /// When the device was last seen in Intune (or, for an asset whose device was never seen by this
     /// state, when its absence was first noticed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<jiff::Timestamp>,
-    /// The Halo user csp-sync last wrote to the asset's `users`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<i64>,
-    /// The `azure_userprincipalname` csp-sync last wrote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upn: Option<String>,
+}
+
+/// The Halo user ids of a `users` value (`[{"id": N}, ...]`), sorted.
+pub fn user_ids(v: &Value) -> Vec<i64> {
+    let mut ids: Vec<i64> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.get("id").and_then(crate::api::value_to_i64))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids
 }
 
 /// The state key of a device: `"<tenant id>/<intune id>"`, both lower-case.
@@ -189,6 +199,7 @@ pub fn plan_assets(
     halo: &HaloSnapshot,
     policy: &AssetsPolicy,
     state: &BTreeMap<String, DeviceState>,
+    memory: &HaloMemory,
     now: jiff::Timestamp,
 ) -> AssetsPlan {
     let mut out = AssetsPlan::default();
@@ -198,6 +209,7 @@ pub fn plan_assets(
             halo,
             policy,
             state,
+            memory,
             now,
             plan: TenantPlan {
                 customer_id: t.customer_id.to_string(),
@@ -222,6 +234,7 @@ struct TenantPlanner<'a> {
     halo: &'a HaloSnapshot,
     policy: &'a AssetsPolicy,
     state: &'a BTreeMap<String, DeviceState>,
+    memory: &'a HaloMemory,
     now: jiff::Timestamp,
     plan: TenantPlan,
     seen: Vec<String>,
@@ -598,8 +611,7 @@ impl TenantPlanner<'_> {
     }
 
     fn update(&mut self, d: &IntuneDevice, a: &HaloAsset, how: How) {
-        let key = device_key(self.input.customer_id, &d.id);
-        let st = self.state.get(&key);
+        let written = |field: &str| self.memory.last_written(HaloEntity::Asset, a.id, field);
         let linking = how != How::IntuneId;
         let mut fields = Vec::new();
         let mut reasons: Vec<String> = Vec::new();
@@ -657,7 +669,8 @@ impl TenantPlanner<'_> {
         }
         // List-less fields: written at the link, later when the source moved from what csp-sync wrote.
         if let Some(upn) = &d.user_principal_name
-            && (linking || st.and_then(|s| s.upn.as_deref()) != Some(upn.as_str()))
+            && (linking
+                || written("azure_userprincipalname").and_then(Value::as_str) != Some(upn.as_str()))
         {
             fields.push(fc("azure_userprincipalname", Value::Null, json!(upn)));
             if !linking {
@@ -665,7 +678,7 @@ impl TenantPlanner<'_> {
             }
         }
         if let Some(u) = self.user_for(d)
-            && (linking || st.and_then(|s| s.user_id) != Some(u))
+            && (linking || written("users").map(user_ids) != Some(vec![u]))
         {
             // `from: null`: the list does not say who the asset's users are; confirmed before writing.
             fields.push(fc("users", Value::Null, json!([{"id": u}])));
@@ -875,15 +888,26 @@ mod tests {
         )
     }
 
-    fn in_step(d: &IntuneDevice) -> BTreeMap<String, DeviceState> {
+    fn seen_now(d: &IntuneDevice) -> BTreeMap<String, DeviceState> {
         BTreeMap::from([(
             device_key(T, &d.id),
             DeviceState {
                 last_seen: Some(now()),
-                user_id: Some(1001),
-                upn: d.user_principal_name.clone(),
             },
         )])
+    }
+
+    /// What csp-sync wrote to asset `id`'s list-less fields when it synced `d`.
+    fn wrote(id: i64, d: &IntuneDevice) -> HaloMemory {
+        let mut m = HaloMemory::default();
+        m.remember(HaloEntity::Asset, id, "users", json!([{"id": 1001}]));
+        m.remember(
+            HaloEntity::Asset,
+            id,
+            "azure_userprincipalname",
+            json!(d.user_principal_name),
+        );
+        m
     }
 
     #[allow(clippy::needless_pass_by_value)]
@@ -893,6 +917,17 @@ mod tests {
         policy: &AssetsPolicy,
         state: &BTreeMap<String, DeviceState>,
     ) -> AssetsPlan {
+        run_mem(devices, h, policy, state, &HaloMemory::default())
+    }
+
+    #[allow(clippy::needless_pass_by_value)]
+    fn run_mem(
+        devices: DeviceRead,
+        h: &HaloSnapshot,
+        policy: &AssetsPolicy,
+        state: &BTreeMap<String, DeviceState>,
+        memory: &HaloMemory,
+    ) -> AssetsPlan {
         let input = TenantAssetsInput {
             customer_id: T,
             name: "Contoso",
@@ -900,7 +935,7 @@ mod tests {
             site_id: None,
             devices: &devices,
         };
-        plan_assets(&[input], h, policy, state, now())
+        plan_assets(&[input], h, policy, state, memory, now())
     }
 
     fn run(devices: Vec<IntuneDevice>, h: &HaloSnapshot) -> TenantPlan {
@@ -1062,7 +1097,6 @@ mod tests {
                 device_key(T, "d1"),
                 DeviceState {
                     last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * days)),
-                    ..DeviceState::default()
                 },
             )])
         };
@@ -1089,11 +1123,12 @@ mod tests {
         // Back in Intune: reactivated.
         let mut back = synced(7, &d);
         back.inactive = true;
-        let p = run_with(
+        let p = run_mem(
             DeviceRead::Devices(vec![d.clone()]),
             &halo(vec![back]),
             &policy,
-            &in_step(&d),
+            &seen_now(&d),
+            &wrote(7, &d),
         );
         let c = &p.tenants[0].changes[0];
         assert_eq!(c.action, Action::Reactivate);
@@ -1132,11 +1167,12 @@ mod tests {
         props
             .properties
             .insert("deviceName".into(), "PC-1-NEW".into());
-        let p = run_with(
+        let p = run_mem(
             DeviceRead::Devices(vec![props]),
             &halo(vec![synced(7, &d)]),
             &AssetsPolicy::default(),
-            &in_step(&d),
+            &seen_now(&d),
+            &wrote(7, &d),
         );
         let c = &p.tenants[0].changes[0];
         assert_eq!(p.tenants[0].changes.len(), 1);
@@ -1149,11 +1185,12 @@ mod tests {
     #[test]
     fn a_steady_device_plans_nothing() {
         let d = device("d1", "PC-1", "Windows", "5CG1");
-        let p = run_with(
+        let p = run_mem(
             DeviceRead::Devices(vec![d.clone()]),
             &halo(vec![synced(7, &d)]),
             &AssetsPolicy::default(),
-            &in_step(&d),
+            &seen_now(&d),
+            &wrote(7, &d),
         );
         assert!(
             p.tenants[0].changes.is_empty(),
@@ -1206,21 +1243,23 @@ mod tests {
             a.fields.as_mut().unwrap().insert(121, ago(1 + hours));
             halo(vec![a])
         };
-        let p = run_with(
+        let p = run_mem(
             DeviceRead::Devices(vec![d.clone()]),
             &with_sync(1),
             &policy,
-            &in_step(&d),
+            &seen_now(&d),
+            &wrote(7, &d),
         );
         assert!(
             p.tenants[0].changes.is_empty(),
             "an hour's move was written"
         );
-        let p = run_with(
+        let p = run_mem(
             DeviceRead::Devices(vec![d.clone()]),
             &with_sync(48),
             &policy,
-            &in_step(&d),
+            &seen_now(&d),
+            &wrote(7, &d),
         );
         let c = &p.tenants[0].changes[0];
         assert_eq!(c.fields.len(), 1);
@@ -1256,7 +1295,6 @@ mod tests {
                     device_key(T, &d.id),
                     DeviceState {
                         last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * 40)),
-                        ..DeviceState::default()
                     },
                 )
             })
