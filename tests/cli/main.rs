@@ -3,6 +3,7 @@
 mod estate;
 mod support;
 
+mod assets;
 mod basics;
 mod doctor;
 mod faults;
