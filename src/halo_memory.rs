@@ -23,6 +23,9 @@ pub const USER_LISTLESS: &[&str] = &["azure_tenant_id", "department"];
 /// custom field is read back only when asked for (see `plan::contract`).
 pub const USER_CONTRACT_FLAGS: &[&str] = &["covered_by_contract", "customfields"];
 
+/// Fields csp-sync writes that Halo's asset list never returns (`Device_List`, SPEC 7).
+pub const ASSET_LISTLESS: &[&str] = &["users", "azure_userprincipalname"];
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HaloMemory {
     /// `"Users/1234"` -> field -> the value csp-sync last wrote there.
@@ -51,6 +54,14 @@ impl HaloMemory {
         self.written.get(&record_key(entity, id))?.get(field)
     }
 
+    /// Remembers `value` as if csp-sync had written it to `field` of a record (found already there).
+    pub fn remember(&mut self, entity: HaloEntity, id: i64, field: &str, value: Value) {
+        self.written
+            .entry(record_key(entity, id))
+            .or_default()
+            .insert(field.to_string(), value);
+    }
+
     /// Whether Halo was seen not to keep `field` of `entity`.
     pub fn is_unkept(&self, entity: HaloEntity, field: &str) -> bool {
         self.unkept.contains(&field_key(entity, field))
@@ -71,7 +82,9 @@ impl HaloMemory {
                 || self.is_unkept(change.entity, &f.field)
                 || (change.entity == HaloEntity::Users
                     && (USER_LISTLESS.contains(&f.field.as_str())
-                        || USER_CONTRACT_FLAGS.contains(&f.field.as_str())));
+                        || USER_CONTRACT_FLAGS.contains(&f.field.as_str())))
+                || (change.entity == HaloEntity::Asset
+                    && ASSET_LISTLESS.contains(&f.field.as_str()));
             if keep {
                 self.written
                     .entry(key.clone())

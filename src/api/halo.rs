@@ -337,8 +337,9 @@ impl HaloLicenceRecord {
     }
 }
 
-/// A Halo asset (`/api/Asset`, key `assets`). No domain type exists yet; the asset reader works on
-/// this record (`fields[]` and the rest stay in `extra`).
+/// A Halo asset (`/api/Asset`, key `assets`, list schema `Device_List`). `fields` (the asset type's
+/// field values) come only with `includeassetfields=true`; `users` and `azure_userprincipalname` are not
+/// in the list at all (SPEC 7), so they stay unread here.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HaloAssetRecord {
     #[serde(deserialize_with = "de_id")]
@@ -355,8 +356,42 @@ pub struct HaloAssetRecord {
     pub inactive: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_string")]
     pub intune_id: Option<String>,
+    /// The rest, `fields` (`[{id, name, value, display}]`, `FieldHelper`) among them when
+    /// `includeassetfields=true` was asked.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl HaloAssetRecord {
+    pub fn to_model(&self) -> model::HaloAsset {
+        let fields = self
+            .extra
+            .get("fields")
+            .and_then(Value::as_array)
+            .map(|fs| {
+                fs.iter()
+                    .filter_map(|f| {
+                        let id = f.get("id").and_then(crate::api::value_to_i64)?;
+                        let value = match f.get("value") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(v) => v.to_string(),
+                        };
+                        Some((id, value))
+                    })
+                    .collect()
+            });
+        model::HaloAsset {
+            id: self.id,
+            client_id: self.client_id.unwrap_or(0),
+            site_id: self.site_id.unwrap_or(0),
+            assettype_id: self.assettype_id,
+            inventory_number: non_empty(self.inventory_number.as_ref()),
+            inactive: self.inactive.unwrap_or(false),
+            intune_id: non_empty(self.intune_id.as_ref()).map(|s| s.to_lowercase()),
+            fields,
+        }
+    }
 }
 
 /// A Halo asset type (`/api/AssetType`, a bare array).

@@ -7,6 +7,7 @@ pub mod completions;
 pub mod diff;
 pub mod doctor;
 pub mod init;
+pub mod plan_file;
 pub mod run;
 pub mod sync;
 pub mod tenants_consent;

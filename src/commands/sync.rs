@@ -148,7 +148,7 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
                 };
                 for f in &c.fields {
                     // A field the read does not return (SPEC 7) cannot have been seen to change.
-                    let Some(now) = rec.get(&f.field) else {
+                    let Some(now) = crate::plan::record_value(rec, &f.field) else {
                         continue;
                     };
                     if !same(now, &f.from) {
@@ -190,6 +190,8 @@ pub async fn run(
         let lock = state.lock()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
+        crate::commands::plan_file::check(&plan, path)?;
+        let plan = crate::commands::plan_file::select(plan, config, &args.modules, &args.tenants)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
         metrics.plan(&plan);
         metrics.http(&apis.http);
@@ -309,6 +311,9 @@ async fn apply_and_record(
     for news in crate::readback::remember(&report, &mut memory, &unread) {
         ui.warn(&news);
     }
+    if let Some(planned) = planned {
+        crate::modules::assets::remember_links(planned, &mut memory);
+    }
     state.save_halo_memory(&memory)?;
     // State: only after a real sync, only for tenants whose reads succeeded.
     if let Some(planned) = planned {
@@ -320,6 +325,7 @@ async fn apply_and_record(
             seen.insert(key.clone(), started);
         }
         state.save_last_seen(&seen)?;
+        crate::modules::assets::record(state, planned, started)?;
     }
     let finished = crate::context::now()?;
     state.append_journal(JournalRun {

@@ -1442,6 +1442,7 @@ mod tests {
             ],
             users,
             licences: Vec::new(),
+            assets: Vec::new(),
         }
     }
 
@@ -2611,16 +2612,6 @@ mod tests {
         );
     }
 
-    /// A memory of having written `value` to `field` of Halo user `id`.
-    fn written(id: i64, field: &str, value: Value) -> crate::halo_memory::HaloMemory {
-        let mut m = crate::halo_memory::HaloMemory::default();
-        m.written
-            .entry(format!("Users/{id}"))
-            .or_default()
-            .insert(field.to_string(), value);
-        m
-    }
-
     fn run_mem(
         d: &TenantDirectory,
         h: &HaloSnapshot,
@@ -2767,11 +2758,11 @@ mod tests {
         h.users[0].customfields = Value::Null;
         h.users[0].unread = vec!["customfields".into()];
         let id = h.users[0].id;
-        let m = written(
+        let m = written(&[(
             id,
             "customfields",
             serde_json::json!([{"id": 12, "value": true}]),
-        );
+        )]);
         assert!(run_mem(&d, &h, &p, &m).changes.is_empty());
         // ... and without that record the flag is written again, once.
         let t = run1(&d, &h, &p);
@@ -2786,7 +2777,7 @@ mod tests {
         u.covered_by_contract = Some(false);
         let h = halo(vec![u]);
         let d = dir(vec![entra("o1", "a@acme.com")]);
-        let m = written(7, "covered_by_contract", Value::Bool(true));
+        let m = written(&[(7, "covered_by_contract", Value::Bool(true))]);
         let t = run_mem(&d, &h, &p, &m);
         assert!(t.changes.is_empty(), "{:?}", t.changes);
         assert!(
@@ -2799,5 +2790,127 @@ mod tests {
         );
         // Without a record of writing it, the flag is written.
         assert_eq!(run1(&d, &h, &p).changes.len(), 1);
+    }
+
+    /// A contact as Halo's user list returns it: no `department`, no `azure_tenant_id`.
+    fn listed(mut u: HaloUser) -> HaloUser {
+        u.azure_tenant_id = None;
+        u.department = None;
+        u.unread = vec!["department".into(), "azure_tenant_id".into()];
+        u
+    }
+
+    fn written(entries: &[(i64, &str, Value)]) -> HaloMemory {
+        let mut m = HaloMemory::default();
+        for (id, f, v) in entries {
+            m.written
+                .entry(format!("Users/{id}"))
+                .or_default()
+                .insert((*f).to_string(), v.clone());
+        }
+        m
+    }
+
+    #[test]
+    fn a_leaver_is_found_without_azure_tenant_id_under_the_tenants_client() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let h = halo(vec![
+            listed(synced(1, "o1", "a@acme.com", T1)),
+            listed(synced(2, "o2", "b@acme.com", T1)),
+        ]);
+        let mem = written(&[(1, "azure_tenant_id", json!(T1))]);
+        let clients = BTreeMap::from([(CLIENT, vec![T1.to_string()])]);
+        let m = UsersMemory {
+            memory: &mem,
+            client_tenants: Some(&clients),
+        };
+        let plans = plan_users(&[input(T1, &d)], &h, &policy(), &BTreeMap::new(), m, now());
+        let acts: Vec<(Action, Option<i64>)> = plans[0]
+            .changes
+            .iter()
+            .map(|c| (c.action, c.halo_id))
+            .collect();
+        // 2 is a leaver; 1 is in step (its tenant id is what csp-sync wrote), nothing written for it.
+        assert_eq!(acts, vec![(Action::Deactivate, Some(2))], "{plans:?}");
+    }
+
+    #[test]
+    fn with_two_tenants_on_the_client_a_leaver_waits_until_both_are_read() {
+        let d1 = dir(vec![entra("o1", "a@acme.com")]);
+        let d2 = dir(vec![entra("o3", "c@acme.com")]);
+        let h = halo(vec![
+            listed(synced(1, "o1", "a@acme.com", T1)),
+            listed(synced(2, "o2", "b@acme.com", T1)),
+            listed(synced(3, "o3", "c@acme.com", T2)),
+        ]);
+        let clients = BTreeMap::from([(CLIENT, vec![T1.to_string(), T2.to_string()])]);
+        let m = UsersMemory {
+            memory: UsersMemory::none().memory,
+            client_tenants: Some(&clients),
+        };
+        let deactivated = |plans: &[TenantPlan]| -> Vec<i64> {
+            plans
+                .iter()
+                .flat_map(|t| &t.changes)
+                .filter(|c| c.action == Action::Deactivate)
+                .filter_map(|c| c.halo_id)
+                .collect()
+        };
+        // Only T1 in the run: contact 2 might be T2's, so it stays.
+        let only_t1 = plan_users(&[input(T1, &d1)], &h, &policy(), &BTreeMap::new(), m, now());
+        assert!(deactivated(&only_t1).is_empty(), "{only_t1:?}");
+        // T2's read failed: still nobody.
+        let mut failed = input(T2, &d2);
+        failed.directory = Err("refused".into());
+        let partial = plan_users(
+            &[input(T1, &d1), failed],
+            &h,
+            &policy(),
+            &BTreeMap::new(),
+            m,
+            now(),
+        );
+        assert!(deactivated(&partial).is_empty(), "{partial:?}");
+        // Both read: contact 2 is a leaver, deactivated once; 1 and 3 stay with their tenants.
+        let both = plan_users(
+            &[input(T1, &d1), input(T2, &d2)],
+            &h,
+            &policy(),
+            &BTreeMap::new(),
+            m,
+            now(),
+        );
+        assert_eq!(deactivated(&both), vec![2], "{both:?}");
+    }
+
+    #[test]
+    fn a_listless_field_is_written_once_then_only_when_entra_changes() {
+        let mut e = entra("o1", "a@acme.com");
+        e.department = Some("Sales".into());
+        let d = dir(vec![e.clone()]);
+        let h = halo(vec![listed(synced(1, "o1", "a@acme.com", T1))]);
+        let fields_of = |mem: &HaloMemory, d: &TenantDirectory| -> Vec<String> {
+            let m = UsersMemory {
+                memory: mem,
+                client_tenants: None,
+            };
+            plan_users(&[input(T1, d)], &h, &policy(), &BTreeMap::new(), m, now())[0]
+                .changes
+                .iter()
+                .flat_map(|c| c.fields.iter().map(|f| f.field.clone()))
+                .collect()
+        };
+        // Nothing remembered (a first run, or a lost state): both list-less fields are written.
+        assert_eq!(
+            fields_of(&HaloMemory::default(), &d),
+            vec!["department", "azure_tenant_id"]
+        );
+        let mem = written(&[
+            (1, "department", json!("Sales")),
+            (1, "azure_tenant_id", json!(T1)),
+        ]);
+        assert!(fields_of(&mem, &d).is_empty());
+        e.department = Some("Marketing".into());
+        assert_eq!(fields_of(&mem, &dir(vec![e])), vec!["department"]);
     }
 }

@@ -3,10 +3,12 @@
 mod estate;
 mod support;
 
+mod assets;
 mod basics;
 mod contract;
 mod doctor;
 mod faults;
+mod fidelity;
 mod licences;
 mod metrics;
 mod secrets;
