@@ -18,13 +18,13 @@ use crate::plan::{Change, HaloEntity};
 /// halo-api.md 3.3), whatever this run's read showed: remembered on every write.
 pub const USER_LISTLESS: &[&str] = &["azure_tenant_id", "department"];
 
+/// Fields csp-sync writes that Halo's asset list never returns (`Device_List`, SPEC 7).
+pub const ASSET_LISTLESS: &[&str] = &["users", "azure_userprincipalname"];
+
 /// The contract flag fields (`[users] contract_mode = "flag"`): remembered on every write too, because Halo
 /// may compute `covered_by_contract` from its own contracts rather than keep what was written, and the user
 /// custom field is read back only when asked for (see `plan::contract`).
 pub const USER_CONTRACT_FLAGS: &[&str] = &["covered_by_contract", "customfields"];
-
-/// Fields csp-sync writes that Halo's asset list never returns (`Device_List`, SPEC 7).
-pub const ASSET_LISTLESS: &[&str] = &["users", "azure_userprincipalname"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HaloMemory {

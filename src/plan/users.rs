@@ -2612,6 +2612,16 @@ mod tests {
         );
     }
 
+    /// A memory of having written `value` to `field` of Halo user `id`.
+    fn written(id: i64, field: &str, value: Value) -> crate::halo_memory::HaloMemory {
+        let mut m = crate::halo_memory::HaloMemory::default();
+        m.written
+            .entry(format!("Users/{id}"))
+            .or_default()
+            .insert(field.to_string(), value);
+        m
+    }
+
     fn run_mem(
         d: &TenantDirectory,
         h: &HaloSnapshot,
@@ -2758,11 +2768,11 @@ mod tests {
         h.users[0].customfields = Value::Null;
         h.users[0].unread = vec!["customfields".into()];
         let id = h.users[0].id;
-        let m = written(&[(
+        let m = written(
             id,
             "customfields",
             serde_json::json!([{"id": 12, "value": true}]),
-        )]);
+        );
         assert!(run_mem(&d, &h, &p, &m).changes.is_empty());
         // ... and without that record the flag is written again, once.
         let t = run1(&d, &h, &p);
@@ -2777,7 +2787,7 @@ mod tests {
         u.covered_by_contract = Some(false);
         let h = halo(vec![u]);
         let d = dir(vec![entra("o1", "a@acme.com")]);
-        let m = written(&[(7, "covered_by_contract", Value::Bool(true))]);
+        let m = written(7, "covered_by_contract", Value::Bool(true));
         let t = run_mem(&d, &h, &p, &m);
         assert!(t.changes.is_empty(), "{:?}", t.changes);
         assert!(
@@ -2800,7 +2810,7 @@ mod tests {
         u
     }
 
-    fn written(entries: &[(i64, &str, Value)]) -> HaloMemory {
+    fn written_all(entries: &[(i64, &str, Value)]) -> HaloMemory {
         let mut m = HaloMemory::default();
         for (id, f, v) in entries {
             m.written
@@ -2818,7 +2828,7 @@ mod tests {
             listed(synced(1, "o1", "a@acme.com", T1)),
             listed(synced(2, "o2", "b@acme.com", T1)),
         ]);
-        let mem = written(&[(1, "azure_tenant_id", json!(T1))]);
+        let mem = written_all(&[(1, "azure_tenant_id", json!(T1))]);
         let clients = BTreeMap::from([(CLIENT, vec![T1.to_string()])]);
         let m = UsersMemory {
             memory: &mem,
@@ -2905,7 +2915,7 @@ mod tests {
             fields_of(&HaloMemory::default(), &d),
             vec!["department", "azure_tenant_id"]
         );
-        let mem = written(&[
+        let mem = written_all(&[
             (1, "department", json!("Sales")),
             (1, "azure_tenant_id", json!(T1)),
         ]);
