@@ -312,7 +312,7 @@ fn renew_at(now: Instant, life: Duration) -> Instant {
 }
 
 /// A token as returned by an endpoint.
-struct Fetched {
+pub(crate) struct Fetched {
     access: SecretString,
     lifetime: Duration,
     refresh: Option<SecretString>,
@@ -582,7 +582,11 @@ fn encode_component(s: &str) -> String {
     out
 }
 
-fn parse_token_body(service: &'static str, tenant: &str, body: &str) -> Result<Fetched, AuthError> {
+pub(crate) fn parse_token_body(
+    service: &'static str,
+    tenant: &str,
+    body: &str,
+) -> Result<Fetched, AuthError> {
     let v: Value = serde_json::from_str(body).map_err(|e| {
         AuthError::new(
             service,
