@@ -1146,6 +1146,46 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn absurd_token_lifetimes_from_halo_and_microsoft_are_clamped() {
+        for expires_in in ["1e30", "18446744073709551615", "-5", "\"1e30\"", "\"soon\""] {
+            let server = MockServer::start().await;
+            let body = format!(
+                r#"{{"access_token":"tok-1","token_type":"Bearer","expires_in":{expires_in}}}"#
+            );
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(200).set_body_string(body))
+                .mount(&server)
+                .await;
+            let provider = TokenProvider::new(
+                test_http(),
+                server.uri(),
+                Some(HaloAuth {
+                    token_url: format!("{}/auth/token", server.uri()),
+                    tenant: None,
+                    client_id: "hc".into(),
+                    client_secret: SecretString::from("hs"),
+                    scope: "all".into(),
+                }),
+            );
+            // Neither panics (Duration from 1e30 seconds, Instant + u64::MAX seconds).
+            assert_eq!(
+                provider.halo_token().await.unwrap().expose_secret(),
+                "tok-1"
+            );
+            let t = provider
+                .microsoft_app_token(
+                    "t",
+                    "cid",
+                    &SecretString::from("s"),
+                    "https://graph.microsoft.com",
+                )
+                .await
+                .unwrap();
+            assert_eq!(t.expose_secret(), "tok-1", "{expires_in}");
+        }
+    }
+
+    #[tokio::test]
     async fn refresh_token_rotated_and_reported() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
