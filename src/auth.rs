@@ -224,7 +224,16 @@ impl AuthError {
                     "the grant was refused",
                     format!("sign in again with {login}"),
                 ),
-                "missing_secret" => ("a secret is missing", format!("store it with {set}")),
+                "missing_secret" => match self.login_target {
+                    Some(t) if t.ends_with("-refresh-token") => (
+                        "a refresh token is missing",
+                        format!(
+                            "get one with `csp-sync auth login {}` (or store one with {set})",
+                            t.trim_end_matches("-refresh-token")
+                        ),
+                    ),
+                    _ => ("a secret is missing", format!("store it with {set}")),
+                },
                 "request_failed" if self.service == "Halo" => (
                     "Halo's token endpoint could not be reached or failed",
                     "check [halo] url (and auth_url) and the network, then try again".into(),
@@ -373,6 +382,19 @@ impl TokenProvider {
     pub fn invalidate(&self, key: &TokenKey) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache.remove(key);
+    }
+
+    /// Forgets the cached token for `key` if it is `refused`; a token already renewed is kept.
+    pub async fn invalidate_if(&self, key: &TokenKey, refused: &SecretString) {
+        use secrecy::ExposeSecret as _;
+        let slot = self.slot(key);
+        let mut guard = slot.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.token.expose_secret() == refused.expose_secret())
+        {
+            *guard = None;
+        }
     }
 
     /// Returns the cached token for `key` or fetches one; concurrent callers share one fetch.
@@ -970,14 +992,23 @@ impl Credentials {
 
     /// Forgets the cached token for `source` (after a 401) so the next [`Credentials::token`] renews it.
     pub fn invalidate(&self, source: &TokenSource) {
-        let Ok(plan) = self.plan(source) else {
-            return;
-        };
-        let key = match plan.how {
-            How::Halo => match self.provider.halo_key() {
-                Some(k) => k,
-                None => return,
-            },
+        if let Some(key) = self.key_of(source) {
+            self.provider.invalidate(&key);
+        }
+    }
+
+    /// Forgets the cached token for `source` only if it is still `refused` (the token a 401 answered):
+    /// requests refused with one token at the same time renew it once, not once each.
+    pub async fn invalidate_if(&self, source: &TokenSource, refused: &SecretString) {
+        if let Some(key) = self.key_of(source) {
+            self.provider.invalidate_if(&key, refused).await;
+        }
+    }
+
+    fn key_of(&self, source: &TokenSource) -> Option<TokenKey> {
+        let plan = self.plan(source).ok()?;
+        Some(match plan.how {
+            How::Halo => self.provider.halo_key()?,
             How::App(_) => TokenProvider::microsoft_key(
                 &plan.tenant,
                 plan.client_id,
@@ -990,8 +1021,7 @@ impl Credentials {
                 plan.resource,
                 Grant::RefreshToken,
             ),
-        };
-        self.provider.invalidate(&key);
+        })
     }
 }
 

@@ -99,6 +99,19 @@ impl Req {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// A request with no headers or body (unit tests of handlers).
+    #[cfg(test)]
+    pub fn for_test(method: &str, path: &str, query: &str) -> Req {
+        Req {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            params: util::parse_pairs(query),
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         util::param(&self.params, name)
     }

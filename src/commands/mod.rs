@@ -5,6 +5,7 @@ pub mod auth_login;
 pub mod auth_set;
 pub mod completions;
 pub mod diff;
+pub mod doctor;
 pub mod init;
 pub mod plan_file;
 pub mod run;
