@@ -224,7 +224,16 @@ impl AuthError {
                     "the grant was refused",
                     format!("sign in again with {login}"),
                 ),
-                "missing_secret" => ("a secret is missing", format!("store it with {set}")),
+                "missing_secret" => match self.login_target {
+                    Some(t) if t.ends_with("-refresh-token") => (
+                        "a refresh token is missing",
+                        format!(
+                            "get one with `csp-sync auth login {}` (or store one with {set})",
+                            t.trim_end_matches("-refresh-token")
+                        ),
+                    ),
+                    _ => ("a secret is missing", format!("store it with {set}")),
+                },
                 "request_failed" if self.service == "Halo" => (
                     "Halo's token endpoint could not be reached or failed",
                     "check [halo] url (and auth_url) and the network, then try again".into(),

@@ -244,7 +244,31 @@ pub struct AssetsConfig {
     /// Intune property name -> Halo asset field id.
     pub fields: BTreeMap<String, i64>,
     pub stale_after_days: u32,
+    /// Link each asset to the Halo user of its Intune primary user.
+    pub link_users: bool,
 }
+
+/// The Intune properties `[assets] fields` may map (Graph `managedDevice` names, as selected).
+pub const ASSET_FIELD_PROPERTIES: &[&str] = &[
+    "serialNumber",
+    "model",
+    "manufacturer",
+    "osVersion",
+    "operatingSystem",
+    "deviceName",
+    "managedDeviceName",
+    "complianceState",
+    "enrolledDateTime",
+    "lastSyncDateTime",
+    "managedDeviceOwnerType",
+    "userPrincipalName",
+    "userDisplayName",
+    "emailAddress",
+    "azureADDeviceId",
+    "imei",
+    "wiFiMacAddress",
+    "totalStorageSpaceInBytes",
+];
 
 impl AssetsConfig {
     /// The Halo asset type for an Intune `operatingSystem` (case-insensitive), else `default`.
@@ -1446,9 +1470,10 @@ fn parse_assets(s: Option<&Section>) -> Result<AssetsConfig, ConfigError> {
         asset_types: to_map(DEFAULT_ASSET_TYPES),
         fields: to_map(DEFAULT_FIELDS),
         stale_after_days: 30,
+        link_users: true,
     };
     let Some(s) = s else { return Ok(out) };
-    s.check_keys(&["asset_types", "fields", "stale_after_days"])?;
+    s.check_keys(&["asset_types", "fields", "stale_after_days", "link_users"])?;
     if let Some(types) = s.id_map("asset_types")? {
         out.asset_types = types
             .into_iter()
@@ -1456,9 +1481,21 @@ fn parse_assets(s: Option<&Section>) -> Result<AssetsConfig, ConfigError> {
             .collect();
     }
     if let Some(fields) = s.id_map("fields")? {
+        if let Some(bad) = fields
+            .keys()
+            .find(|k| !ASSET_FIELD_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(s.src.err(
+                &s.key_span("fields"),
+                &s.key_path("fields"),
+                format!("{bad:?} is not an Intune managedDevice property csp-sync reads"),
+                Some(format!("use one of {}", ASSET_FIELD_PROPERTIES.join(", "))),
+            ));
+        }
         out.fields = fields;
     }
     out.stale_after_days = s.u32("stale_after_days", 30, 0)?;
+    out.link_users = s.bool("link_users", true)?;
     Ok(out)
 }
 

@@ -12,8 +12,8 @@ use futures_util::stream;
 use serde_json::Value;
 
 use crate::api::halo::{
-    HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord, absent_fields,
-    parse_records,
+    HaloAssetRecord, HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord,
+    absent_fields, parse_records,
 };
 use crate::config::{Config, TenantEntry};
 use crate::context::Apis;
@@ -198,11 +198,12 @@ pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<HaloSnapshot> {
 /// held once, not twice.
 pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
     let mut take = |entity: &str| raw.remove(entity).unwrap_or_default();
-    let (clients, sites, users, licences) = (
+    let (clients, sites, users, licences, assets) = (
         take("Client"),
         take("Site"),
         take("Users"),
         take("SoftwareLicence"),
+        take("Asset"),
     );
     let sites: Vec<HaloSite> = parse_records::<HaloSiteRecord>("Site", sites)?
         .iter()
@@ -241,6 +242,10 @@ pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
             .zip(licence_unread)
             .map(|(r, unread)| r.to_model().with_unread(unread))
             .collect(),
+        assets: parse_records::<HaloAssetRecord>("Asset", assets)?
+            .iter()
+            .map(HaloAssetRecord::to_model)
+            .collect(),
         sites,
     })
 }
@@ -255,6 +260,10 @@ pub struct Planned {
     pub seen: Vec<String>,
     /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
     pub adopt: Vec<Adoption>,
+    /// Device keys to stamp as last seen after a sync (assets module).
+    pub device_seen: Vec<String>,
+    /// (asset id, `users`) found already linked (assets module).
+    pub device_users: Vec<(i64, Value)>,
     /// What csp-sync remembers of Halo (as loaded, plus what this run's reads added); a sync adds what it
     /// writes and saves it.
     pub memory: HaloMemory,
@@ -421,7 +430,9 @@ pub async fn plan(
     };
     let mut out = Outputs::default();
     for ((m, partner), reads) in run.iter().zip(partner).zip(per_module) {
-        for tp in m.plan(&cx, partner, reads, &mut out)? {
+        let mut plans = m.plan(&cx, partner, reads, &mut out)?;
+        m.confirm(&cx, apis, &mut plans, &mut out).await?;
+        for tp in plans {
             merge(&mut by_tenant, tp);
         }
     }
@@ -443,12 +454,15 @@ pub async fn plan(
         by_tenant.into_values().collect(),
     );
     plan.seats = out.seats;
+    plan.devices = out.devices;
     let unread = unread_fields(&halo);
     Ok(Planned {
         plan,
         user_states: out.user_states,
         seen: out.seen,
         adopt: out.adopt,
+        device_seen: out.device_seen,
+        device_users: out.device_users,
         memory,
         unread,
     })

@@ -18,6 +18,9 @@ use crate::plan::{Change, HaloEntity};
 /// halo-api.md 3.3), whatever this run's read showed: remembered on every write.
 pub const USER_LISTLESS: &[&str] = &["azure_tenant_id", "department"];
 
+/// Fields csp-sync writes that Halo's asset list never returns (`Device_List`, SPEC 7).
+pub const ASSET_LISTLESS: &[&str] = &["users", "azure_userprincipalname"];
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HaloMemory {
     /// `"Users/1234"` -> field -> the value csp-sync last wrote there.
@@ -44,6 +47,14 @@ impl HaloMemory {
     /// The value csp-sync last wrote to `field` of a record, if it remembers one.
     pub fn last_written(&self, entity: HaloEntity, id: i64, field: &str) -> Option<&Value> {
         self.written.get(&record_key(entity, id))?.get(field)
+    }
+
+    /// Remembers `value` as if csp-sync had written it to `field` of a record (found already there).
+    pub fn remember(&mut self, entity: HaloEntity, id: i64, field: &str, value: Value) {
+        self.written
+            .entry(record_key(entity, id))
+            .or_default()
+            .insert(field.to_string(), value);
     }
 
     /// Whether Halo was seen not to keep `field` of `entity`.
@@ -75,7 +86,9 @@ impl HaloMemory {
             let keep = remembered.contains(&f.field)
                 || self.is_unkept(change.entity, &f.field)
                 || (change.entity == HaloEntity::Users
-                    && USER_LISTLESS.contains(&f.field.as_str()));
+                    && USER_LISTLESS.contains(&f.field.as_str()))
+                || (change.entity == HaloEntity::Asset
+                    && ASSET_LISTLESS.contains(&f.field.as_str()));
             if keep {
                 self.written
                     .entry(key.clone())

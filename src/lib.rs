@@ -21,6 +21,7 @@ pub mod halo_memory;
 pub mod halo_users_by_id;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod modules;
 pub mod plan;

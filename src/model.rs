@@ -212,6 +212,41 @@ impl HaloLicence {
     }
 }
 
+/// An Intune managed device, as read from Graph (`deviceManagement/managedDevices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IntuneDevice {
+    /// Intune device id (lower-case GUID).
+    pub id: String,
+    pub device_name: String,
+    pub operating_system: String,
+    pub serial_number: Option<String>,
+    /// Entra object id of the primary user, lower-case.
+    pub user_id: Option<String>,
+    pub user_principal_name: Option<String>,
+    pub compliance_state: Option<String>,
+    /// RFC 3339 time of the device's last check-in.
+    pub last_sync: Option<String>,
+    /// Every selected Intune property with a value, by its Graph name (`serialNumber`, `model`, ...), for
+    /// the `[assets] fields` mapping.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// A Halo asset. Field names follow Halo's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HaloAsset {
+    pub id: i64,
+    pub client_id: i64,
+    pub site_id: i64,
+    pub assettype_id: Option<i64>,
+    pub inventory_number: Option<String>,
+    pub inactive: bool,
+    /// Lower-case; Halo's own Intune import writes the same field.
+    pub intune_id: Option<String>,
+    /// Asset type field values by field id, `None` when the read returned no `fields` (they come only
+    /// with `includeassetfields=true`).
+    pub fields: Option<std::collections::BTreeMap<i64, String>>,
+}
+
 /// The Halo data the planners compare against, read once per run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HaloSnapshot {
@@ -219,6 +254,7 @@ pub struct HaloSnapshot {
     pub sites: Vec<HaloSite>,
     pub users: Vec<HaloUser>,
     pub licences: Vec<HaloLicence>,
+    pub assets: Vec<HaloAsset>,
 }
 
 /// A raw Halo record as read, keyed by field name; used to check that a saved plan still applies.

@@ -148,7 +148,7 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
                 };
                 for f in &c.fields {
                     // A field the read does not return (SPEC 7) cannot have been seen to change.
-                    let Some(now) = rec.get(&f.field) else {
+                    let Some(now) = crate::plan::record_value(rec, &f.field) else {
                         continue;
                     };
                     if !same(now, &f.from) {
@@ -179,13 +179,22 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
     out
 }
 
-pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
+pub async fn run(
+    config: &Config,
+    ui: &Ui,
+    args: &SyncArgs,
+    metrics: &crate::metrics::Recorder,
+) -> Result<Exit> {
     if let Some(path) = &args.plan {
         let state = StateDir::new(config.sync.state_dir.clone());
         let lock = state.lock()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
+        crate::commands::plan_file::check(&plan, path)?;
+        let plan = crate::commands::plan_file::select(plan, config, &args.modules, &args.tenants)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
+        metrics.plan(&plan);
+        metrics.http(&apis.http);
         let raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
         let stale = stale_changes(&plan, &raw);
         if !stale.is_empty() {
@@ -195,7 +204,10 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
                 stale.join("; ")
             );
         }
-        return apply_and_record(config, ui, &state, lock, started, &plan, &apis, None).await;
+        return apply_and_record(
+            config, ui, &state, lock, started, &plan, &apis, None, metrics,
+        )
+        .await;
     }
     // A dry run takes no lock and writes no state: it is a `diff`.
     let state = StateDir::new(config.sync.state_dir.clone());
@@ -214,6 +226,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         args.allow_deactivations,
     )
     .await?;
+    metrics.plan(&prepared.plan.plan);
+    metrics.http(&prepared.apis.http);
     run::show_plan(ui, &prepared);
     let Some(lock) = lock else {
         return Ok(if prepared.plan.plan.has_errors() {
@@ -232,6 +246,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         &prepared.plan.plan,
         &prepared.apis,
         Some(&prepared.plan),
+        metrics,
     )
     .await
 }
@@ -268,6 +283,7 @@ async fn apply_and_record(
     plan: &Plan,
     apis: &Apis,
     planned: Option<&engine::Planned>,
+    metrics: &crate::metrics::Recorder,
 ) -> Result<Exit> {
     let total = plan.changes().count();
     let bar = ui.bar("records written", total as u64);
@@ -275,6 +291,7 @@ async fn apply_and_record(
     let writer = HaloApi { apis };
     let report = apply::apply(&writer, plan, config.halo.fire_automations, Some(&progress)).await;
     bar.finish_and_clear();
+    metrics.applied(plan, &report);
     let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
     for f in &report.failed {
@@ -292,6 +309,9 @@ async fn apply_and_record(
     for news in crate::readback::remember(&report, &mut memory, &unread) {
         ui.warn(&news);
     }
+    if let Some(planned) = planned {
+        crate::modules::assets::remember_links(planned, &mut memory);
+    }
     state.save_halo_memory(&memory)?;
     // State: only after a real sync, only for tenants whose reads succeeded.
     if let Some(planned) = planned {
@@ -303,6 +323,7 @@ async fn apply_and_record(
             seen.insert(key.clone(), started);
         }
         state.save_last_seen(&seen)?;
+        crate::modules::assets::record(state, planned, started)?;
     }
     let finished = crate::context::now()?;
     state.append_journal(JournalRun {

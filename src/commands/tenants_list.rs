@@ -68,13 +68,10 @@ pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> 
             .cmp(&b.company_name.to_lowercase())
     });
     match ui.format {
-        Format::Json => ui.out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&Doc {
-                version: 1,
-                tenants: &rows
-            })?
-        )),
+        Format::Json => ui.out_json(&Doc {
+            version: 1,
+            tenants: &rows,
+        }),
         f => {
             let mut g = Grid::new(["customer", "domain", "tenant id", "mapping", "Halo client"]);
             for r in &rows {

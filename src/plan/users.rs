@@ -1320,6 +1320,7 @@ mod tests {
             ],
             users,
             licences: Vec::new(),
+            assets: Vec::new(),
         }
     }
 

@@ -3,10 +3,13 @@
 mod estate;
 mod support;
 
+mod assets;
 mod basics;
+mod doctor;
 mod faults;
 mod fidelity;
 mod licences;
+mod metrics;
 mod secrets;
 mod tenants;
 mod users;

@@ -60,10 +60,15 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_at(&now(), args)
+    }
+
+    /// Runs csp-sync with its clock at `at` (RFC 3339), e.g. days after [`now`] to let a period pass.
+    pub fn run_at(&self, at: &str, args: &[&str]) -> Output {
         let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
         cmd.current_dir(self.dir.path())
             .env_remove("CSP_SYNC_CONFIG")
-            .env("CSP_SYNC_NOW", now())
+            .env("CSP_SYNC_NOW", at)
             .args(args);
         for (k, v) in estate::secret_env(&self.em) {
             if k == "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN" && !self.partner_refresh_token {
