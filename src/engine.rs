@@ -372,6 +372,15 @@ pub async fn plan(
         let needs =
             HaloNeeds::for_modules(modules).with_user_custom_field(config.users.contract_field);
         let mut raw = read_halo_raw(apis, needs).await?;
+        for entity in [HaloEntity::Users, HaloEntity::SoftwareLicence] {
+            if let Some(records) = raw.get(entity.path()) {
+                let ids: BTreeSet<i64> = records
+                    .iter()
+                    .filter_map(|r| r.get("id").and_then(crate::api::value_to_i64))
+                    .collect();
+                memory.retain_records(entity, &ids);
+            }
+        }
         if let Some(users) = raw.get_mut("Users")
             && crate::halo_users_by_id::lacks_azureoid(users)
             && let Some(warning) =
