@@ -23,7 +23,12 @@ pub fn run(cli: Cli) -> Exit {
     };
     let ui = Ui::new(format, cli.verbosity < 0, cli.no_progress)
         .with_json_logs(matches!(cli.log_format, crate::cli::LogFormat::Json))
-        .with_compact_json(!std::io::stdout().is_terminal());
+        .with_compact_json(!std::io::stdout().is_terminal())
+        .with_stdout_terminal(std::io::stdout().is_terminal())
+        .with_layout(crate::render::Layout::from_env(
+            std::io::stdout().is_terminal(),
+            cli.wide,
+        ));
     match dispatch(&cli, &ui) {
         Ok(exit) => exit,
         Err(err) => {

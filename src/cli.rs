@@ -25,6 +25,8 @@ pub struct Cli {
     pub log_format: LogFormat,
     pub color: ColorChoice,
     pub no_progress: bool,
+    /// `--wide`: plan tables show every changed field on its own line.
+    pub wide: bool,
     /// `--metrics-file`: where `sync` and `diff` write the run's figures (Prometheus text format).
     pub metrics_file: Option<PathBuf>,
     pub command: Command,
@@ -224,6 +226,10 @@ struct RawCli {
     /// No progress bars (they are only ever drawn on a terminal)
     #[arg(long, global = true, help_heading = "Global options")]
     no_progress: bool,
+
+    /// With -o table: every changed field of a plan on its own line (default: one line per change)
+    #[arg(long, global = true, help_heading = "Global options")]
+    wide: bool,
 
     /// With sync and diff: write the run's figures to this file in Prometheus text format (for
     /// node_exporter's textfile collector), atomically
@@ -489,6 +495,7 @@ impl From<RawCli> for Cli {
             log_format: raw.log_format,
             color: raw.color,
             no_progress: raw.no_progress,
+            wide: raw.wide,
             metrics_file: raw.metrics_file,
             command,
         }

@@ -1,11 +1,17 @@
 //! Renderers: `table` for people at a terminal, `markdown` for CI summaries and pull-request comments,
 //! `json` for machines (stable, versioned, documented in the README).
 
+mod layout;
+mod plan_markdown;
+mod plan_table;
+
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
+pub use layout::{Layout, wrap};
+
 use crate::plan::licences::{SeatFlag, SeatRow};
-use crate::plan::{Change, Plan};
+use crate::plan::{Change, Conflict, Plan};
 
 /// An output format (`--output`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +45,19 @@ impl Grid {
         let mut t = Table::new();
         t.load_style(presets::UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(self.headers.clone());
+        for r in &self.rows {
+            t.add_row(r.clone());
+        }
+        format!("{t}\n")
+    }
+
+    /// A UTF-8 table no wider than `width` columns (cells wrap).
+    pub fn to_table_width(&self, width: usize) -> String {
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(u16::try_from(width).unwrap_or(u16::MAX))
             .set_header(self.headers.clone());
         for r in &self.rows {
             t.add_row(r.clone());
@@ -139,6 +158,20 @@ pub fn plan_grid(plan: &Plan) -> Grid {
     g
 }
 
+/// "1 tenant", "2 tenants": a count with its noun in the right number.
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// A conflict's record: its label and the Halo records involved.
+pub fn conflict_record(c: &Conflict) -> String {
+    if c.halo_ids.is_empty() {
+        return c.label.clone();
+    }
+    let ids: Vec<String> = c.halo_ids.iter().map(|i| format!("#{i}")).collect();
+    format!("{} (Halo {})", c.label, ids.join(", "))
+}
+
 /// Conflicts, guards and errors of a plan as a grid.
 pub fn problems_grid(plan: &Plan) -> Grid {
     let mut g = Grid::new(["tenant", "kind", "record", "why"]);
@@ -155,22 +188,10 @@ pub fn problems_grid(plan: &Plan) -> Grid {
             ]);
         }
         for c in &t.conflicts {
-            let ids = if c.halo_ids.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (Halo {})",
-                    c.halo_ids
-                        .iter()
-                        .map(|i| format!("#{i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
             g.push([
                 t.name.clone(),
                 format!("conflict ({})", c.module),
-                format!("{}{ids}", c.label),
+                conflict_record(c),
                 c.reason.clone(),
             ]);
         }
@@ -247,54 +268,70 @@ pub fn devices_grid(rows: &[crate::plan::assets::DeviceSummary]) -> Grid {
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
     format!(
-        "{} to create, {} to update, {} to link, {} to deactivate, {} to reactivate; {} conflicts, {} held back, {} errors",
-        s.create, s.update, s.link, s.deactivate, s.reactivate, s.conflicts, s.held_back, s.errors
+        "{} to create, {} to update, {} to link, {} to deactivate, {} to reactivate; {}, {} held back, {}",
+        s.create,
+        s.update,
+        s.link,
+        s.deactivate,
+        s.reactivate,
+        count(s.conflicts, "conflict", "conflicts"),
+        s.held_back,
+        count(s.errors, "error", "errors")
     )
 }
 
-/// Renders a plan in the chosen format.
+/// Renders a plan in the chosen format, tables as wide as `COLUMNS` (else the terminal, else 80).
 pub fn plan(plan: &Plan, format: Format) -> String {
+    use std::io::IsTerminal;
+    plan_with(
+        plan,
+        format,
+        Layout::from_env(std::io::stdout().is_terminal(), false),
+    )
+}
+
+/// Renders a plan in the chosen format with the given table layout. The JSON is the documented
+/// contract (README) and is the same whatever the layout.
+pub fn plan_with(plan: &Plan, format: Format, layout: Layout) -> String {
     match format {
         Format::Json => {
             let mut s = serde_json::to_string_pretty(plan).unwrap_or_default();
             s.push('\n');
             s
         }
-        Format::Table | Format::Markdown => {
-            let mut out = String::new();
-            if format == Format::Markdown {
-                out.push_str("## csp-sync plan\n\n");
-            }
-            if plan.has_changes() || plan.has_held_back() {
-                out.push_str(&plan_grid(plan).render(format));
-            } else {
-                out.push_str("No changes.\n");
-            }
+        Format::Table => {
+            let mut out = plan_table::tenants(plan, layout);
             if !plan.seats.is_empty() {
                 out.push('\n');
-                if format == Format::Markdown {
-                    out.push_str("### Seats\n\n");
-                }
-                out.push_str(&seats_grid(&plan.seats).render(format));
+                out.push_str(&seats_grid(&plan.seats).to_table_width(layout.width));
             }
             if !plan.devices.is_empty() {
                 out.push('\n');
-                if format == Format::Markdown {
-                    out.push_str("### Devices\n\n");
-                }
-                out.push_str(&devices_grid(&plan.devices).render(format));
+                out.push_str(&devices_grid(&plan.devices).to_table_width(layout.width));
             }
-            let problems = problems_grid(plan);
-            if !problems.rows.is_empty() {
+            out.push('\n');
+            for l in wrap("", 2, &summary_line(plan), layout.width) {
+                out.push_str(&l);
                 out.push('\n');
-                if format == Format::Markdown {
-                    out.push_str("### Needs attention\n\n");
-                }
-                out.push_str(&problems.render(format));
             }
-            out.push('\n');
+            out
+        }
+        Format::Markdown => {
+            let mut out = String::from("## csp-sync plan\n\n");
+            out.push_str("**");
             out.push_str(&summary_line(plan));
-            out.push('\n');
+            out.push_str("**\n\n");
+            out.push_str(&plan_markdown::tenants(plan));
+            if !plan.seats.is_empty() {
+                out.push_str("### Seats\n\n");
+                out.push_str(&seats_grid(&plan.seats).to_markdown());
+                out.push('\n');
+            }
+            if !plan.devices.is_empty() {
+                out.push_str("### Devices\n\n");
+                out.push_str(&devices_grid(&plan.devices).to_markdown());
+                out.push('\n');
+            }
             out
         }
     }
@@ -376,7 +413,8 @@ mod tests {
             usage_source: crate::plan::licences::SkuSource::Graph,
             note: None,
         }];
-        let table = plan(&p, Format::Table);
+        // Wide enough for a seat row on one line (at 80 columns its cells wrap).
+        let table = plan_with(&p, Format::Table, Layout::with_width(160, false));
         let line = table
             .lines()
             .find(|l| l.contains("Business Premium"))
@@ -395,6 +433,47 @@ mod tests {
         let v: Value = serde_json::from_str(&plan(&p, Format::Json)).unwrap();
         assert_eq!(v["seats"][0]["available"], -2);
         assert_eq!(v["seats"][0]["flags"][0]["flag"], "over_assigned");
+    }
+
+    #[test]
+    fn table_is_one_line_per_change_and_never_wider() {
+        let mut p = sample();
+        p.tenants[0].changes[0].fields.push(FieldChange {
+            field: "department".into(),
+            from: Value::Null,
+            to: Value::from("Finance"),
+        });
+        for width in [30, 80, 120] {
+            let out = plan_with(&p, Format::Table, Layout::with_width(width, false));
+            assert!(
+                out.lines().all(|l| layout::width(l) <= width),
+                "{width}:\n{out}"
+            );
+            if width >= 80 {
+                assert_eq!(out.matches("jane@contoso.com").count(), 1, "{out}");
+            }
+        }
+        let out = plan_with(&p, Format::Table, Layout::with_width(160, false));
+        let line = out.lines().find(|l| l.contains("jane@")).unwrap();
+        assert!(
+            line.contains("title: Clerk → Finance | Manager; department: — → Finance"),
+            "{out}"
+        );
+        let wide = plan_with(&p, Format::Table, Layout::with_width(120, true));
+        assert!(
+            wide.lines().any(|l| l.trim() == "department: — → Finance"),
+            "{wide}"
+        );
+        assert_eq!(out.matches("1 conflict,").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn markdown_has_the_summary_first_and_a_section_per_tenant() {
+        let out = plan(&sample(), Format::Markdown);
+        let summary = out.find("1 to update").unwrap();
+        let details = out.find("<details><summary><b>Contoso</b>").unwrap();
+        assert!(summary < details, "{out}");
+        assert!(out.contains("</details>"), "{out}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::render::Format;
+use crate::render::{Format, Layout};
 
 /// How output is shown, decided once from the global flags and the environment.
 #[derive(Debug, Clone)]
@@ -18,6 +18,10 @@ pub struct Ui {
     json_logs: bool,
     /// JSON documents on one line each (stdout is not a terminal: a file collecting runs is JSON Lines).
     compact_json: bool,
+    /// Table width and detail (`COLUMNS`, `--wide`).
+    layout: Layout,
+    /// Whether stdout is a terminal (then the table already ends with the summary line).
+    stdout_terminal: bool,
 }
 
 impl Ui {
@@ -30,7 +34,34 @@ impl Ui {
             progress,
             json_logs: false,
             compact_json: false,
+            layout: Layout::default(),
+            stdout_terminal: false,
         }
+    }
+
+    /// Sets the table layout (width from `COLUMNS` or the terminal, `--wide`).
+    #[must_use]
+    pub fn with_layout(mut self, layout: Layout) -> Ui {
+        self.layout = layout;
+        self
+    }
+
+    /// Records whether stdout is a terminal, so what the table on stdout already shows is not repeated
+    /// on stderr.
+    #[must_use]
+    pub fn with_stdout_terminal(mut self, terminal: bool) -> Ui {
+        self.stdout_terminal = terminal;
+        self
+    }
+
+    /// The table layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Whether stdout is a terminal.
+    pub fn stdout_is_terminal(&self) -> bool {
+        self.stdout_terminal
     }
 
     /// Writes each JSON document on one line (JSON Lines) instead of pretty-printed: chosen when stdout is

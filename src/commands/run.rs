@@ -89,9 +89,13 @@ pub fn show_plan(ui: &Ui, p: &Prepared) {
     if ui.format == render::Format::Json {
         ui.out_json(&p.plan.plan);
     } else {
-        ui.out(&render::plan(&p.plan.plan, ui.format));
+        ui.out(&render::plan_with(&p.plan.plan, ui.format, ui.layout()));
     }
-    ui.info(&format!("csp-sync: {}", render::summary_line(&p.plan.plan)));
+    // On a terminal the table already ends with the summary: printed once. Piped or redirected, stderr
+    // carries it for the person watching.
+    if !(ui.stdout_is_terminal() && ui.format != render::Format::Json) {
+        ui.info(&format!("csp-sync: {}", render::summary_line(&p.plan.plan)));
+    }
     // A tenant's errors also go to stderr, so cron mail and CI logs carry them whatever the output format.
     for t in &p.plan.plan.tenants {
         for e in &t.errors {

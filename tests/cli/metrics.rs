@@ -172,10 +172,11 @@ fn a_sync_writes_the_counts_its_summary_prints() {
         );
     }
     assert!(sum(&samples, "csp_sync_changes", &[("action", "create")]) > 0);
+    // Singular or plural: the summary says "1 error", "2 conflicts".
     for (name, word) in [
-        ("csp_sync_conflicts", "conflicts"),
+        ("csp_sync_conflicts", "conflict"),
         ("csp_sync_held_back", "held back"),
-        ("csp_sync_errors", "errors"),
+        ("csp_sync_errors", "error"),
     ] {
         assert_eq!(
             sum(&samples, name, &[]),
