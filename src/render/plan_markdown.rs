@@ -100,31 +100,90 @@ fn html(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The per-tenant sections.
+/// Characters the tenant sections may take: GitHub refuses a comment over 65,536 characters, and the
+/// summary, seats and devices need room too.
+const COMMENT_BUDGET: usize = 50_000;
+
+/// The per-tenant sections; once they would pass [`COMMENT_BUDGET`], the remaining tenants are counted
+/// and pointed to the JSON instead.
 pub fn tenants(plan: &Plan) -> String {
     let mut out = String::new();
     if !(plan.has_changes() || plan.has_held_back()) {
         out.push_str("No changes.\n\n");
     }
-    for t in plan.tenants.iter().filter(|t| has_content(t)) {
-        let _ = write!(
-            out,
-            "<details><summary><b>{}</b>: {}</summary>\n\n",
-            html(&t.name),
-            html(&tenant_summary(t))
-        );
-        let changes = changes_grid(t);
-        if !changes.rows.is_empty() {
-            out.push_str(&changes.to_markdown());
-            out.push('\n');
+    let shown: Vec<&TenantPlan> = plan.tenants.iter().filter(|t| has_content(t)).collect();
+    for (i, t) in shown.iter().enumerate() {
+        let section = section(t);
+        if out.len() + section.len() > COMMENT_BUDGET {
+            let _ = writeln!(
+                out,
+                "… and {} more: too long for one comment; `csp-sync -o json diff` (or `diff --out plan.json`) has all of it.\n",
+                count(shown.len() - i, "tenant", "tenants")
+            );
+            break;
         }
-        let attention = attention_grid(t);
-        if !attention.rows.is_empty() {
-            out.push_str("**Needs attention**\n\n");
-            out.push_str(&attention.to_markdown());
-            out.push('\n');
-        }
-        out.push_str("</details>\n\n");
+        out.push_str(&section);
     }
     out
+}
+
+/// One tenant's collapsed section.
+fn section(t: &TenantPlan) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<details><summary><b>{}</b>: {}</summary>\n\n",
+        html(&t.name),
+        html(&tenant_summary(t))
+    );
+    let changes = changes_grid(t);
+    if !changes.rows.is_empty() {
+        out.push_str(&changes.to_markdown());
+        out.push('\n');
+    }
+    let attention = attention_grid(t);
+    if !attention.rows.is_empty() {
+        out.push_str("**Needs attention**\n\n");
+        out.push_str(&attention.to_markdown());
+        out.push('\n');
+    }
+    out.push_str("</details>\n\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, HaloEntity, Module};
+
+    #[test]
+    fn a_large_plan_stays_within_one_comment() {
+        let change = |i: usize| Change {
+            module: Module::Users,
+            action: Action::Create,
+            entity: HaloEntity::Users,
+            halo_id: None,
+            source_key: format!("oid-{i}"),
+            label: format!("user{i}@example.com"),
+            reason: "new in Entra".into(),
+            fields: Vec::new(),
+            extra: serde_json::Map::new(),
+        };
+        let tenants = (0..200)
+            .map(|t| TenantPlan {
+                customer_id: format!("c{t}"),
+                name: format!("Tenant {t}"),
+                changes: (0..20).map(change).collect(),
+                ..TenantPlan::default()
+            })
+            .collect();
+        let plan = Plan::new("2026-11-27T00:00:00Z".into(), vec![Module::Users], tenants);
+        let md = super::super::plan(&plan, super::super::Format::Markdown);
+        assert!(md.len() < 65_536, "{}", md.len());
+        assert!(md.contains("more: too long for one comment"), "{md}");
+        assert!(
+            md.starts_with("## csp-sync plan\n\n**4000 to create"),
+            "{md}"
+        );
+    }
 }

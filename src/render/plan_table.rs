@@ -29,11 +29,18 @@ pub(super) fn record(c: &Change) -> String {
     }
 }
 
-/// The changed fields as `field: from → to`.
+/// The changed fields as `field: from → to`; a field a create sets from nothing is `field: to` (every
+/// field of a new record starts empty, so `— →` would only repeat itself).
 pub(super) fn field_texts(c: &Change) -> Vec<String> {
     c.fields
         .iter()
-        .map(|f| format!("{}: {} → {}", f.field, cell(&f.from), cell(&f.to)))
+        .map(|f| {
+            if c.action == Action::Create && f.from.is_null() {
+                format!("{}: {}", f.field, cell(&f.to))
+            } else {
+                format!("{}: {} → {}", f.field, cell(&f.from), cell(&f.to))
+            }
+        })
         .collect()
 }
 

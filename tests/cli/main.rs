@@ -11,6 +11,7 @@ mod faults;
 mod fidelity;
 mod licences;
 mod metrics;
+mod render;
 mod secrets;
 mod tenants;
 mod users;

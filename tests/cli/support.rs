@@ -65,11 +65,21 @@ impl Env {
 
     /// Runs csp-sync with its clock at `at` (RFC 3339), e.g. days after [`now`] to let a period pass.
     pub fn run_at(&self, at: &str, args: &[&str]) -> Output {
+        self.run_env(at, &[], args)
+    }
+
+    /// Runs csp-sync at `at` with extra environment variables (`COLUMNS` for a table width). `COLUMNS`
+    /// from the shell running the tests is never passed on, so tables are 80 columns unless a test asks.
+    pub fn run_env(&self, at: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
         let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
         cmd.current_dir(self.dir.path())
             .env_remove("CSP_SYNC_CONFIG")
+            .env_remove("COLUMNS")
             .env("CSP_SYNC_NOW", at)
             .args(args);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
         for (k, v) in estate::secret_env(&self.em) {
             if k == "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN" && !self.partner_refresh_token {
                 continue;
