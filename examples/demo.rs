@@ -1,32 +1,90 @@
 //! The README's first command: starts the bundled emulator with a small sample estate, writes a config for
-//! it, and runs the real csp-sync commands against it, with no credentials and no network.
+//! it, and runs the real csp-sync commands against it, with no credentials and no network. Each step shows
+//! its summary (what csp-sync writes to stderr, and a line made from its JSON), not every field; the
+//! config is kept for a look afterwards.
 
 #[path = "../tests/cli/estate.rs"]
 mod estate;
 
 use std::path::Path;
+use std::process::Command;
 
 use csp_sync_emulator::{Emulator, Scenario};
 
-/// Runs one csp-sync command line in this process, as the binary would.
-fn csp_sync(config: &Path, args: &[&str]) -> u8 {
+/// Set in the child process that runs one csp-sync command line, as the binary would.
+const CHILD: &str = "CSP_SYNC_DEMO_CHILD";
+/// The widest line the demo prints.
+const WIDTH: usize = 120;
+
+/// A line clipped to [`WIDTH`] columns.
+fn clip(line: &str) -> String {
+    if line.chars().count() <= WIDTH {
+        return line.to_string();
+    }
+    // ASCII dots, so a byte-counting `awk length` agrees with the character count.
+    let mut s: String = line.chars().take(WIDTH - 3).collect();
+    s.push_str("...");
+    s
+}
+
+/// One line from a command's JSON: what the step found.
+fn json_summary(args: &[&str], stdout: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(stdout.trim()) else {
+        return Vec::new();
+    };
+    if args.contains(&"diff") {
+        let Ok(plan) = serde_json::from_value::<csp_sync::plan::Plan>(v) else {
+            return Vec::new();
+        };
+        return plan
+            .tenants
+            .iter()
+            .map(|t| format!("  {}: {}", t.name, csp_sync::render::tenant_summary(t)))
+            .collect();
+    }
+    Vec::new()
+}
+
+/// Runs one csp-sync command line in a child process (this program again), prints its summary, and
+/// returns its exit code.
+fn step(config: &Path, args: &[&str]) -> i32 {
     println!("\n$ csp-sync {}", args.join(" "));
-    let mut argv = vec![
-        "csp-sync".to_string(),
-        "--config".into(),
-        config.display().to_string(),
-    ];
-    argv.extend(args.iter().map(ToString::to_string));
-    match csp_sync::cli::parse_args(argv) {
+    let exe = std::env::current_exe().expect("the demo's own path");
+    let out = Command::new(exe)
+        .env(CHILD, "1")
+        .arg("--config")
+        .arg(config)
+        .args(["-o", "json"])
+        .args(args)
+        .output()
+        .expect("run csp-sync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for l in json_summary(args, &stdout) {
+        println!("{}", clip(&l));
+    }
+    for l in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("{}", clip(l));
+    }
+    let code = out.status.code().unwrap_or(1);
+    println!("(exit code {code})");
+    code
+}
+
+fn child() -> ! {
+    let code = match csp_sync::cli::parse_args(std::env::args_os()) {
         Ok(cli) => csp_sync::app::run(cli).code(),
         Err(e) => {
             let _ = e.print();
             1
         }
-    }
+    };
+    std::process::exit(i32::from(code));
 }
 
 fn main() {
+    if std::env::var_os(CHILD).is_some() {
+        child();
+    }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     // One instant for the estate's dates and csp-sync's clock (today, so the demo reads naturally).
     let now = jiff::Timestamp::now();
@@ -48,31 +106,34 @@ fn main() {
         em.graph_url(),
         em.halo_url()
     );
-    println!("Config: {}", config.display());
     for args in [
-        vec!["-o", "table", "tenants", "list"],
-        vec!["-o", "table", "tenants", "map", "--suggest"],
-        vec!["-o", "table", "diff", "--detailed-exitcode"],
-        vec!["-o", "table", "sync"],
+        vec!["tenants", "list"],
+        vec!["tenants", "map", "--suggest"],
+        vec!["diff", "--detailed-exitcode"],
+        vec!["sync"],
         // Woodgrove Bank never consented the Graph app: fix it from the command line, then sync again.
-        vec![
-            "-o",
-            "table",
-            "tenants",
-            "consent",
-            "--tenant",
-            "Woodgrove Bank",
-        ],
-        vec!["-o", "table", "sync"],
-        vec!["-o", "table", "diff", "--detailed-exitcode"],
+        vec!["tenants", "consent", "--tenant", "Woodgrove Bank"],
+        vec!["sync"],
+        vec!["diff", "--detailed-exitcode"],
     ] {
-        let code = csp_sync(&config, &args);
-        println!("(exit code {code})");
+        step(&config, &args);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "\nWoodgrove Bank's Graph app was not consented, so the first runs report its error (exit 1) and \
-         sync the rest; after `tenants consent` the second sync brings it in and the last diff finds nothing \
-         left to do (exit 0)."
+        "\nWoodgrove Bank's Graph app was not consented, so the first runs report its error (exit 1) and sync \
+         the rest;\nafter `tenants consent` the second sync brings it in and the last diff finds nothing left \
+         to do (exit 0)."
+    );
+    println!(
+        "\nThe config is kept for a look (the emulator it points at stops with this demo):\n  {}",
+        config.display()
+    );
+    println!(
+        "Each step ran with -o json and shows its summary; `-o table` shows every change, `--wide` every field."
+    );
+    println!(
+        "A real set-up needs: a Partner Center app and its refresh token (`csp-sync auth login partner-center`),\n\
+         a multi-tenant Graph app consented in each customer (`csp-sync tenants consent`), a Halo API client\n\
+         (`csp-sync auth set halo`), then `csp-sync init`, `csp-sync tenants map` and `csp-sync doctor`\n\
+         (README: \"Set-up: from nothing to the first cron run\")."
     );
 }

@@ -9,6 +9,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
 pub use layout::{Layout, wrap};
+pub use plan_markdown::tenant_summary;
 
 use crate::plan::licences::{SeatFlag, SeatRow};
 use crate::plan::{Change, Conflict, Plan};

@@ -350,15 +350,22 @@ async fn apply_and_record(
     for a in &report.applied {
         *by_action.entry(a.change.action.as_str()).or_default() += 1;
     }
+    let applied = if report.applied.is_empty() {
+        "applied 0 changes".to_string()
+    } else {
+        format!(
+            "applied {} in {} ({})",
+            crate::render::count(report.applied.len(), "change", "changes"),
+            crate::render::count(report.batches, "batch", "batches"),
+            by_action
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     ui.info(&format!(
-        "csp-sync: applied {} changes in {} batches ({}), {} failed; {} Halo requests",
-        report.applied.len(),
-        report.batches,
-        by_action
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        "csp-sync: {applied}, {} failed; {} Halo requests",
         report.failed.len(),
         apis.http.request_count(crate::http::Api::Halo),
     ));

@@ -728,8 +728,8 @@ pub async fn run(config: &Config, ui: &Ui, tenants: &[String], dry_run: bool) ->
     }
     let failed = rows.iter().filter(|r| r.failed()).count();
     ui.info(&format!(
-        "csp-sync: {} tenants, {failed} failed{}",
-        rows.len(),
+        "csp-sync: {}, {failed} failed{}",
+        crate::render::count(rows.len(), "tenant", "tenants"),
         if dry_run {
             " (dry run: nothing was written)"
         } else {

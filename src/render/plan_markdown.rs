@@ -9,7 +9,7 @@ use super::{Grid, conflict_record, count};
 use crate::plan::{Action, Plan, TenantPlan};
 
 /// "2 to create, 1 to update; 1 conflict" for one tenant; "nothing to change" when empty.
-fn tenant_summary(t: &TenantPlan) -> String {
+pub fn tenant_summary(t: &TenantPlan) -> String {
     let mut parts = Vec::new();
     for a in [
         Action::Create,
