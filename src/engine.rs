@@ -223,6 +223,8 @@ pub struct TenantRead {
     pub customer_id: String,
     pub directory: Option<Result<TenantDirectory, String>>,
     pub users_state: Option<TenantUsersState>,
+    /// Whether the users came from a delta round on the stored read (not a full read).
+    pub users_via_delta: bool,
     pub licences: Option<TenantLicencesInput>,
 }
 
@@ -234,7 +236,7 @@ async fn read_users(
     tenant: &str,
     stored: Option<TenantUsersState>,
     now: jiff::Timestamp,
-) -> Result<(Vec<EntraUser>, TenantUsersState), String> {
+) -> Result<(Vec<EntraUser>, TenantUsersState, bool), String> {
     if !config.users.delta {
         let users: Vec<EntraUser> = apis
             .graph
@@ -248,8 +250,9 @@ async fn read_users(
             delta_link: None,
             last_full_read: Some(now.to_string()),
             users: Vec::new(),
+            removed: Vec::new(),
         };
-        return Ok((users, state));
+        return Ok((users, state, false));
     }
     if let Some(st) = stored
         && let Some(link) = st.delta_link.as_deref()
@@ -258,9 +261,13 @@ async fn read_users(
             Ok(d) => {
                 let mut by_id: BTreeMap<String, EntraUser> =
                     st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+                let mut removed = st.removed;
                 for (id, _reason) in &d.removed {
                     by_id.remove(id);
+                    removed.push(id.to_lowercase());
                 }
+                removed.sort();
+                removed.dedup();
                 for u in &d.users {
                     let u = u.to_model();
                     by_id.insert(u.id.clone(), u);
@@ -270,8 +277,9 @@ async fn read_users(
                     delta_link: Some(d.delta_link),
                     last_full_read: st.last_full_read,
                     users: users.clone(),
+                    removed,
                 };
-                return Ok((users, state));
+                return Ok((users, state, true));
             }
             Err(api::Error::DeltaExpired { .. }) => {
                 tracing::info!(tenant, "delta link expired; reading all users");
@@ -289,8 +297,9 @@ async fn read_users(
         delta_link: Some(d.delta_link),
         last_full_read: Some(now.to_string()),
         users: users.clone(),
+        removed: Vec::new(),
     };
-    Ok((users, state))
+    Ok((users, state, false))
 }
 
 async fn read_licences(
@@ -390,8 +399,9 @@ async fn read_tenant(
             Some(Err(e)) => Err(e.clone()),
             _ => read_users(config, apis, id, state.tenant_users(id), now)
                 .await
-                .map(|(users, st)| {
+                .map(|(users, st, via_delta)| {
                     r.users_state = Some(st);
+                    r.users_via_delta = via_delta;
                     let sku_part_numbers = graph_skus
                         .as_ref()
                         .and_then(|s| s.as_ref().ok())
@@ -414,6 +424,55 @@ async fn read_tenant(
         r.licences = Some(read_licences(apis, t, pc_user, graph_skus.as_ref()).await);
     }
     r
+}
+
+/// Reads a tenant's users in full when its delta-based read would deactivate contacts that Graph never
+/// reported removed (see [`crate::delta_guard`]).
+async fn full_read_if_incomplete(
+    config: &Config,
+    apis: &Apis,
+    halo: &HaloSnapshot,
+    t: &Target,
+    r: &mut TenantRead,
+    now: jiff::Timestamp,
+) {
+    let (Some(Ok(dir)), Some(st)) = (&r.directory, &r.users_state) else {
+        return;
+    };
+    if !r.users_via_delta {
+        return;
+    }
+    let id = &t.entry.customer_id;
+    let missing = crate::delta_guard::unexplained_missing(
+        halo,
+        t.entry.halo_client_id.unwrap_or(0),
+        id,
+        &dir.users,
+        &st.removed,
+    );
+    if missing.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        tenant = %id,
+        "the stored read lacks {} linked user(s) Graph never reported removed ({}); reading all users",
+        missing.len(),
+        missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+    );
+    let full = read_users(config, apis, id, None, now).await;
+    if let Some(Ok(dir)) = &mut r.directory {
+        match full {
+            Ok((users, st, _)) => {
+                dir.users = users;
+                r.users_state = Some(st);
+                r.users_via_delta = false;
+            }
+            Err(e) => {
+                r.directory = Some(Err(e));
+                r.users_state = None;
+            }
+        }
+    }
 }
 
 /// The outcome of reading and planning.
@@ -472,9 +531,12 @@ pub async fn plan(
         })
         .buffered(config.sync.concurrency.max(1))
         .collect::<Vec<_>>();
-    let (halo, reads) = tokio::join!(halo_fut, reads_fut);
+    let (halo, mut reads) = tokio::join!(halo_fut, reads_fut);
     bar.finish_and_clear();
     let halo = halo?;
+    for (t, r) in targets.iter().zip(reads.iter_mut()) {
+        full_read_if_incomplete(config, apis, &halo, t, r, now).await;
+    }
 
     let mut by_tenant: BTreeMap<String, TenantPlan> = targets
         .iter()

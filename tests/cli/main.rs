@@ -1,10 +1,12 @@
 //! Black-box tests: the built binary against the bundled emulator. One test binary; one module per area.
 
+mod converge;
 mod estate;
 mod support;
 
 mod basics;
 mod faults;
 mod licences;
+mod reliability;
 mod tenants;
 mod users;

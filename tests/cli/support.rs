@@ -60,7 +60,14 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
+        let mut cmd = self.command(args);
+        cmd.stdin(std::process::Stdio::null());
+        cmd.output().unwrap()
+    }
+
+    /// The command [`Env::run`] runs, for a test that starts it, signals it or kills it.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("csp-sync"));
         cmd.current_dir(self.dir.path())
             .env_remove("CSP_SYNC_CONFIG")
             .env("CSP_SYNC_NOW", now())
@@ -71,7 +78,7 @@ impl Env {
             }
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
     }
 
     pub fn halo_posts(&self) -> usize {
@@ -98,4 +105,22 @@ pub fn clean() -> estate::ConfigOptions {
 /// Output bytes as text for messages and `contains` checks.
 pub fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
+}
+
+/// The JSON lines of run `n`'s journal file (`state/runs/00000n.jsonl`).
+pub fn journal_lines(env: &Env, n: u64) -> Vec<serde_json::Value> {
+    let path = env.dir.path().join(format!("state/runs/{n:06}.jsonl"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no journal {}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Whether nobody holds the state directory's run lock (an OS file lock; its file stays behind).
+pub fn lock_released(env: &Env) -> bool {
+    match std::fs::File::open(env.dir.path().join("state/lock")) {
+        Ok(f) => f.try_lock().is_ok(),
+        Err(_) => true,
+    }
 }
