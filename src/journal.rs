@@ -318,7 +318,10 @@ impl Journal {
 }
 
 fn push_line(text: &mut String, line: &Line) -> Result<()> {
-    text.push_str(&serde_json::to_string(line).context("serialising the journal")?);
+    // Through the one redaction layer, like every state file (a server may have echoed a secret into an
+    // error message journaled here).
+    let bytes = crate::redact::json(line).context("serialising the journal")?;
+    text.push_str(&String::from_utf8_lossy(&bytes));
     text.push('\n');
     Ok(())
 }

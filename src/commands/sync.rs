@@ -236,7 +236,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
             Exit::Ok
         });
     };
-    crate::commands::tenants_sync::adopt(config, ui, &prepared.adopt)?;
+    crate::commands::tenants_sync::adopt(config, ui, &prepared.plan.adopt)?;
     let run = RunInfo {
         command: "sync",
         undo_of: None,
