@@ -259,6 +259,11 @@ impl Emulator {
             .count()
     }
 
+    /// How many injected fault firings are still queued (a fault with `times` N counts N until it fires).
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().rt.faults.iter().map(|f| f.times).sum()
+    }
+
     pub fn clear_requests(&self) {
         self.shared.lock().rt.log.clear();
     }

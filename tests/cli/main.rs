@@ -5,6 +5,7 @@ mod estate;
 mod support;
 
 mod basics;
+mod fault_matrix;
 mod faults;
 mod licences;
 mod reliability;

@@ -60,7 +60,13 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// [`Env::run`] with extra environment variables.
+    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         let mut cmd = self.command(args);
+        cmd.envs(vars.iter().copied());
         cmd.stdin(std::process::Stdio::null());
         cmd.output().unwrap()
     }
