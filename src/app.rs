@@ -109,5 +109,13 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let config = load_config(cli)?;
             runtime()?.block_on(commands::sync::run(&config, ui, args))
         }
+        Command::Runs { run } => {
+            let config = load_config(cli)?;
+            commands::runs::run(&config, ui, *run)
+        }
+        Command::Undo(args) => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::undo::run(&config, ui, args))
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::error::Exit;
 use crate::http::ErrorKind;
 use crate::interrupt::Interrupt;
 use crate::journal::RunStart;
-use crate::plan::{Action, Change, HaloEntity, Plan};
+use crate::plan::{Action, Change, HaloEntity, Plan, same_value as same};
 use crate::state::StateDir;
 use crate::ui::Ui;
 
@@ -121,17 +121,6 @@ impl HaloWriter for HaloApi<'_> {
             })
             .collect())
     }
-}
-
-/// Loose equality of Halo values: strings case-insensitively and trimmed, `null` = missing = "".
-fn same(a: &Value, b: &Value) -> bool {
-    let norm = |v: &Value| match v {
-        Value::Null => Value::String(String::new()),
-        Value::String(s) => Value::String(s.trim().to_lowercase()),
-        Value::Number(n) => n.as_f64().map_or(v.clone(), Value::from),
-        other => other.clone(),
-    };
-    norm(a) == norm(b)
 }
 
 /// The changes of a saved plan whose Halo record changed since the plan was made.

@@ -9,5 +9,6 @@ mod fault_matrix;
 mod faults;
 mod licences;
 mod reliability;
+mod runs_undo;
 mod tenants;
 mod users;
