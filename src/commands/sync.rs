@@ -303,14 +303,19 @@ pub(crate) async fn apply_and_record(
     planned: Option<&engine::Planned>,
     info: &RunInfo,
 ) -> Result<Exit> {
-    let journal = state.journal().begin(RunStart {
-        started_at: started.to_string(),
-        command: info.command.to_string(),
-        modules: plan.modules.clone(),
-        tenants: plan.tenants.iter().map(|t| t.customer_id.clone()).collect(),
-        undo_of: info.undo_of,
-        pid: std::process::id(),
-    })?;
+    // A run with nothing to write is not journaled: the last 100 runs stay the ones that changed something.
+    let journal = if plan.changes().next().is_some() {
+        Some(state.journal().begin(RunStart {
+            started_at: started.to_string(),
+            command: info.command.to_string(),
+            modules: plan.modules.clone(),
+            tenants: plan.tenants.iter().map(|t| t.customer_id.clone()).collect(),
+            undo_of: info.undo_of,
+            pid: std::process::id(),
+        })?)
+    } else {
+        None
+    };
     let names: BTreeMap<&str, &str> = plan
         .tenants
         .iter()
@@ -325,8 +330,11 @@ pub(crate) async fn apply_and_record(
     let bar = ui.bar("records written", total as u64);
     let progress = |n: usize| bar.set_position(n as u64);
     let stop = || interrupt.requested().is_some();
-    let batch_done =
-        |a: &[apply::Applied<'_>], f: &[apply::Failed<'_>]| journal.batch(&tenant_name, a, f);
+    let batch_done = |a: &[apply::Applied<'_>], f: &[apply::Failed<'_>]| {
+        if let Some(j) = &journal {
+            j.batch(&tenant_name, a, f);
+        }
+    };
     let writer = HaloApi { apis };
     let hooks = apply::Hooks {
         progress: Some(&progress),
@@ -402,11 +410,13 @@ pub(crate) async fn apply_and_record(
         ));
         exit = exit.worst(signal);
     }
-    journal.finish(
-        crate::context::now()?.to_string(),
-        exit.code(),
-        stopped.map(signal_name),
-    )?;
+    if let Some(j) = journal {
+        j.finish(
+            crate::context::now()?.to_string(),
+            exit.code(),
+            stopped.map(signal_name),
+        )?;
+    }
     recorded?;
     Ok(exit)
 }

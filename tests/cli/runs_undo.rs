@@ -83,6 +83,8 @@ fn runs_lists_the_journal_newest_first_in_every_format_and_shows_one_run_like_a_
     let empty = ok(&env, &["-o", "json", "runs"]);
     assert_eq!(json_of(&empty)["runs"], json!([]));
     two_runs(&env);
+    // A sync with nothing to write is not journaled.
+    ok(&env, &["-o", "json", "sync"]);
 
     let doc = json_of(&ok(&env, &["-o", "json", "runs"]));
     assert_eq!(doc["version"], 1);
