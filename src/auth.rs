@@ -224,10 +224,33 @@ impl AuthError {
                     "the grant was refused",
                     format!("sign in again with {login}"),
                 ),
-                "missing_secret" => ("a secret is missing", format!("store it with {set}")),
+                "missing_secret" => match self.login_target {
+                    Some(t) if t.ends_with("-refresh-token") => (
+                        "a refresh token is missing",
+                        format!(
+                            "get one with `csp-sync auth login {}` (or store one with {set})",
+                            t.trim_end_matches("-refresh-token")
+                        ),
+                    ),
+                    _ => ("a secret is missing", format!("store it with {set}")),
+                },
+                "request_failed" if self.service == "Halo" => (
+                    "Halo's token endpoint could not be reached or failed",
+                    "check [halo] url (and auth_url) and the network, then try again".into(),
+                ),
                 "request_failed" => (
                     "the token endpoint could not be reached or failed",
-                    "check the login URL and the network, then try again".into(),
+                    "check [microsoft] login_url (or cloud) and the network, then try again".into(),
+                ),
+                "redirected" => (
+                    "the token endpoint answered with a redirect, which is never followed for a token \
+                     request (the secret would go along)",
+                    if self.service == "Halo" {
+                        "set [halo] auth_url to Halo's authorisation server itself".to_string()
+                    } else {
+                        "set [microsoft] login_url (or cloud) to the identity platform itself"
+                            .to_string()
+                    },
                 ),
                 _ => (
                     "the sign-in was refused",
@@ -361,6 +384,19 @@ impl TokenProvider {
         cache.remove(key);
     }
 
+    /// Forgets the cached token for `key` if it is `refused`; a token already renewed is kept.
+    pub async fn invalidate_if(&self, key: &TokenKey, refused: &SecretString) {
+        use secrecy::ExposeSecret as _;
+        let slot = self.slot(key);
+        let mut guard = slot.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.token.expose_secret() == refused.expose_secret())
+        {
+            *guard = None;
+        }
+    }
+
     /// Returns the cached token for `key` or fetches one; concurrent callers share one fetch.
     /// The second value is a rotated refresh token, only when a fetch happened and returned one.
     async fn cached<F, Fut>(
@@ -470,6 +506,9 @@ impl TokenProvider {
             .send_raw(&req)
             .await
             .map_err(|e| AuthError::from_api("Microsoft", tenant, &e))?;
+        if resp.status.is_redirection() {
+            return Err(redirected("Microsoft", tenant, &resp));
+        }
         if !resp.status.is_success() {
             return Err(AuthError::from_body(
                 "Microsoft",
@@ -524,6 +563,9 @@ impl TokenProvider {
                 .send_raw(&req)
                 .await
                 .map_err(|e| AuthError::from_api("Halo", &label, &e))?;
+            if resp.status.is_redirection() {
+                return Err(redirected("Halo", &label, &resp));
+            }
             if !resp.status.is_success() {
                 let mut err =
                     AuthError::from_body("Halo", &label, resp.status.as_u16(), &resp.body);
@@ -535,6 +577,14 @@ impl TokenProvider {
         let (token, _) = self.cached(&key, fetch).await?;
         Ok(token)
     }
+}
+
+/// A token endpoint that answered with a redirect (not followed: the form holds the secret).
+fn redirected(service: &'static str, tenant: &str, resp: &crate::http::Response) -> AuthError {
+    let e = ApiError::from_response(resp);
+    let mut err = AuthError::new(service, tenant, "redirected", e.message);
+    err.status = Some(resp.status.as_u16());
+    err
 }
 
 fn scope_of(resource: &str) -> String {
@@ -938,14 +988,23 @@ impl Credentials {
 
     /// Forgets the cached token for `source` (after a 401) so the next [`Credentials::token`] renews it.
     pub fn invalidate(&self, source: &TokenSource) {
-        let Ok(plan) = self.plan(source) else {
-            return;
-        };
-        let key = match plan.how {
-            How::Halo => match self.provider.halo_key() {
-                Some(k) => k,
-                None => return,
-            },
+        if let Some(key) = self.key_of(source) {
+            self.provider.invalidate(&key);
+        }
+    }
+
+    /// Forgets the cached token for `source` only if it is still `refused` (the token a 401 answered):
+    /// requests refused with one token at the same time renew it once, not once each.
+    pub async fn invalidate_if(&self, source: &TokenSource, refused: &SecretString) {
+        if let Some(key) = self.key_of(source) {
+            self.provider.invalidate_if(&key, refused).await;
+        }
+    }
+
+    fn key_of(&self, source: &TokenSource) -> Option<TokenKey> {
+        let plan = self.plan(source).ok()?;
+        Some(match plan.how {
+            How::Halo => self.provider.halo_key()?,
             How::App(_) => TokenProvider::microsoft_key(
                 &plan.tenant,
                 plan.client_id,
@@ -958,13 +1017,12 @@ impl Credentials {
                 plan.resource,
                 Grant::RefreshToken,
             ),
-        };
-        self.provider.invalidate(&key);
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use secrecy::ExposeSecret;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1330,7 +1388,7 @@ mod tests {
     }
 
     #[derive(Clone, Default)]
-    struct Captured(Arc<StdMutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<StdMutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -25,6 +25,8 @@ pub struct Cli {
     pub log_format: LogFormat,
     pub color: ColorChoice,
     pub no_progress: bool,
+    /// `--metrics-file`: where `sync` and `diff` write the run's figures (Prometheus text format).
+    pub metrics_file: Option<PathBuf>,
     pub command: Command,
 }
 
@@ -165,6 +167,7 @@ pub enum Command {
     Diff(DiffArgs),
     Runs { run: Option<u64> },
     Undo(UndoArgs),
+    Doctor,
     Completions { shell: Shell },
 }
 
@@ -235,6 +238,16 @@ struct RawCli {
     #[arg(long, global = true, help_heading = "Global options")]
     no_progress: bool,
 
+    /// With sync and diff: write the run's figures to this file in Prometheus text format (for
+    /// node_exporter's textfile collector), atomically
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
+    metrics_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: RawCommand,
 }
@@ -278,6 +291,8 @@ enum RawCommand {
         #[arg(long)]
         allow_deactivations: bool,
     },
+    /// Check every credential, permission, GDAP role and config value a sync needs, in set-up order
+    Doctor,
     /// Print a shell completion script on stdout
     Completions {
         #[arg(value_enum)]
@@ -510,6 +525,7 @@ impl From<RawCli> for Cli {
                 deactivate_created,
                 allow_deactivations,
             }),
+            RawCommand::Doctor => Command::Doctor,
             RawCommand::Completions { shell } => Command::Completions { shell },
         };
         Cli {
@@ -519,6 +535,7 @@ impl From<RawCli> for Cli {
             log_format: raw.log_format,
             color: raw.color,
             no_progress: raw.no_progress,
+            metrics_file: raw.metrics_file,
             command,
         }
     }
@@ -555,6 +572,14 @@ where
         return Err(cmd.error(
             clap::error::ErrorKind::MissingRequiredArgument,
             "tenants map --customer needs --client HALO_ID (optionally --site ID) or --skip",
+        ));
+    }
+    if raw.metrics_file.is_some()
+        && !matches!(raw.command, RawCommand::Sync(_) | RawCommand::Diff(_))
+    {
+        return Err(cmd.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--metrics-file goes with sync and diff only",
         ));
     }
     Ok(raw.into())

@@ -4,7 +4,7 @@
 //! lives in its file under `crate::modules`; nothing here knows a module's insides.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
 use futures_util::StreamExt;
@@ -12,10 +12,12 @@ use futures_util::stream;
 use serde_json::Value;
 
 use crate::api::halo::{
-    HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord, parse_records,
+    HaloAssetRecord, HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord,
+    absent_fields, parse_records,
 };
 use crate::config::{Config, TenantEntry};
 use crate::context::Apis;
+use crate::halo_memory::HaloMemory;
 use crate::model::{Customer, HaloSite, HaloSnapshot};
 use crate::modules::tenants::Adoption;
 use crate::modules::{self, HaloRead, Outputs, PartnerCx, PlanCx, Runner, TenantCx, TenantSource};
@@ -196,17 +198,27 @@ pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<HaloSnapshot> {
 /// held once, not twice.
 pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
     let mut take = |entity: &str| raw.remove(entity).unwrap_or_default();
-    let (clients, sites, users, licences) = (
+    let (clients, sites, users, licences, assets) = (
         take("Client"),
         take("Site"),
         take("Users"),
         take("SoftwareLicence"),
+        take("Asset"),
     );
     let sites: Vec<HaloSite> = parse_records::<HaloSiteRecord>("Site", sites)?
         .iter()
         .map(HaloSiteRecord::to_model)
         .collect();
     let site_client: BTreeMap<i64, i64> = sites.iter().map(|s| (s.id, s.client_id)).collect();
+    // What each list record lacks of the fields the planners compare (SPEC 7, "What a read returns").
+    let user_unread: Vec<Vec<String>> = users
+        .iter()
+        .map(|r| absent_fields(r, crate::plan::users::COMPARED_FIELDS))
+        .collect();
+    let licence_unread: Vec<Vec<String>> = licences
+        .iter()
+        .map(|r| absent_fields(r, crate::plan::licences::COMPARED_FIELDS))
+        .collect();
     Ok(HaloSnapshot {
         clients: parse_records::<HaloClientRecord>("Client", clients)?
             .iter()
@@ -214,8 +226,10 @@ pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
             .collect(),
         users: parse_records::<HaloUserRecord>("Users", users)?
             .iter()
-            .map(|r| {
+            .zip(user_unread)
+            .map(|(r, unread)| {
                 let mut u = r.to_model();
+                u.unread = unread;
                 // Some Halo versions give only the site; the site knows its client.
                 if u.client_id == 0 {
                     u.client_id = site_client.get(&u.site_id).copied().unwrap_or(0);
@@ -225,7 +239,12 @@ pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
             .collect(),
         licences: parse_records::<HaloLicenceRecord>("SoftwareLicence", licences)?
             .iter()
-            .map(HaloLicenceRecord::to_model)
+            .zip(licence_unread)
+            .map(|(r, unread)| r.to_model().with_unread(unread))
+            .collect(),
+        assets: parse_records::<HaloAssetRecord>("Asset", assets)?
+            .iter()
+            .map(HaloAssetRecord::to_model)
             .collect(),
         sites,
     })
@@ -241,6 +260,31 @@ pub struct Planned {
     pub seen: Vec<String>,
     /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
     pub adopt: Vec<Adoption>,
+    /// Device keys to stamp as last seen after a sync (assets module).
+    pub device_seen: Vec<String>,
+    /// (asset id, `users`) found already linked (assets module).
+    pub device_users: Vec<(i64, Value)>,
+    /// What csp-sync remembers of Halo (as loaded, plus what this run's reads added); a sync adds what it
+    /// writes and saves it.
+    pub memory: HaloMemory,
+    /// Per entity, the fields some record of this run's read lacked.
+    pub unread: BTreeMap<HaloEntity, BTreeSet<String>>,
+}
+
+/// The fields some record of a read lacked, per entity: what csp-sync writes there is remembered.
+fn unread_fields(halo: &HaloSnapshot) -> BTreeMap<HaloEntity, BTreeSet<String>> {
+    let mut out: BTreeMap<HaloEntity, BTreeSet<String>> = BTreeMap::new();
+    for u in &halo.users {
+        out.entry(HaloEntity::Users)
+            .or_default()
+            .extend(u.unread.iter().cloned());
+    }
+    for l in &halo.licences {
+        out.entry(HaloEntity::SoftwareLicence)
+            .or_default()
+            .extend(l.unread.iter().cloned());
+    }
+    out
 }
 
 /// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`].
@@ -298,7 +342,18 @@ pub async fn plan(
         .copied()
         .filter(|r| modules.contains(&r.module()))
         .collect();
-    let halo_fut = read_halo(apis, HaloNeeds::for_modules(modules));
+    let mut memory = state.halo_memory();
+    let halo_fut = async {
+        let mut raw = read_halo_raw(apis, HaloNeeds::for_modules(modules)).await?;
+        if let Some(users) = raw.get_mut("Users")
+            && crate::halo_users_by_id::lacks_azureoid(users)
+            && let Some(warning) =
+                crate::halo_users_by_id::fill_azureoid(apis, users, &mut memory).await?
+        {
+            ui.warn(&warning);
+        }
+        halo_snapshot(raw)
+    };
     let pcx = PartnerCx {
         config,
         apis,
@@ -377,12 +432,15 @@ pub async fn plan(
         halo: &halo,
         customers,
         state,
+        memory: &memory,
         now,
         allow_deactivations,
     };
     let mut out = Outputs::default();
     for ((m, partner), reads) in run.iter().zip(partner).zip(per_module) {
-        for tp in m.plan(&cx, partner, reads, &mut out)? {
+        let mut plans = m.plan(&cx, partner, reads, &mut out)?;
+        m.confirm(&cx, apis, &mut plans, &mut out).await?;
+        for tp in plans {
             merge(&mut by_tenant, tp);
         }
     }
@@ -404,11 +462,17 @@ pub async fn plan(
         by_tenant.into_values().collect(),
     );
     plan.seats = out.seats;
+    plan.devices = out.devices;
+    let unread = unread_fields(&halo);
     Ok(Planned {
         plan,
         user_states: out.user_states,
         seen: out.seen,
         adopt: out.adopt,
+        device_seen: out.device_seen,
+        device_users: out.device_users,
+        memory,
+        unread,
     })
 }
 

@@ -87,6 +87,28 @@ impl StateDir {
         write_json(&self.path.join("last-seen.json"), seen)
     }
 
+    /// Per device ("tenant/intune id"): when it was last seen in Intune and the list-less values
+    /// csp-sync last wrote to its asset.
+    pub fn assets(&self) -> BTreeMap<String, crate::plan::assets::DeviceState> {
+        read_json(&self.path.join("assets.json")).unwrap_or_default()
+    }
+
+    pub fn save_assets(
+        &self,
+        assets: &BTreeMap<String, crate::plan::assets::DeviceState>,
+    ) -> Result<()> {
+        write_json(&self.path.join("assets.json"), assets)
+    }
+
+    /// What csp-sync remembers of Halo's list-less fields (SPEC 9); empty when absent or unreadable.
+    pub fn halo_memory(&self) -> crate::halo_memory::HaloMemory {
+        read_json(&self.path.join("halo-memory.json")).unwrap_or_default()
+    }
+
+    pub fn save_halo_memory(&self, memory: &crate::halo_memory::HaloMemory) -> Result<()> {
+        write_json(&self.path.join("halo-memory.json"), memory)
+    }
+
     /// The journal of applied runs.
     pub fn journal(&self) -> crate::journal::Journal {
         crate::journal::Journal::new(&self.path)

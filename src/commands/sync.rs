@@ -141,7 +141,10 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
                     continue;
                 };
                 for f in &c.fields {
-                    let now = rec.get(&f.field).unwrap_or(&Value::Null);
+                    // A field the read does not return (SPEC 7) cannot have been seen to change.
+                    let Some(now) = crate::plan::record_value(rec, &f.field) else {
+                        continue;
+                    };
                     if !same(now, &f.from) {
                         out.push(format!(
                             "{}: {} (#{id}) field {} is now {} (the plan expected {})",
@@ -170,14 +173,23 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
     out
 }
 
-pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
+pub async fn run(
+    config: &Config,
+    ui: &Ui,
+    args: &SyncArgs,
+    metrics: &crate::metrics::Recorder,
+) -> Result<Exit> {
     if let Some(path) = &args.plan {
         let state = StateDir::new(config.sync.state_dir.clone());
         let lock = state.lock()?;
         let interrupt = Interrupt::install()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
+        crate::commands::plan_file::check(&plan, path)?;
+        let plan = crate::commands::plan_file::select(plan, config, &args.modules, &args.tenants)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
+        metrics.plan(&plan);
+        metrics.http(&apis.http);
         let raw = tokio::select! {
             raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)) => raw?,
             exit = interrupt.wait() => return Ok(stopped_before_writing(ui, exit)),
@@ -195,7 +207,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
             undo_of: None,
         };
         return apply_and_record(
-            config, ui, &state, lock, &interrupt, started, &plan, &apis, None, &run,
+            config, ui, &state, lock, &interrupt, started, &plan, &apis, None, &run, metrics,
         )
         .await;
     }
@@ -217,6 +229,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         p = run::prepare(config, ui, &modules, &args.tenants, args.allow_deactivations) => p?,
         exit = interrupt.wait() => return Ok(stopped_before_writing(ui, exit)),
     };
+    metrics.plan(&prepared.plan.plan);
+    metrics.http(&prepared.apis.http);
     run::show_plan(ui, &prepared);
     let Some(lock) = lock else {
         return Ok(if prepared.plan.plan.has_errors() {
@@ -241,6 +255,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         &prepared.apis,
         Some(&prepared.plan),
         &run,
+        metrics,
     )
     .await
 }
@@ -269,8 +284,8 @@ pub(crate) struct RunInfo {
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan> {
-    let text =
-        std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let text = crate::bounded::read(path, crate::bounded::PLAN_BYTES)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
     let plan: Plan = serde_json::from_slice(&text).with_context(|| {
         format!(
             "{} is not a csp-sync plan (write one with `csp-sync diff --out FILE`)",
@@ -302,6 +317,7 @@ pub(crate) async fn apply_and_record(
     apis: &Apis,
     planned: Option<&engine::Planned>,
     info: &RunInfo,
+    metrics: &crate::metrics::Recorder,
 ) -> Result<Exit> {
     // A run with nothing to write is not journaled: the last 100 runs stay the ones that changed something.
     let journal = if plan.changes().next().is_some() {
@@ -343,6 +359,7 @@ pub(crate) async fn apply_and_record(
     };
     let report = apply::apply(&writer, plan, config.halo.fire_automations, hooks).await;
     bar.finish_and_clear();
+    metrics.applied(plan, &report);
     let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
     for f in &report.failed {
@@ -354,6 +371,16 @@ pub(crate) async fn apply_and_record(
             f.error
         ));
     }
+    // What Halo kept of the writes, and the values written to fields its reads do not return.
+    let mut memory = planned.map_or_else(|| state.halo_memory(), |p| p.memory.clone());
+    let unread = planned.map(|p| p.unread.clone()).unwrap_or_default();
+    for news in crate::readback::remember(&report, &mut memory, &unread) {
+        ui.warn(&news);
+    }
+    if let Some(planned) = planned {
+        crate::modules::assets::remember_links(planned, &mut memory);
+    }
+    state.save_halo_memory(&memory)?;
     // State: only after a real sync, only for tenants whose reads succeeded.
     if let Some(planned) = planned {
         for (tenant, st) in &planned.user_states {
@@ -364,6 +391,7 @@ pub(crate) async fn apply_and_record(
             seen.insert(key.clone(), started);
         }
         state.save_last_seen(&seen)?;
+        crate::modules::assets::record(state, planned, started)?;
     }
     let mut by_action: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &report.applied {

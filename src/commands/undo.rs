@@ -89,8 +89,10 @@ pub async fn run(config: &Config, ui: &Ui, args: &UndoArgs) -> Result<Exit> {
         command: "undo",
         undo_of: Some(target.run),
     };
+    // `--metrics-file` is for `sync` and `diff` (SPEC 2); an undo records none.
+    let metrics = crate::metrics::Recorder::new("undo", None);
     apply_and_record(
-        config, ui, &state, lock, &interrupt, started, &plan, &apis, None, &info,
+        config, ui, &state, lock, &interrupt, started, &plan, &apis, None, &info, &metrics,
     )
     .await
 }

@@ -71,10 +71,12 @@ pub fn plan_undo(
             ));
             continue;
         }
+        // A field Halo's lists do not return (absent from the record: `azure_tenant_id`, custom fields,
+        // halo-api.md) cannot be read back; the others decide whether Halo still holds what the run wrote.
         if let Some(f) = e
             .fields
             .iter()
-            .find(|f| !same_value(rec.get(&f.field).unwrap_or(&Value::Null), &f.to))
+            .find(|f| rec.get(&f.field).is_some_and(|now| !same_value(now, &f.to)))
         {
             tp.conflicts.push(conflict(
                 e,

@@ -4,11 +4,17 @@ mod converge;
 mod estate;
 mod support;
 
+mod assets;
 mod basics;
+mod contract;
+mod doctor;
 mod fault_matrix;
 mod faults;
+mod fidelity;
 mod licences;
+mod metrics;
 mod reliability;
 mod runs_undo;
+mod secrets;
 mod tenants;
 mod users;

@@ -60,23 +60,38 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.run_env(args, &[])
+        self.run_at(&now(), args)
+    }
+
+    /// Runs csp-sync with its clock at `at` (RFC 3339), e.g. days after [`now`] to let a period pass.
+    pub fn run_at(&self, at: &str, args: &[&str]) -> Output {
+        self.run_with(at, args, &[])
     }
 
     /// [`Env::run`] with extra environment variables.
     pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
-        let mut cmd = self.command(args);
-        cmd.envs(vars.iter().copied());
-        cmd.stdin(std::process::Stdio::null());
-        cmd.output().unwrap()
+        self.run_with(&now(), args, vars)
+    }
+
+    fn run_with(&self, at: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command_at(at, args);
+        cmd.envs(vars.iter().copied())
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().unwrap();
+        self.assert_no_leak(args, &out);
+        out
     }
 
     /// The command [`Env::run`] runs, for a test that starts it, signals it or kills it.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
+        self.command_at(&now(), args)
+    }
+
+    fn command_at(&self, at: &str, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("csp-sync"));
         cmd.current_dir(self.dir.path())
             .env_remove("CSP_SYNC_CONFIG")
-            .env("CSP_SYNC_NOW", now())
+            .env("CSP_SYNC_NOW", at)
             .args(args);
         for (k, v) in estate::secret_env(&self.em) {
             if k == "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN" && !self.partner_refresh_token {
@@ -85,6 +100,31 @@ impl Env {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// Every run of the black-box suite checks that no secret the emulator knows or issued (client
+    /// secrets, refresh tokens, every access token) shows in its stdout, its stderr, or the plan and state
+    /// files it wrote (SPEC section 5).
+    pub fn assert_no_leak(&self, args: &[&str], out: &Output) {
+        let secrets = self.em.issued_secrets();
+        let mut shown = vec![
+            ("stdout".to_string(), text(&out.stdout)),
+            ("stderr".to_string(), text(&out.stderr)),
+        ];
+        for path in written_files(self.dir.path()) {
+            if let Ok(body) = std::fs::read_to_string(&path) {
+                shown.push((path.display().to_string(), body));
+            }
+        }
+        for (what, body) in &shown {
+            for secret in &secrets {
+                assert!(
+                    !body.contains(secret.as_str()),
+                    "`csp-sync {}`: a secret or token the emulator issued appeared in {what}",
+                    args.join(" ")
+                );
+            }
+        }
     }
 
     pub fn halo_posts(&self) -> usize {
@@ -111,6 +151,30 @@ pub fn clean() -> estate::ConfigOptions {
 /// Output bytes as text for messages and `contains` checks.
 pub fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
+}
+
+/// The plan and state files under a test directory (not the config, nor secret files a test wrote on
+/// purpose for `CSP_SYNC_*_FILE`).
+fn written_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|x| x == "json" || x == "jsonl")
+            {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 /// The JSON lines of run `n`'s journal file (`state/runs/00000n.jsonl`).
