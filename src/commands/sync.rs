@@ -213,16 +213,7 @@ pub async fn run(
     }
     // A dry run takes no lock and writes no state: it is a `diff`.
     let state = StateDir::new(config.sync.state_dir.clone());
-    let lock = if args.dry_run {
-        None
-    } else {
-        Some(state.lock()?)
-    };
-    let interrupt = if args.dry_run {
-        Interrupt::never()
-    } else {
-        Interrupt::install()?
-    };
+    let (lock, interrupt) = lock_unless_dry(&state, args.dry_run)?;
     let started = crate::context::now()?;
     let modules = run::modules(config, &args.modules);
     let prepared = tokio::select! {
@@ -258,6 +249,17 @@ pub async fn run(
         metrics,
     )
     .await
+}
+
+/// A writing run takes the lock and listens for signals; a dry run does neither (it is a `diff`).
+pub(crate) fn lock_unless_dry(
+    state: &StateDir,
+    dry_run: bool,
+) -> Result<(Option<crate::lock::RunLock>, Interrupt)> {
+    if dry_run {
+        return Ok((None, Interrupt::never()));
+    }
+    Ok((Some(state.lock()?), Interrupt::install()?))
 }
 
 /// A signal before anything was written: nothing to verify or journal; the lock goes with the run.

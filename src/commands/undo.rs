@@ -10,12 +10,11 @@ use anyhow::Result;
 use crate::api::value_to_i64;
 use crate::cli::UndoArgs;
 use crate::commands::runs;
-use crate::commands::sync::{RunInfo, apply_and_record};
+use crate::commands::sync::{RunInfo, apply_and_record, lock_unless_dry};
 use crate::config::Config;
 use crate::context::Apis;
 use crate::engine::{self, HaloNeeds};
 use crate::error::Exit;
-use crate::interrupt::Interrupt;
 use crate::plan::undo::{Records, UndoPolicy, plan_undo};
 use crate::plan::{Module, Plan};
 use crate::render::{self, Format};
@@ -26,16 +25,7 @@ use crate::ui::Ui;
 pub async fn run(config: &Config, ui: &Ui, args: &UndoArgs) -> Result<Exit> {
     let state = StateDir::new(config.sync.state_dir.clone());
     let target = runs::find(&state.journal(), args.run)?;
-    let lock = if args.dry_run {
-        None
-    } else {
-        Some(state.lock()?)
-    };
-    let interrupt = if args.dry_run {
-        Interrupt::never()
-    } else {
-        Interrupt::install()?
-    };
+    let (lock, interrupt) = lock_unless_dry(&state, args.dry_run)?;
     let started = crate::context::now()?;
     let apis = Apis::new(config, Secrets::from_env())?;
     let mut modules: Vec<Module> = target.applied.iter().map(|e| e.module).collect();
