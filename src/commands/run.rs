@@ -92,10 +92,11 @@ pub fn show_plan(ui: &Ui, p: &Prepared) {
         ui.out(&render::plan(&p.plan.plan, ui.format));
     }
     ui.info(&format!("csp-sync: {}", render::summary_line(&p.plan.plan)));
-    // A tenant's errors also go to stderr, so cron mail and CI logs carry them whatever the output format.
+    // A tenant's errors also go to stderr, so cron mail and CI logs carry them whatever the output format;
+    // labelled "error:" because they make the exit code 1.
     for t in &p.plan.plan.tenants {
         for e in &t.errors {
-            ui.warn(&format!("{}: {e}", t.name));
+            ui.error(&format!("{}: {e}", t.name));
         }
     }
 }

@@ -294,8 +294,9 @@ async fn apply_and_record(
     metrics.applied(plan, &report);
     let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
+    // Failed writes make the exit code 1: labelled "error:".
     for f in &report.failed {
-        ui.warn(&format!(
+        ui.error(&format!(
             "{}: {} {}: {}",
             f.customer_id,
             f.change.action.as_str(),
