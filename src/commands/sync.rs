@@ -195,7 +195,9 @@ pub async fn run(
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
         metrics.plan(&plan);
         metrics.http(&apis.http);
-        let raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
+        let needs = HaloNeeds::for_modules(&plan.modules)
+            .with_user_custom_field(config.users.contract_field);
+        let raw = engine::read_halo_raw(&apis, needs).await?;
         let stale = stale_changes(&plan, &raw);
         if !stale.is_empty() {
             bail!(

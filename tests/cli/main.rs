@@ -5,6 +5,7 @@ mod support;
 
 mod assets;
 mod basics;
+mod contract;
 mod doctor;
 mod faults;
 mod fidelity;
