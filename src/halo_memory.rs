@@ -21,6 +21,11 @@ pub const USER_LISTLESS: &[&str] = &["azure_tenant_id", "department"];
 /// Fields csp-sync writes that Halo's asset list never returns (`Device_List`, SPEC 7).
 pub const ASSET_LISTLESS: &[&str] = &["users", "azure_userprincipalname"];
 
+/// The contract flag fields (`[users] contract_mode = "flag"`): remembered on every write too, because Halo
+/// may compute `covered_by_contract` from its own contracts rather than keep what was written, and the user
+/// custom field is read back only when asked for (see `plan::contract`).
+pub const USER_CONTRACT_FLAGS: &[&str] = &["covered_by_contract", "customfields"];
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HaloMemory {
     /// `"Users/1234"` -> field -> the value csp-sync last wrote there.
@@ -67,6 +72,16 @@ impl HaloMemory {
         self.unkept.insert(field_key(entity, field))
     }
 
+    /// Forgets what it remembers of `entity` records other than `ids` (those Halo still lists), so the
+    /// memory stays as large as Halo.
+    pub fn retain_records(&mut self, entity: HaloEntity, ids: &BTreeSet<i64>) {
+        let prefix = format!("{}/", entity.path());
+        self.written.retain(|k, _| {
+            k.strip_prefix(&prefix)
+                .is_none_or(|id| id.parse::<i64>().is_ok_and(|id| ids.contains(&id)))
+        });
+    }
+
     /// Remembers what an applied change wrote to the fields in `remembered` (the entity's list-less
     /// fields, those Halo does not keep, and those this run's read lacked), and a written `azureoid` when
     /// the memory holds azureoids (older Halo).
@@ -76,7 +91,8 @@ impl HaloMemory {
             let keep = remembered.contains(&f.field)
                 || self.is_unkept(change.entity, &f.field)
                 || (change.entity == HaloEntity::Users
-                    && USER_LISTLESS.contains(&f.field.as_str()))
+                    && (USER_LISTLESS.contains(&f.field.as_str())
+                        || USER_CONTRACT_FLAGS.contains(&f.field.as_str())))
                 || (change.entity == HaloEntity::Asset
                     && ASSET_LISTLESS.contains(&f.field.as_str()));
             if keep {
@@ -145,5 +161,9 @@ mod tests {
         assert_eq!(m.last_written(HaloEntity::Users, 7, "name"), None);
         let back: HaloMemory = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+        m.retain_records(HaloEntity::SoftwareLicence, &BTreeSet::new());
+        assert!(m.last_written(HaloEntity::Users, 7, "department").is_some());
+        m.retain_records(HaloEntity::Users, &BTreeSet::from([8]));
+        assert!(m.written.is_empty());
     }
 }

@@ -45,6 +45,19 @@ pub enum Api {
 }
 
 impl Api {
+    /// Every API, in a fixed order.
+    pub const ALL: [Api; 4] = [Api::Login, Api::PartnerCenter, Api::Graph, Api::Halo];
+
+    /// A short lower-case label (`login`, `partner_center`, `graph`, `halo`), for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Api::Login => "login",
+            Api::PartnerCenter => "partner_center",
+            Api::Graph => "graph",
+            Api::Halo => "halo",
+        }
+    }
+
     fn index(self) -> usize {
         match self {
             Api::Login => 0,
@@ -631,6 +644,8 @@ pub struct Http {
     options: HttpOptions,
     halo_limiter: Option<Arc<RollingWindow>>,
     counters: [AtomicU64; 4],
+    /// 429 answers received per API, retried ones included.
+    throttled: [AtomicU64; 4],
 }
 
 impl Http {
@@ -689,6 +704,7 @@ impl Http {
             options,
             halo_limiter,
             counters: Default::default(),
+            throttled: Default::default(),
         })
     }
 
@@ -719,6 +735,11 @@ impl Http {
     /// Requests sent to `api` so far, retries included.
     pub fn request_count(&self, api: Api) -> u64 {
         self.counters[api.index()].load(Ordering::Relaxed)
+    }
+
+    /// 429 (throttled) answers `api` gave so far.
+    pub fn throttled_count(&self, api: Api) -> u64 {
+        self.throttled[api.index()].load(Ordering::Relaxed)
     }
 
     fn policy(&self, api: Api) -> RetryPolicy {
@@ -797,6 +818,7 @@ impl Http {
                     }
                     let status = resp.status;
                     if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.throttled[req.api.index()].fetch_add(1, Ordering::Relaxed);
                         let server_wait = retry_after(&resp.headers);
                         if !can_retry || server_wait.is_some_and(|w| w > MAX_RETRY_AFTER) {
                             return Ok(resp);

@@ -283,6 +283,18 @@ impl Drop for Emulator {
 /// (the instant the built-in scenarios are dated from; default the real time). Prints the URLs
 /// and the credentials it accepts, then serves until the process is stopped.
 pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
+    let Some(emu) = start_standalone(args)? else {
+        return Ok(());
+    };
+    println!("serving; stop with Ctrl-C");
+    std::future::pending::<()>().await;
+    drop(emu);
+    Ok(())
+}
+
+/// Parses the standalone arguments (see [`run_standalone`]), starts the emulator and prints its URLs and
+/// credentials; `None` after `--help`. The caller serves (keeps the returned emulator alive).
+pub fn start_standalone(args: Vec<String>) -> Result<Option<Emulator>, String> {
     const USAGE: &str = "usage: csp-sync-emulator [--port N] [--scenario FILE|small|large] [--host 127.0.0.1] \
          [--now RFC3339]";
     let mut port = None;
@@ -320,7 +332,7 @@ pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
             }
             "--help" | "-h" => {
                 println!("{USAGE}");
-                return Ok(());
+                return Ok(None);
             }
             other => return Err(format!("unknown argument {other}; {USAGE}")),
         }
@@ -371,8 +383,5 @@ pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
     if let Some(t) = &creds.halo_app.tenant {
         println!("  halo tenant              {t}");
     }
-    println!("serving; stop with Ctrl-C");
-    std::future::pending::<()>().await;
-    drop(emu);
-    Ok(())
+    Ok(Some(emu))
 }

@@ -230,6 +230,10 @@ pub struct HaloUserRecord {
     pub azureoid: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
     pub azure_tenant_id: Option<String>,
+    /// In `Users_List` (Halo's OpenAPI document); Halo may compute it from its own contracts
+    /// (reference halo-api.md 2.3), so what it returns may not be what was written.
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    pub covered_by_contract: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -262,6 +266,12 @@ impl HaloUserRecord {
             inactive: self.inactive.unwrap_or(false),
             azureoid: guid_or_none(self.azureoid.as_ref()),
             azure_tenant_id: guid_or_none(self.azure_tenant_id.as_ref()),
+            covered_by_contract: self.covered_by_contract,
+            customfields: self
+                .extra
+                .get("customfields")
+                .cloned()
+                .unwrap_or(Value::Null),
             unread: Vec::new(),
         }
     }
@@ -565,6 +575,53 @@ impl Halo {
 
     pub async fn invoices(&self) -> Result<Vec<HaloInvoiceRecord>, Error> {
         self.list_typed("Invoice", "invoices", &[]).await
+    }
+
+    /// Reads the first page of `entity_path` with one record on it (one request), to check that the API
+    /// application and its agent may list it (`doctor`). Returns the records on that page.
+    pub async fn probe(&self, entity_path: &str, key: &str) -> Result<usize, Error> {
+        let params = [
+            ("pageinate", "true".to_string()),
+            ("page_size", "1".to_string()),
+            ("page_no", "1".to_string()),
+        ];
+        let url = self.url(entity_path, &params)?;
+        let resp = self.send(Request::get(Api::Halo, url.as_str())).await?;
+        let body: Value = resp.json()?;
+        records_of(body, key).map(|r| r.len()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "Halo {entity_path}: the response has no `{key}` array; check [halo] url"
+            ))
+        })
+    }
+
+    /// Runs a one-row SQL report without saving it (`_loadreportonly`, reference halo-api.md 2.3), to check
+    /// that the agent may run reports (`bulk_read = "report"`). A `load_error` in the reply (object or
+    /// one-element array) is a failure.
+    pub async fn probe_report(&self) -> Result<(), Error> {
+        let url = self.url("Report", &[])?;
+        let body = serde_json::json!([{
+            "_loadreportonly": true,
+            "sql": "SELECT TOP 1 Uid AS id FROM USERS",
+        }]);
+        let req = Request::post(Api::Halo, url.as_str())
+            .kind(RequestKind::Read)
+            .json(body);
+        let resp = self.send(req).await?;
+        let v: Value = resp.json()?;
+        let report = match &v {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let error = report
+            .get("load_error")
+            .or_else(|| report.get("report").and_then(|r| r.get("load_error")))
+            .and_then(Value::as_str)
+            .filter(|e| !e.trim().is_empty());
+        match error {
+            Some(e) => Err(Error::Invalid(format!("Halo report: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// One record, e.g. `get("Users", 12)`.

@@ -179,14 +179,25 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
     out
 }
 
-pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
+pub async fn run(
+    config: &Config,
+    ui: &Ui,
+    args: &SyncArgs,
+    metrics: &crate::metrics::Recorder,
+) -> Result<Exit> {
     if let Some(path) = &args.plan {
         let state = StateDir::new(config.sync.state_dir.clone());
         let lock = state.lock()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
+        crate::commands::plan_file::check(&plan, path)?;
+        let plan = crate::commands::plan_file::select(plan, config, &args.modules, &args.tenants)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
-        let raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
+        metrics.plan(&plan);
+        metrics.http(&apis.http);
+        let needs = HaloNeeds::for_modules(&plan.modules)
+            .with_user_custom_field(config.users.contract_field);
+        let raw = engine::read_halo_raw(&apis, needs).await?;
         let stale = stale_changes(&plan, &raw);
         if !stale.is_empty() {
             bail!(
@@ -195,7 +206,10 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
                 stale.join("; ")
             );
         }
-        return apply_and_record(config, ui, &state, lock, started, &plan, &apis, None).await;
+        return apply_and_record(
+            config, ui, &state, lock, started, &plan, &apis, None, metrics,
+        )
+        .await;
     }
     // A dry run takes no lock and writes no state: it is a `diff`.
     let state = StateDir::new(config.sync.state_dir.clone());
@@ -214,6 +228,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         args.allow_deactivations,
     )
     .await?;
+    metrics.plan(&prepared.plan.plan);
+    metrics.http(&prepared.apis.http);
     run::show_plan(ui, &prepared);
     let Some(lock) = lock else {
         return Ok(if prepared.plan.plan.has_errors() {
@@ -232,6 +248,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         &prepared.plan.plan,
         &prepared.apis,
         Some(&prepared.plan),
+        metrics,
     )
     .await
 }
@@ -268,6 +285,7 @@ async fn apply_and_record(
     plan: &Plan,
     apis: &Apis,
     planned: Option<&engine::Planned>,
+    metrics: &crate::metrics::Recorder,
 ) -> Result<Exit> {
     let total = plan.changes().count();
     let bar = ui.bar("records written", total as u64);
@@ -275,6 +293,7 @@ async fn apply_and_record(
     let writer = HaloApi { apis };
     let report = apply::apply(&writer, plan, config.halo.fire_automations, Some(&progress)).await;
     bar.finish_and_clear();
+    metrics.applied(plan, &report);
     let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
     for f in &report.failed {

@@ -143,6 +143,8 @@ pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
         include_guests: config.users.include_guests,
         require_licence: config.users.require_licence,
         contract_skus: config.users.contract_skus.clone(),
+        contract_mode: config.users.contract_mode,
+        contract_field: config.users.contract_field,
         exclude_upn: config.users.exclude_upn.clone(),
         leaver_grace_days: config.users.leaver_grace_days,
         protect: config.users.protect.clone(),

@@ -5,7 +5,9 @@
 //! `sync --plan` reads it back and applies exactly its changes.
 
 pub mod assets;
+pub mod contract;
 pub mod licences;
+pub mod schema;
 pub mod tenants;
 pub mod users;
 

@@ -5,8 +5,12 @@ mod support;
 
 mod assets;
 mod basics;
+mod contract;
+mod doctor;
 mod faults;
+mod fidelity;
 mod licences;
+mod metrics;
 mod secrets;
 mod tenants;
 mod users;

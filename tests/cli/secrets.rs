@@ -144,3 +144,136 @@ fn endless_config_and_plan_files_are_refused() {
         text(&out.stderr)
     );
 }
+
+fn plan_json(env: &Env) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(env.dir.path().join("plan.json")).unwrap()).unwrap()
+}
+
+fn changes_of(plan: &serde_json::Value, tenant: &str) -> usize {
+    plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == tenant)
+        .map(|t| t["changes"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+#[test]
+fn a_plan_whose_entity_was_changed_by_hand_is_refused() {
+    let env = Env::new(&crate::support::clean());
+    let out = env.run(&["-o", "json", "diff", "--out", "plan.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut plan = plan_json(&env);
+    let change = plan["tenants"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find_map(|t| {
+            t["changes"]
+                .as_array_mut()
+                .and_then(|c| c.iter_mut().find(|c| c["entity"] == "Users"))
+        })
+        .expect("a users change");
+    change["entity"] = "Invoice".into();
+    std::fs::write(
+        env.dir.path().join("plan.json"),
+        serde_json::to_vec(&plan).unwrap(),
+    )
+    .unwrap();
+    let out = env.run(&["sync", "--plan", "plan.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("entity Invoice does not belong to module users"),
+        "{err}"
+    );
+    assert_eq!(env.halo_posts(), 0, "nothing may be written");
+}
+
+#[test]
+fn sync_plan_applies_only_the_named_tenants_and_modules() {
+    let env = Env::new(&crate::support::clean());
+    let out = env.run(&["-o", "json", "diff", "--out", "plan.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let before = plan_json(&env);
+    let names = ["Contoso Ltd", "Fabrikam Inc"];
+    for n in names {
+        assert!(changes_of(&before, n) > 0, "{n} has nothing to change");
+    }
+    let out = env.run(&[
+        "-o",
+        "json",
+        "sync",
+        "--plan",
+        "plan.json",
+        "--tenant",
+        "contoso ltd",
+        "users",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = env.run(&["-o", "json", "diff", "--out", "after.json"]);
+    assert!(
+        matches!(out.status.code(), Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.dir.path().join("after.json")).unwrap()).unwrap();
+    let users_of = |plan: &serde_json::Value, tenant: &str| {
+        plan["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"] == tenant)
+            .flat_map(|t| t["changes"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["module"] == "users")
+            .count()
+    };
+    assert_eq!(
+        users_of(&after, "Contoso Ltd"),
+        0,
+        "Contoso's users were applied"
+    );
+    assert_eq!(
+        users_of(&after, "Fabrikam Inc"),
+        users_of(&before, "Fabrikam Inc"),
+        "Fabrikam was not named"
+    );
+    // A module or tenant the plan does not hold is refused.
+    let out = env.run(&["sync", "--plan", "plan.json", "billing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not billing"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["sync", "--plan", "plan.json", "--tenant", "Nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not in the plan"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_state_directory_other_users_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new(&crate::support::clean());
+    // csp-sync creates it private.
+    let out = env.run(&["-o", "json", "sync"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let state = env.dir.path().join("state");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(!text(&out.stderr).contains("readable by other users"));
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = env.run(&["-o", "json", "sync"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: the state directory") && err.contains("chmod 700"),
+        "{err}"
+    );
+}
