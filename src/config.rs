@@ -630,7 +630,7 @@ fn describe(item: &Item) -> String {
 
 fn describe_value(v: &Value) -> String {
     match v {
-        Value::String(s) => format!("the string {:?}", s.value()),
+        Value::String(s) => format!("the string {:?}", bounded::shorten(s.value(), 60)),
         Value::Integer(i) => format!("the integer {}", i.value()),
         Value::Float(x) => format!("the number {}", x.value()),
         Value::Boolean(b) => format!("the boolean {}", b.value()),

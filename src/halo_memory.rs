@@ -72,6 +72,16 @@ impl HaloMemory {
         self.unkept.insert(field_key(entity, field))
     }
 
+    /// Forgets what it remembers of `entity` records other than `ids` (those Halo still lists), so the
+    /// memory stays as large as Halo.
+    pub fn retain_records(&mut self, entity: HaloEntity, ids: &BTreeSet<i64>) {
+        let prefix = format!("{}/", entity.path());
+        self.written.retain(|k, _| {
+            k.strip_prefix(&prefix)
+                .is_none_or(|id| id.parse::<i64>().is_ok_and(|id| ids.contains(&id)))
+        });
+    }
+
     /// Remembers what an applied change wrote to the fields in `remembered` (the entity's list-less
     /// fields, those Halo does not keep, and those this run's read lacked), and a written `azureoid` when
     /// the memory holds azureoids (older Halo).
@@ -151,5 +161,9 @@ mod tests {
         assert_eq!(m.last_written(HaloEntity::Users, 7, "name"), None);
         let back: HaloMemory = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+        m.retain_records(HaloEntity::SoftwareLicence, &BTreeSet::new());
+        assert!(m.last_written(HaloEntity::Users, 7, "department").is_some());
+        m.retain_records(HaloEntity::Users, &BTreeSet::from([8]));
+        assert!(m.written.is_empty());
     }
 }

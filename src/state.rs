@@ -41,7 +41,12 @@ impl StateDir {
     }
 
     fn ensure(&self) -> Result<()> {
-        fs::create_dir_all(&self.path).with_context(|| {
+        // Private to this user (0700 on Unix): it holds every tenant's users and the journal.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&self.path).with_context(|| {
             format!(
                 "cannot create the state directory {} (set [sync] state_dir to a writable place)",
                 self.path.display()
@@ -116,7 +121,17 @@ impl StateDir {
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    let text = fs::read(path).ok()?;
+    let text = match crate::bounded::read(path, crate::bounded::STATE_BYTES) {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            tracing::warn!(
+                "ignoring state file {}: {e}; the next run reads in full",
+                path.display()
+            );
+            return None;
+        }
+    };
     match serde_json::from_slice(&text) {
         Ok(v) => Some(v),
         Err(e) => {

@@ -190,8 +190,10 @@ pub async fn run(
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
         metrics.plan(&plan);
         metrics.http(&apis.http);
+        let needs = HaloNeeds::for_modules(&plan.modules)
+            .with_user_custom_field(config.users.contract_field);
         let raw = tokio::select! {
-            raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)) => raw?,
+            raw = engine::read_halo_raw(&apis, needs) => raw?,
             exit = interrupt.wait() => return Ok(stopped_before_writing(ui, exit)),
         };
         let stale = stale_changes(&plan, &raw);
@@ -364,8 +366,9 @@ pub(crate) async fn apply_and_record(
     metrics.applied(plan, &report);
     let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
+    // Failed writes make the exit code 1: labelled "error:".
     for f in &report.failed {
-        ui.warn(&format!(
+        ui.error(&format!(
             "{}: {} {}: {}",
             f.customer_id,
             f.change.action.as_str(),

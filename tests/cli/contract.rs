@@ -169,3 +169,49 @@ fn flag_mode_flags_holders_flips_on_a_licence_change_and_deactivates_nobody() {
     assert!(new[0].get("inactive").is_none(), "{:?}", new[0]);
     assert!(linked(&env).iter().all(|u| !u.2));
 }
+
+#[test]
+fn the_flag_can_go_to_a_user_custom_field_read_back_with_include_custom_fields() {
+    let mut o = opts("flag");
+    o.extra.push(("[users]", "contract_field = 12".into()));
+    let env = Env::new(&o);
+    run_ok(&env, &["-o", "json", "sync"]);
+    let users: Vec<(String, Value)> = env.em.with_state(|s| {
+        s.halo_records("Users")
+            .iter()
+            .filter_map(|u| {
+                let oid = u["azureoid"].as_str().filter(|o| !o.is_empty())?;
+                Some((oid.to_lowercase(), u.clone()))
+            })
+            .collect()
+    });
+    let (mut yes, mut no) = (0, 0);
+    for (oid, u) in &users {
+        let want = holds_spb(&env, oid);
+        assert_eq!(
+            u["customfields"],
+            json!([{"id": 12, "value": want}]),
+            "{oid}: {u}"
+        );
+        assert!(
+            u.get("covered_by_contract").is_none_or(Value::is_null),
+            "{u}"
+        );
+        if want { yes += 1 } else { no += 1 }
+    }
+    assert!(yes > 0 && no > 0);
+    let asked = env.em.requests().iter().any(|r| {
+        r.api == Api::Halo
+            && r.method == "GET"
+            && r.path == "/api/Users"
+            && r.query.contains("include_custom_fields=12")
+    });
+    assert!(
+        asked,
+        "the user list was not read with include_custom_fields=12"
+    );
+    // Read back, the field is in step: a rerun writes nothing.
+    let posts = user_posts(&env).len();
+    run_ok(&env, &["-o", "json", "sync"]);
+    assert_eq!(user_posts(&env).len(), posts);
+}

@@ -4,13 +4,11 @@
 //! without `azureoid` on the list; a field Halo does not keep; two tenants on one client; tokens that die
 //! long before `expires_in` says.
 
-use std::process::Output;
-
 use csp_sync_emulator::{Api, Fault, FaultKind};
 use serde_json::{Value, json};
 
 use crate::estate::ConfigOptions;
-use crate::support::{self, Env, clean, text};
+use crate::support::{self, Env, clean, posted, run_ok, text};
 
 const CONTOSO: &str = "c0a7b1d2-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
 const FABRIKAM: &str = "f4b1c2d3-8e7a-4c6b-9d5e-2a3b4c5d6e7f";
@@ -21,32 +19,6 @@ fn opts() -> ConfigOptions {
         extra: vec![("[users]", "exclude_upn = ['^admin@', '^svc-']".into())],
         ..clean()
     }
-}
-
-fn run_ok(env: &Env, args: &[&str]) -> Output {
-    let out = env.run(args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-/// The records POSTed to `path` since the log was cleared.
-fn posted(env: &Env, path: &str) -> Vec<Value> {
-    env.em
-        .requests()
-        .iter()
-        .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path == path)
-        .flat_map(|r| match r.body.clone() {
-            Some(Value::Array(a)) => a,
-            Some(v) => vec![v],
-            None => vec![],
-        })
-        .collect()
 }
 
 fn halo_user(env: &Env, id: i64) -> Value {

@@ -194,3 +194,30 @@ pub fn lock_released(env: &Env) -> bool {
         Err(_) => true,
     }
 }
+
+/// Runs csp-sync and asserts it exited 0, showing its output otherwise.
+pub fn run_ok(env: &Env, args: &[&str]) -> Output {
+    let out = env.run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// Every record POSTed to the Halo path (e.g. `/api/Users`) so far, in order (batches flattened).
+pub fn posted(env: &Env, path: &str) -> Vec<serde_json::Value> {
+    env.em
+        .requests()
+        .iter()
+        .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path == path)
+        .flat_map(|r| match r.body.clone() {
+            Some(serde_json::Value::Array(a)) => a,
+            Some(v) => vec![v],
+            None => vec![],
+        })
+        .collect()
+}
