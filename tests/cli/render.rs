@@ -3,11 +3,11 @@
 //! `CSP_SYNC_TEST_NOW` pins (the estate is dated from it, so day counts do not move).
 
 use crate::estate;
-use crate::support::{self, Env, text};
+use crate::support::{Env, text};
 
 /// The first diff of the demo (`examples/demo.rs`: the small estate, the default config).
 fn first_diff(env: &Env, columns: &str, args: &[&str]) -> String {
-    let out = env.run_env(&support::now(), &[("COLUMNS", columns)], args);
+    let out = env.run_env(args, &[("COLUMNS", columns)]);
     // Woodgrove Bank's Graph app is not consented in the demo estate: the diff reports it (exit 1).
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     text(&out.stdout)
