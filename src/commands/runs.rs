@@ -188,7 +188,7 @@ fn show(ui: &Ui, journal: &Journal, n: u64) -> Result<Exit> {
     if ui.format == Format::Json {
         ui.out_json(&plan);
     } else {
-        ui.out(&render::plan(&plan, ui.format));
+        ui.out(&render::plan_with(&plan, ui.format, ui.layout()));
     }
     let row = RunRow::of(&r);
     ui.info(&format!(

@@ -60,7 +60,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &UndoArgs) -> Result<Exit> {
     if ui.format == Format::Json {
         ui.out_json(&plan);
     } else {
-        ui.out(&render::plan(&plan, ui.format));
+        ui.out(&render::plan_with(&plan, ui.format, ui.layout()));
     }
     ui.info(&format!(
         "csp-sync: undo of run {}: {}",
