@@ -42,6 +42,8 @@ pub enum Api {
     PartnerCenter,
     Graph,
     Halo,
+    /// Azure blob storage (billing export files, read with the SAS of their manifest, never a token).
+    Blob,
 }
 
 impl Api {
@@ -51,6 +53,7 @@ impl Api {
             Api::PartnerCenter => 1,
             Api::Graph => 2,
             Api::Halo => 3,
+            Api::Blob => 4,
         }
     }
 
@@ -60,6 +63,7 @@ impl Api {
             Api::PartnerCenter => "Partner Center",
             Api::Graph => "Microsoft Graph",
             Api::Halo => "Halo",
+            Api::Blob => "Azure blob storage",
         }
     }
 }
@@ -603,7 +607,7 @@ pub struct Http {
     client: reqwest::Client,
     options: HttpOptions,
     halo_limiter: Option<Arc<RollingWindow>>,
-    counters: [AtomicU64; 4],
+    counters: [AtomicU64; 5],
 }
 
 impl Http {
@@ -768,6 +772,55 @@ impl Http {
             }
             attempt += 1;
         }
+    }
+
+    /// Opens a GET of a file whose body the caller streams (billing export blobs): no bearer token is
+    /// ever sent (the URL carries its own SAS), and no retry here (a stream that breaks half way is
+    /// restarted by the caller, which alone knows what it has consumed). A non-success status is an
+    /// [`ApiError`] with the URL redacted (the SAS `sig` never appears).
+    pub async fn open_stream(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ApiError> {
+        let redacted = redact_url(url);
+        self.counters[Api::Blob.index()].fetch_add(1, Ordering::Relaxed);
+        let transport = |f: Failure| ApiError {
+            api: Api::Blob,
+            method: "GET".into(),
+            url: redacted.clone(),
+            status: None,
+            kind: if f.timeout {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Transport
+            },
+            code: None,
+            message: f.message,
+            retry_after: None,
+        };
+        let resp = self
+            .client
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport(Failure::from(e)))?;
+        let status = resp.status();
+        tracing::debug!(api = %Api::Blob, method = "GET", url = %redacted, status = status.as_u16(), "http");
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Err(ApiError::from_response(&Response {
+            api: Api::Blob,
+            method: "GET".into(),
+            url: redacted,
+            status,
+            headers,
+            body,
+        }))
     }
 
     async fn execute_once(&self, req: &Request) -> Result<Response, Failure> {
