@@ -65,6 +65,8 @@ fn main() {
         ],
         vec!["-o", "table", "sync"],
         vec!["-o", "table", "diff", "--detailed-exitcode"],
+        // One billing run: last month's Azure usage as draft Halo invoices, this month's as an estimate.
+        vec!["-o", "table", "sync", "billing"],
     ] {
         let code = csp_sync(&config, &args);
         println!("(exit code {code})");
@@ -73,6 +75,7 @@ fn main() {
     println!(
         "\nWoodgrove Bank's Graph app was not consented, so the first runs report its error (exit 1) and \
          sync the rest; after `tenants consent` the second sync brings it in and the last diff finds nothing \
-         left to do (exit 0)."
+         left to do (exit 0). The billing run turns last month's Azure usage into one draft invoice per client \
+         (an unmapped customer is listed, not billed) and shows this month's usage as an estimate."
     );
 }

@@ -106,7 +106,8 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             runtime()?.block_on(commands::diff::run(&config, ui, args))
         }
         Command::Sync(args) => {
-            let config = load_config(cli)?;
+            let mut config = load_config(cli)?;
+            config.billing.period.clone_from(&args.period);
             runtime()?.block_on(commands::sync::run(&config, ui, args))
         }
     }

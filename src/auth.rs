@@ -265,15 +265,26 @@ fn aadsts_in_text(s: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// `expires_in` as a number or a string (the v1 endpoint sends strings).
+/// The longest token lifetime believed: Microsoft's and Halo's tokens live about an hour, so a larger
+/// `expires_in` (1e30, u64::MAX) is a broken or hostile reply, clamped instead of overflowing an `Instant`.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The shortest: a zero or negative `expires_in` is renewed soon, not in a tight loop.
+const MIN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// `expires_in` as a number or a string (the v1 endpoint sends strings), clamped to
+/// [`MIN_LIFETIME`]..=[`MAX_LIFETIME`]; missing or unreadable gives [`DEFAULT_LIFETIME`]. Never panics.
 fn lifetime_of(v: Option<&Value>) -> Duration {
     let secs = match v {
         Some(Value::Number(n)) => n.as_f64(),
         Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
-    secs.filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(DEFAULT_LIFETIME, Duration::from_secs_f64)
+    match secs.filter(|s| !s.is_nan()) {
+        None => DEFAULT_LIFETIME,
+        Some(s) if s >= MAX_LIFETIME.as_secs_f64() => MAX_LIFETIME,
+        Some(s) if s <= MIN_LIFETIME.as_secs_f64() => MIN_LIFETIME,
+        Some(s) => Duration::from_secs_f64(s),
+    }
 }
 
 /// When to renew a token with lifetime `life` obtained at `now`: 5 minutes early, or at half its life
@@ -564,14 +575,19 @@ fn parse_token_body(service: &'static str, tenant: &str, body: &str) -> Result<F
                 "the token response has no access_token; check the token URL".into(),
             )
         })?;
+    // Every token obtained is known to the redaction layer, so an API that echoes it is masked.
+    crate::redact::register(access);
+    let refresh = v
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if let Some(rt) = refresh {
+        crate::redact::register(rt);
+    }
     Ok(Fetched {
         access: SecretString::from(access.to_string()),
         lifetime: lifetime_of(v.get("expires_in")),
-        refresh: v
-            .get("refresh_token")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(|s| SecretString::from(s.to_string())),
+        refresh: refresh.map(|s| SecretString::from(s.to_string())),
     })
 }
 
@@ -1048,6 +1064,34 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(lifetime_of(Some(&serde_json::json!("x"))), DEFAULT_LIFETIME);
+        // Hostile or broken replies are clamped, never a panic.
+        for huge in [
+            serde_json::json!(1e30),
+            serde_json::json!(u64::MAX),
+            serde_json::json!("1e30"),
+            serde_json::json!("18446744073709551615"),
+            serde_json::json!(f64::MAX),
+        ] {
+            assert_eq!(lifetime_of(Some(&huge)), MAX_LIFETIME, "{huge}");
+            let _ = renew_at(Instant::now(), lifetime_of(Some(&huge)));
+        }
+        for small in [
+            serde_json::json!(-5),
+            serde_json::json!(i64::MIN),
+            serde_json::json!("-1e30"),
+            serde_json::json!(0),
+        ] {
+            assert_eq!(lifetime_of(Some(&small)), MIN_LIFETIME, "{small}");
+        }
+        assert_eq!(lifetime_of(Some(&serde_json::json!("inf"))), MAX_LIFETIME);
+        assert_eq!(
+            lifetime_of(Some(&serde_json::json!("NaN"))),
+            DEFAULT_LIFETIME
+        );
+        assert_eq!(
+            lifetime_of(Some(&serde_json::json!(true))),
+            DEFAULT_LIFETIME
+        );
         assert_eq!(lifetime_of(None), DEFAULT_LIFETIME);
         let now = Instant::now();
         assert_eq!(

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use toml_edit::{Item, TableLike, Value};
 
+use crate::bounded;
 use crate::plan::Module;
 use crate::secrets::SecretName;
 
@@ -259,8 +260,23 @@ impl AssetsConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BillingConfig {
     pub markup_percent: f64,
+    /// Meter category -> markup percent, overriding `markup_percent`.
+    pub markup: BTreeMap<String, f64>,
     /// ISO 4217 code, upper-case.
     pub currency: String,
+    /// `YYYY-MM`: the first period ever billed.
+    pub since: Option<String>,
+    /// `YYYY-MM` from `sync billing --period` (not a config key): bill that period only.
+    pub period: Option<String>,
+}
+
+/// Whether `s` is a `YYYY-MM` month.
+pub fn is_month(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
+        && matches!(s[5..].parse::<u8>(), Ok(1..=12))
 }
 
 /// One `[[tenant]]` entry.
@@ -404,11 +420,12 @@ pub fn locate_with(
     })
 }
 
-/// Reads and validates the config file at `path`.
+/// Reads and validates the config file at `path` (at most [`bounded::CONFIG_BYTES`]), refusing the
+/// example's placeholder values.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = bounded::read_to_string(path, bounded::CONFIG_BYTES).map_err(|e| {
         let file = path.display().to_string();
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if e.is_not_found() {
             ConfigError::File {
                 file,
                 problem: "no such file".into(),
@@ -421,11 +438,93 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             ConfigError::File {
                 file,
                 problem: format!("cannot read it: {e}"),
-                hint: Some("check the path and its permissions".into()),
+                hint: Some("check the path; a config file is a small TOML text file".into()),
             }
         }
     })?;
-    parse(path, &text)
+    let config = parse(path, &text)?;
+    refuse_placeholders(&config)?;
+    Ok(config)
+}
+
+/// The example's placeholder values (SPEC section 4): `init` writes them, and a config that still holds
+/// them would send a real secret to someone else's Halo or ask Microsoft for an app that is not yours.
+/// Customer ids are never refused.
+const PLACEHOLDER_GUIDS: &[&str] = &[
+    "11111111-1111-1111-1111-111111111111",
+    "22222222-2222-2222-2222-222222222222",
+    "33333333-3333-3333-3333-333333333333",
+    "44444444-4444-4444-4444-444444444444",
+];
+const PLACEHOLDER_HOST: &str = "acme.halopsa.com";
+
+/// The keys of `config` still holding one of the example's placeholders.
+pub fn placeholder_keys(config: &Config) -> Vec<&'static str> {
+    let guid = |v: &str| PLACEHOLDER_GUIDS.contains(&v);
+    let host = |url: &str| url_host(url).is_some_and(|h| h.eq_ignore_ascii_case(PLACEHOLDER_HOST));
+    let mut keys = Vec::new();
+    if guid(&config.partner_center.tenant_id) {
+        keys.push("partner_center.tenant_id");
+    }
+    if guid(&config.partner_center.client_id) {
+        keys.push("partner_center.client_id");
+    }
+    if guid(&config.graph.client_id) {
+        keys.push("graph.client_id");
+    }
+    if host(&config.halo.url) {
+        keys.push("halo.url");
+    }
+    if host(&config.halo.token_url) && !host(&config.halo.url) {
+        keys.push("halo.auth_url");
+    }
+    if guid(&config.halo.client_id) {
+        keys.push("halo.client_id");
+    }
+    keys
+}
+
+fn refuse_placeholders(config: &Config) -> Result<(), ConfigError> {
+    let keys = placeholder_keys(config);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::File {
+        file: config.path.display().to_string(),
+        problem: format!(
+            "{} still hold{} the example's placeholder value{}",
+            keys.join(", "),
+            if keys.len() == 1 { "s" } else { "" },
+            if keys.len() == 1 { "" } else { "s" },
+        ),
+        hint: Some(
+            "fill in your own values: the partner tenant id and the app client ids from Entra \
+             (App registrations), your Halo URL and the client id of its API application"
+                .into(),
+        ),
+    })
+}
+
+/// The host of an `http(s)://` URL, without user info, port or brackets.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Whether a host is the local machine (`localhost`, `127.0.0.0/8`, `::1`): the only hosts `http://` is
+/// accepted for (SPEC section 4, the emulator).
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -435,21 +534,35 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 struct Src<'a> {
     file: String,
     text: &'a str,
+    /// Byte offset of the start of every line: `line_col` is a binary search, so naming the line of each
+    /// of 40,000 `[[tenant]]` entries stays linear in the file (counting newlines from the start each time
+    /// made loading quadratic).
+    line_starts: Vec<usize>,
 }
 
 type Span = Option<Range<usize>>;
 
-impl Src<'_> {
+impl<'a> Src<'a> {
+    fn new(file: String, text: &'a str) -> Src<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Src {
+            file,
+            text,
+            line_starts,
+        }
+    }
+
     fn line_col(&self, span: &Span) -> (usize, usize) {
         let Some(span) = span else { return (1, 1) };
         let mut offset = span.start.min(self.text.len());
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let col = self.text[line_start..offset].chars().count() + 1;
         (line, col)
     }
 
@@ -728,17 +841,25 @@ impl<'a> Section<'a> {
 
     /// An integer in `min..=u32::MAX`.
     fn u32(&self, key: &str, default: u32, min: u32) -> Result<u32, ConfigError> {
+        self.u32_in(key, default, min, u32::MAX)
+    }
+
+    /// An integer in `min..=max`.
+    fn u32_in(&self, key: &str, default: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
         let Some((i, span)) = self.int(key)? else {
             return Ok(default);
         };
-        u32::try_from(i).ok().filter(|v| *v >= min).ok_or_else(|| {
-            self.src.err(
-                &span,
-                &self.key_path(key),
-                format!("{i} is out of range"),
-                Some(format!("use a whole number from {min} to {}", u32::MAX)),
-            )
-        })
+        u32::try_from(i)
+            .ok()
+            .filter(|v| (min..=max).contains(v))
+            .ok_or_else(|| {
+                self.src.err(
+                    &span,
+                    &self.key_path(key),
+                    format!("{i} is out of range"),
+                    Some(format!("use a whole number from {min} to {max}")),
+                )
+            })
     }
 
     /// A positive id (Halo ids are positive integers).
@@ -836,16 +957,35 @@ impl<'a> Section<'a> {
         };
         let mut out = Vec::with_capacity(patterns.len());
         for (pattern, span) in patterns {
+            let shown = bounded::shorten(&pattern, 60);
+            if pattern.chars().count() > bounded::REGEX_CHARS {
+                return Err(self.src.err(
+                    &span.or_else(|| self.key_span(key)),
+                    &self.key_path(key),
+                    format!(
+                        "{shown:?} is longer than {} characters, the most a pattern may have",
+                        bounded::REGEX_CHARS
+                    ),
+                    Some("split it into several shorter patterns in the array".into()),
+                ));
+            }
             let re = regex::RegexBuilder::new(&pattern)
                 .case_insensitive(true)
+                .size_limit(bounded::REGEX_COMPILED_BYTES)
+                .dfa_size_limit(bounded::REGEX_COMPILED_BYTES)
                 .build()
                 .map_err(|e| {
-                    let detail = e.to_string();
-                    let last = detail.lines().last().unwrap_or_default().trim().to_string();
+                    let last = if let regex::Error::CompiledTooBig(_) = &e {
+                        "it compiles to more than 1 MB; simplify it (fewer repetitions such as {1000})"
+                            .to_string()
+                    } else {
+                        let detail = e.to_string();
+                        bounded::shorten(detail.lines().last().unwrap_or_default().trim(), 200)
+                    };
                     self.src.err(
                         &span.or_else(|| self.key_span(key)),
                         &self.key_path(key),
-                        format!("{pattern:?} is not a valid regular expression: {last}"),
+                        format!("{shown:?} is not a valid regular expression: {last}"),
                         Some("see https://docs.rs/regex/latest/regex/#syntax; in TOML use '...' strings to avoid escaping backslashes".into()),
                     )
                 })?;
@@ -868,19 +1008,50 @@ impl<'a> Section<'a> {
         Ok(Some(out))
     }
 
+    /// An `https://` URL (`http://` only for a loopback host), without a trailing slash. A password in
+    /// the URL is refused (and never echoed): secrets do not go in the config file.
     fn url(&self, key: &str, value: &str, span: &Span) -> Result<String, ConfigError> {
         let trimmed = value.trim().trim_end_matches('/');
-        let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+        let shown = bounded::shorten(&crate::redact::text(trimmed), 200);
+        let lower = trimmed.to_ascii_lowercase();
+        let ok = (lower.starts_with("https://") || lower.starts_with("http://"))
             && trimmed
                 .split("://")
                 .nth(1)
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+            && url_host(trimmed).is_some();
         if !ok {
             return Err(self.src.err(
                 span,
                 &self.key_path(key),
-                format!("{value:?} is not an http(s) URL"),
+                format!("{shown:?} is not an https URL"),
                 Some("write it like \"https://example.halopsa.com\"".into()),
+            ));
+        }
+        let authority = trimmed
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?', '#']).next())
+            .unwrap_or_default();
+        if authority.contains('@') {
+            return Err(self.src.err(
+                span,
+                &self.key_path(key),
+                format!("{shown:?} carries a user name or password"),
+                Some(
+                    "remove the `user:password@` part; secrets never go in the config file".into(),
+                ),
+            ));
+        }
+        if lower.starts_with("http://") && !url_host(trimmed).is_some_and(is_loopback) {
+            return Err(self.src.err(
+                span,
+                &self.key_path(key),
+                format!("{shown:?} is plain http: secrets and tokens would cross the network unencrypted"),
+                Some(format!(
+                    "use https://{}; http:// is accepted only for a loopback host (localhost, 127.0.0.1, ::1)",
+                    &trimmed["http://".len()..]
+                )),
             ));
         }
         Ok(trimmed.to_string())
@@ -953,10 +1124,7 @@ const DEFAULT_FIELDS: &[(&str, i64)] = &[
 
 /// Parses and validates config text; `path` names the file in errors and anchors `state_dir`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let src = Src {
-        file: path.display().to_string(),
-        text,
-    };
+    let src = Src::new(path.display().to_string(), text);
     let doc = toml_edit::Document::parse(text).map_err(|e| {
         let message = e.message().trim().to_string();
         src.err(
@@ -1086,9 +1254,10 @@ fn parse_halo(s: &Section) -> Result<HaloConfig, ConfigError> {
         },
         Some(rl) => {
             rl.check_keys(&["requests", "per_seconds"])?;
+            // Bounded so a typo cannot make a run wait silently for days: Halo's windows are minutes.
             RateLimit {
-                requests: rl.u32("requests", 300, 1)?,
-                per_seconds: rl.u32("per_seconds", 300, 1)?,
+                requests: rl.u32_in("requests", 300, 1, 100_000)?,
+                per_seconds: rl.u32_in("per_seconds", 300, 1, 3600)?,
             }
         }
     };
@@ -1173,7 +1342,7 @@ fn parse_sync(s: Option<&Section>, path: &Path) -> Result<SyncConfig, ConfigErro
         out.modules = modules;
     }
     out.auto_create_clients = s.bool("auto_create_clients", false)?;
-    out.concurrency = s.u32("concurrency", 8, 1)? as usize;
+    out.concurrency = s.u32_in("concurrency", 8, 1, 256)? as usize;
     if let Some((dir, _)) = s.non_empty_string("state_dir")? {
         out.state_dir = base.join(dir);
     }
@@ -1311,10 +1480,39 @@ fn parse_assets(s: Option<&Section>) -> Result<AssetsConfig, ConfigError> {
 fn parse_billing(s: Option<&Section>) -> Result<BillingConfig, ConfigError> {
     let mut out = BillingConfig {
         markup_percent: 0.0,
+        markup: BTreeMap::new(),
         currency: "USD".into(),
+        since: None,
+        period: None,
     };
     let Some(s) = s else { return Ok(out) };
-    s.check_keys(&["markup_percent", "currency"])?;
+    s.check_keys(&["markup_percent", "markup", "currency", "since"])?;
+    if let Some(m) = s.sub("markup")? {
+        for (category, _) in m.table.iter() {
+            if let Some((v, span)) = m.float(category)? {
+                if v <= -100.0 {
+                    return Err(m.src.err(
+                        &span,
+                        &m.key_path(category),
+                        format!("{v} would make prices zero or negative"),
+                        Some("use a percentage above -100".into()),
+                    ));
+                }
+                out.markup.insert(category.to_string(), v);
+            }
+        }
+    }
+    if let Some((v, span)) = s.non_empty_string("since")? {
+        if !is_month(&v) {
+            return Err(s.src.err(
+                &span,
+                &s.key_path("since"),
+                format!("{v:?} is not a month"),
+                Some("write the first period to bill as YYYY-MM, e.g. \"2026-10\"".into()),
+            ));
+        }
+        out.since = Some(v);
+    }
     if let Some((m, span)) = s.float("markup_percent")? {
         if m <= -100.0 {
             return Err(s.src.err(
@@ -2053,7 +2251,7 @@ client_id = "44444444-4444-4444-4444-444444444444"
         )
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let c = load(&path).unwrap();
+        let c = parse(&path, &text).unwrap();
         assert_eq!(c.tenants.len(), 3, "{text}");
         assert!(c.tenants[1].skip);
         assert_eq!(c.tenants[1].name.as_deref(), Some("Beta Ltd"));
@@ -2073,7 +2271,7 @@ client_id = "44444444-4444-4444-4444-444444444444"
             },
         )
         .unwrap();
-        let c = load(&path).unwrap();
+        let c = parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
         assert!(!c.tenants[1].skip);
         assert_eq!(c.tenants[1].halo_client_id, Some(5));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -2110,5 +2308,189 @@ client_id = "44444444-4444-4444-4444-444444444444"
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("c.toml:1:1:"), "{e}");
+    }
+
+    /// MINIMAL with its placeholders replaced by real-looking values.
+    fn filled() -> String {
+        MINIMAL
+            .replace(
+                "11111111-1111-1111-1111-111111111111",
+                "0f1e2d3c-0000-4000-8000-000000000001",
+            )
+            .replace(
+                "22222222-2222-2222-2222-222222222222",
+                "0f1e2d3c-0000-4000-8000-000000000002",
+            )
+            .replace(
+                "33333333-3333-3333-3333-333333333333",
+                "0f1e2d3c-0000-4000-8000-000000000003",
+            )
+            .replace(
+                "44444444-4444-4444-4444-444444444444",
+                "0f1e2d3c-0000-4000-8000-000000000004",
+            )
+            .replace("acme.halopsa.com", "fabrikam-it.halopsa.com")
+    }
+
+    #[test]
+    fn placeholders_are_refused_naming_the_keys_but_customer_ids_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, EXAMPLE).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("placeholder"), "{e}");
+        for key in [
+            "partner_center.tenant_id",
+            "partner_center.client_id",
+            "graph.client_id",
+            "halo.url",
+            "halo.client_id",
+        ] {
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        // One placeholder left: only that key is named.
+        let one = filled().replace(
+            "0f1e2d3c-0000-4000-8000-000000000003",
+            "33333333-3333-3333-3333-333333333333",
+        );
+        std::fs::write(&path, &one).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("graph.client_id") && !e.contains("halo.url"),
+            "{e}"
+        );
+        // The auth server alone on the placeholder host.
+        let auth = format!("{}auth_url = \"https://acme.halopsa.com/auth\"\n", filled());
+        std::fs::write(&path, auth).unwrap();
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("halo.auth_url")
+        );
+        // Customer ids are never refused, whatever they look like.
+        let tenants = format!(
+            "{}[[tenant]]\ncustomer_id = \"11111111-1111-1111-1111-111111111111\"\nhalo_client_id = 1\n\
+             [[tenant]]\ncustomer_id = \"aaaaaaaa-0000-0000-0000-000000000001\"\nhalo_client_id = 2\n",
+            filled()
+        );
+        std::fs::write(&path, tenants).unwrap();
+        assert_eq!(load(&path).unwrap().tenants.len(), 2);
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        for (key, section) in [
+            ("url", "[halo]"),
+            ("auth_url", "[halo]"),
+            ("login_url", "[microsoft]"),
+            ("graph_url", "[microsoft]"),
+            ("partner_center_url", "[microsoft]"),
+        ] {
+            let text = if section == "[halo]" {
+                let base = filled().replace("url = \"https://fabrikam-it.halopsa.com/\"\n", "");
+                let extra = if key == "url" {
+                    "url = \"http://fabrikam-it.halopsa.com\"\n".to_string()
+                } else {
+                    "url = \"https://fabrikam-it.halopsa.com\"\nauth_url = \"http://fabrikam-it.halopsa.com/auth\"\n"
+                        .to_string()
+                };
+                base.replace("[halo]\n", &format!("[halo]\n{extra}"))
+            } else {
+                format!(
+                    "{}\n{section}\n{key} = \"http://login.example.com\"\n",
+                    filled()
+                )
+            };
+            let e = err(&text);
+            assert!(e.contains(key) && e.contains("plain http"), "{key}: {e}");
+            assert!(e.contains("https://"), "{key}: {e}");
+        }
+        for host in [
+            "http://127.0.0.1:8080",
+            "http://localhost:9",
+            "http://[::1]:7",
+            "HTTP://127.0.0.2",
+        ] {
+            let text = format!("{}\n[microsoft]\nlogin_url = \"{host}\"\n", filled());
+            p(&text).unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
+        let e = err(&format!(
+            "{}\n[microsoft]\nlogin_url = \"https://user:hunter22@login.example.com\"\n",
+            filled()
+        ));
+        assert!(e.contains("password") && !e.contains("hunter22"), "{e}");
+    }
+
+    #[test]
+    fn huge_or_complex_regexes_are_refused_without_echoing_them() {
+        let long = "a".repeat(50_000);
+        let e = err(&format!("{}[users]\nexclude_upn = ['{long}']\n", filled()));
+        assert!(
+            e.contains("users.exclude_upn") && e.contains("longer than"),
+            "{e}"
+        );
+        assert!(
+            e.len() < 1000,
+            "the pattern is not echoed whole: {} bytes",
+            e.len()
+        );
+        let e = err(&format!(
+            "{}[users]\nprotect = ['(\\w{{100}}){{100}}']\n",
+            filled()
+        ));
+        assert!(e.contains("users.protect") && e.contains("1 MB"), "{e}");
+    }
+
+    #[test]
+    fn rate_limit_and_concurrency_are_bounded() {
+        let e = err(&format!(
+            "{}rate_limit = {{ requests = 1, per_seconds = 4294967295 }}\n",
+            filled()
+        ));
+        assert!(
+            e.contains("halo.rate_limit.per_seconds") && e.contains("1 to 3600"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{}rate_limit = {{ requests = 1000000, per_seconds = 60 }}\n",
+            filled()
+        ));
+        assert!(e.contains("halo.rate_limit.requests"), "{e}");
+        let e = err(&format!("{}[sync]\nconcurrency = 100000\n", filled()));
+        assert!(
+            e.contains("sync.concurrency") && e.contains("1 to 256"),
+            "{e}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn endless_config_file_is_refused() {
+        let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/dev/zero: cannot read it: it is larger than 32 MB"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn many_tenants_load_with_the_right_lines() {
+        // Linear in entries: 40,000 entries load in well under a second (`cargo run --release --example
+        // config_load` measures it); here the lines named are checked.
+        use std::fmt::Write as _;
+        let mut text = filled();
+        for i in 0..40_000 {
+            let _ = write!(
+                text,
+                "\n[[tenant]]\ncustomer_id = \"aaaaaaaa-0000-0000-0000-{i:012}\"\nhalo_client_id = {}\n",
+                i + 1
+            );
+        }
+        let c = p(&text).unwrap();
+        assert_eq!(c.tenants.len(), 40_000);
+        let first = MINIMAL.lines().count() + 2;
+        assert_eq!(c.tenants[0].line, first);
+        assert_eq!(c.tenants[39_999].line, first + 4 * 39_999);
     }
 }

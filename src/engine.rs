@@ -1,6 +1,9 @@
-//! One run of the read -> plan pipeline shared by `diff` and `sync`: choose the tenants, read Partner
-//! Center, Graph and Halo (tenants in parallel, bounded by `[sync] concurrency`), and plan every module.
+//! One run of the read -> plan pipeline shared by `diff` and `sync`: choose the tenants, read Halo once
+//! for the union of the modules' needs and each tenant once for theirs (tenants in parallel, bounded by
+//! `[sync] concurrency`), run each module's planner and merge the plans. What a module reads and decides
+//! lives in its file under `crate::modules`; nothing here knows a module's insides.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
@@ -8,18 +11,15 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use serde_json::Value;
 
-use crate::api::{
-    self,
-    graph::{GraphCompanySubscription, GraphSubscribedSku, GraphUser},
-    halo::{HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord, parse_records},
-    partner_center::{PcSubscribedSku, PcSubscription},
+use crate::api::halo::{
+    HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord, parse_records,
 };
 use crate::config::{Config, TenantEntry};
 use crate::context::Apis;
-use crate::model::{Customer, EntraUser, HaloSite, HaloSnapshot, SkuUsage, TenantDirectory};
-use crate::plan::licences::{self, LicencesPlan, LicencesPolicy, SkuSource, TenantLicencesInput};
-use crate::plan::users::{self, TenantUsersInput, UsersPolicy};
-use crate::plan::{Module, Plan, TenantPlan};
+use crate::model::{Customer, HaloSite, HaloSnapshot};
+use crate::modules::tenants::Adoption;
+use crate::modules::{self, HaloRead, Outputs, PartnerCx, PlanCx, Runner, TenantCx, TenantSource};
+use crate::plan::{HaloEntity, Module, Plan, TenantPlan};
 use crate::state::{StateDir, TenantUsersState};
 use crate::ui::Ui;
 
@@ -105,71 +105,85 @@ pub fn select_targets(
 /// The raw Halo records read this run, by entity path, for checking a saved plan.
 pub type HaloRaw = BTreeMap<&'static str, Vec<Value>>;
 
-/// What Halo must be read for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The Halo lists every run reads: the clients (tenant mapping, main sites, the tenants module).
+const CLIENTS: HaloRead = HaloRead {
+    entity: HaloEntity::Client,
+    key: "clients",
+    params: &[("includeinactive", "true"), ("includeazuretenants", "true")],
+};
+
+/// What Halo must be read for: the union of the modules' [`HaloRead`]s, clients always.
+#[derive(Clone, Copy)]
 pub struct HaloNeeds {
-    pub sites: bool,
-    pub users: bool,
-    pub licences: bool,
+    modules: &'static [&'static dyn Runner],
+    wanted: [bool; modules::REGISTRY.len()],
 }
 
 impl HaloNeeds {
-    /// What the modules of a run need: sites and users for `users`, licences for `licences`.
+    /// What the modules of a run need (an unimplemented module needs nothing).
     pub fn for_modules(modules: &[Module]) -> HaloNeeds {
-        let users = modules.contains(&Module::Users);
+        let mut wanted = [false; modules::REGISTRY.len()];
+        for (w, r) in wanted.iter_mut().zip(modules::REGISTRY) {
+            *w = modules.contains(&r.module());
+        }
         HaloNeeds {
-            sites: users,
-            users,
-            licences: modules.contains(&Module::Licences),
+            modules: modules::REGISTRY,
+            wanted,
         }
     }
-}
 
-async fn list_if(
-    apis: &Apis,
-    wanted: bool,
-    path: &str,
-    key: &str,
-) -> Result<Vec<Value>, api::Error> {
-    if wanted {
-        apis.halo
-            .list(path, key, &[("includeinactive", "true")])
-            .await
-    } else {
-        Ok(Vec::new())
+    fn runners(&self) -> impl Iterator<Item = &'static dyn Runner> + '_ {
+        self.modules
+            .iter()
+            .zip(self.wanted)
+            .filter(|(_, w)| *w)
+            .map(|(r, _)| *r)
+    }
+
+    /// The lists to read, each entity once.
+    fn reads(&self) -> Vec<HaloRead> {
+        let mut out = vec![CLIENTS];
+        for r in self.runners().flat_map(|r| r.halo_reads().iter().copied()) {
+            if !out.iter().any(|o| o.entity == r.entity) {
+                out.push(r);
+            }
+        }
+        out
     }
 }
 
 /// Reads Halo's raw records once per entity, across all clients, inactive records included: clients
-/// always, the rest as `needs` says (keyed "Client", "Site", "Users", "SoftwareLicence").
+/// always, the rest as the modules of `needs` say (keyed by entity path: "Client", "Site", ...).
 pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
-    let (clients, sites, users, licences) = tokio::join!(
-        apis.halo.list(
-            "Client",
-            "clients",
-            &[("includeinactive", "true"), ("includeazuretenants", "true")],
-        ),
-        list_if(apis, needs.sites, "Site", "sites"),
-        list_if(apis, needs.users, "Users", "users"),
-        list_if(apis, needs.licences, "SoftwareLicence", "licences"),
-    );
-    let ctx = |e: api::Error, what: &str| anyhow::anyhow!("reading Halo {what}: {e}");
-    let users = users.map_err(|e| ctx(e, "users"))?;
-    if needs.users && !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some()) {
-        bail!(
-            "Halo's user list has no `azureoid` field (an older Halo version): csp-sync cannot tell linked users apart; \
-             upgrade Halo (reading users by report is not available yet)"
-        );
+    let reads = needs.reads();
+    let lists = futures_util::future::join_all(
+        reads
+            .iter()
+            .map(|r| apis.halo.list(r.entity.path(), r.key, r.params)),
+    )
+    .await;
+    let mut raw = HaloRaw::new();
+    for (r, list) in reads.iter().zip(lists) {
+        let records =
+            list.map_err(|e| anyhow::anyhow!("reading Halo {}: {e}", halo_list_name(r.entity)))?;
+        raw.insert(r.entity.path(), records);
     }
-    Ok(HaloRaw::from([
-        ("Client", clients.map_err(|e| ctx(e, "clients"))?),
-        ("Site", sites.map_err(|e| ctx(e, "sites"))?),
-        ("Users", users),
-        (
-            "SoftwareLicence",
-            licences.map_err(|e| ctx(e, "software licences"))?,
-        ),
-    ]))
+    for m in needs.runners() {
+        m.check_halo(&raw)?;
+    }
+    Ok(raw)
+}
+
+/// How an error names a Halo list.
+fn halo_list_name(entity: HaloEntity) -> &'static str {
+    match entity {
+        HaloEntity::Client => "clients",
+        HaloEntity::Site => "sites",
+        HaloEntity::Users => "users",
+        HaloEntity::SoftwareLicence => "software licences",
+        HaloEntity::Asset => "assets",
+        HaloEntity::Invoice => "invoices",
+    }
 }
 
 /// Reads Halo (see [`read_halo_raw`]) into the snapshot the planners compare against.
@@ -217,205 +231,6 @@ pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
     })
 }
 
-/// What was read from one tenant.
-#[derive(Debug, Default)]
-pub struct TenantRead {
-    pub customer_id: String,
-    pub directory: Option<Result<TenantDirectory, String>>,
-    pub users_state: Option<TenantUsersState>,
-    pub licences: Option<TenantLicencesInput>,
-}
-
-/// A tenant's users: the stored set moved forward by a delta round, or a full read (the initial delta
-/// round, which also yields the delta link) when there is no usable link.
-async fn read_users(
-    config: &Config,
-    apis: &Apis,
-    tenant: &str,
-    stored: Option<TenantUsersState>,
-    now: jiff::Timestamp,
-) -> Result<(Vec<EntraUser>, TenantUsersState), String> {
-    if !config.users.delta {
-        let users: Vec<EntraUser> = apis
-            .graph
-            .users(tenant)
-            .await
-            .map_err(|e| format!("reading users: {e}"))?
-            .iter()
-            .map(GraphUser::to_model)
-            .collect();
-        let state = TenantUsersState {
-            delta_link: None,
-            last_full_read: Some(now.to_string()),
-            users: Vec::new(),
-        };
-        return Ok((users, state));
-    }
-    if let Some(st) = stored
-        && let Some(link) = st.delta_link.as_deref()
-    {
-        match apis.graph.users_delta(tenant, Some(link)).await {
-            Ok(d) => {
-                let mut by_id: BTreeMap<String, EntraUser> =
-                    st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
-                for (id, _reason) in &d.removed {
-                    by_id.remove(id);
-                }
-                for u in &d.users {
-                    let u = u.to_model();
-                    by_id.insert(u.id.clone(), u);
-                }
-                let users: Vec<EntraUser> = by_id.into_values().collect();
-                let state = TenantUsersState {
-                    delta_link: Some(d.delta_link),
-                    last_full_read: st.last_full_read,
-                    users: users.clone(),
-                };
-                return Ok((users, state));
-            }
-            Err(api::Error::DeltaExpired { .. }) => {
-                tracing::info!(tenant, "delta link expired; reading all users");
-            }
-            Err(e) => return Err(format!("reading users (delta): {e}")),
-        }
-    }
-    let d = apis
-        .graph
-        .users_delta(tenant, None)
-        .await
-        .map_err(|e| format!("reading users: {e}"))?;
-    let users: Vec<EntraUser> = d.users.iter().map(GraphUser::to_model).collect();
-    let state = TenantUsersState {
-        delta_link: Some(d.delta_link),
-        last_full_read: Some(now.to_string()),
-        users: users.clone(),
-    };
-    Ok((users, state))
-}
-
-async fn read_licences(
-    apis: &Apis,
-    t: &Target,
-    pc_user: bool,
-    graph_skus: Option<&Result<Vec<SkuUsage>, String>>,
-) -> TenantLicencesInput {
-    let id = &t.entry.customer_id;
-    let mut errors = Vec::new();
-    let subscriptions = match apis.partner_center.subscriptions(id).await {
-        Ok(subs) => subs.iter().map(PcSubscription::to_model).collect(),
-        Err(e) => {
-            errors.push(format!("reading Partner Center subscriptions: {e}"));
-            Vec::new()
-        }
-    };
-    let (skus, sku_source) = if pc_user {
-        match apis.partner_center.subscribed_skus(id).await {
-            Ok(s) => (
-                s.iter().map(PcSubscribedSku::to_model).collect(),
-                SkuSource::PartnerCenter,
-            ),
-            Err(e) => {
-                errors.push(format!("reading Partner Center subscribedskus: {e}"));
-                (Vec::new(), SkuSource::PartnerCenter)
-            }
-        }
-    } else {
-        match graph_skus {
-            Some(Ok(s)) => (s.clone(), SkuSource::Graph),
-            Some(Err(e)) => {
-                errors.push(e.clone());
-                (Vec::new(), SkuSource::Graph)
-            }
-            None => match read_graph_skus(apis, id).await {
-                Ok(s) => (s, SkuSource::Graph),
-                Err(e) => {
-                    errors.push(e);
-                    (Vec::new(), SkuSource::Graph)
-                }
-            },
-        }
-    };
-    // Optional join data: its absence only weakens the join, so a failure is logged, not an error.
-    let company_subscriptions = match apis.graph.directory_subscriptions(id).await {
-        Ok(c) => c.iter().map(GraphCompanySubscription::to_model).collect(),
-        Err(e) => {
-            tracing::info!(tenant = %id, "directory/subscriptions not readable: {e}");
-            Vec::new()
-        }
-    };
-    TenantLicencesInput {
-        customer_id: id.clone(),
-        tenant_id: id.clone(),
-        tenant_name: t.name.clone(),
-        halo_client_id: t.entry.halo_client_id.unwrap_or(0),
-        subscriptions,
-        skus,
-        sku_source,
-        company_subscriptions,
-        errors,
-    }
-}
-
-async fn read_graph_skus(apis: &Apis, tenant: &str) -> Result<Vec<SkuUsage>, String> {
-    apis.graph
-        .subscribed_skus(tenant)
-        .await
-        .map(|s| s.iter().map(GraphSubscribedSku::to_model).collect())
-        .map_err(|e| format!("reading Graph subscribedSkus: {e}"))
-}
-
-/// Reads one tenant: Graph SKUs once (the users module needs their part numbers, the licences module
-/// their seat counts), users, and the licences module's inputs.
-async fn read_tenant(
-    config: &Config,
-    apis: &Apis,
-    t: &Target,
-    pc_user: bool,
-    state: &StateDir,
-    now: jiff::Timestamp,
-) -> TenantRead {
-    let id = &t.entry.customer_id;
-    let mut r = TenantRead {
-        customer_id: id.clone(),
-        ..TenantRead::default()
-    };
-    let wants_users = t.modules.contains(&Module::Users);
-    let graph_skus = if wants_users || (t.modules.contains(&Module::Licences) && !pc_user) {
-        Some(read_graph_skus(apis, id).await)
-    } else {
-        None
-    };
-    if wants_users {
-        let directory = match &graph_skus {
-            Some(Err(e)) => Err(e.clone()),
-            _ => read_users(config, apis, id, state.tenant_users(id), now)
-                .await
-                .map(|(users, st)| {
-                    r.users_state = Some(st);
-                    let sku_part_numbers = graph_skus
-                        .as_ref()
-                        .and_then(|s| s.as_ref().ok())
-                        .map(|skus| {
-                            skus.iter()
-                                .map(|s| (s.sku_id.clone(), s.sku_part_number.clone()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    TenantDirectory {
-                        users,
-                        deleted_ids: Vec::new(),
-                        sku_part_numbers,
-                    }
-                }),
-        };
-        r.directory = Some(directory);
-    }
-    if t.modules.contains(&Module::Licences) {
-        r.licences = Some(read_licences(apis, t, pc_user, graph_skus.as_ref()).await);
-    }
-    r
-}
-
 /// The outcome of reading and planning.
 #[derive(Debug)]
 pub struct Planned {
@@ -424,31 +239,52 @@ pub struct Planned {
     pub user_states: Vec<(String, TenantUsersState)>,
     /// "tenant/oid" keys to stamp with `now` in last-seen after a sync.
     pub seen: Vec<String>,
+    /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
+    pub adopt: Vec<Adoption>,
+    /// The billing state to save after a real sync (running exports, periods done).
+    pub billing_state: Option<crate::billing::state::BillingState>,
 }
 
-/// The users policy from the config.
-pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
-    UsersPolicy {
-        include_guests: config.users.include_guests,
-        require_licence: config.users.require_licence,
-        contract_skus: config.users.contract_skus.clone(),
-        exclude_upn: config.users.exclude_upn.clone(),
-        leaver_grace_days: config.users.leaver_grace_days,
-        protect: config.users.protect.clone(),
-        welcome_email: config.users.welcome_email,
-        max_deactivations: config.safety.max_deactivations,
-        max_deactivation_percent: config.safety.max_deactivation_percent,
-        empty_source_guard: config.safety.empty_source_guard,
-        allow_deactivations,
+/// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`].
+async fn read_tenant(
+    config: &Config,
+    apis: &Apis,
+    t: &Target,
+    run: &[&'static dyn Runner],
+    pc_user: bool,
+    state: &StateDir,
+    now: jiff::Timestamp,
+) -> Vec<Option<Box<dyn Any>>> {
+    let source = TenantSource::new(&t.entry.customer_id);
+    let cx = TenantCx {
+        config,
+        apis,
+        target: t,
+        state,
+        now,
+        pc_user,
+        source: &source,
+    };
+    let mut out = Vec::with_capacity(run.len());
+    for m in run {
+        out.push(if t.modules.contains(&m.module()) {
+            Some(m.read_tenant(&cx).await)
+        } else {
+            None
+        });
     }
+    out
 }
 
-/// Reads everything the modules need and plans them.
+/// Reads everything the modules need and plans them: Halo once for the union of the modules' lists,
+/// each module's partner read once, each tenant once (tenants in parallel); then each module's planner,
+/// merged per tenant in registry order.
 #[allow(clippy::too_many_arguments)]
 pub async fn plan(
     config: &Config,
     apis: &Apis,
     ui: &Ui,
+    customers: &[Customer],
     targets: &[Target],
     modules: &[Module],
     allow_deactivations: bool,
@@ -459,20 +295,32 @@ pub async fn plan(
         .creds
         .current_refresh_token(crate::auth::RefreshTokenName::PartnerCenter)
         .is_some();
+    let run: Vec<&'static dyn Runner> = modules::REGISTRY
+        .iter()
+        .copied()
+        .filter(|r| modules.contains(&r.module()))
+        .collect();
     let halo_fut = read_halo(apis, HaloNeeds::for_modules(modules));
+    let pcx = PartnerCx {
+        config,
+        apis,
+        targets,
+        now,
+    };
+    let partner_fut = futures_util::future::join_all(run.iter().map(|m| m.read_partner(&pcx)));
     let bar = ui.bar("tenants read", targets.len() as u64);
     let reads_fut = stream::iter(targets.iter())
         .map(|t| {
-            let bar = &bar;
+            let (bar, run) = (&bar, &run);
             async move {
-                let r = read_tenant(config, apis, t, pc_user, state, now).await;
+                let r = read_tenant(config, apis, t, run, pc_user, state, now).await;
                 bar.inc(1);
                 r
             }
         })
         .buffered(config.sync.concurrency.max(1))
         .collect::<Vec<_>>();
-    let (halo, reads) = tokio::join!(halo_fut, reads_fut);
+    let (halo, partner, reads) = tokio::join!(halo_fut, partner_fut, reads_fut);
     bar.finish_and_clear();
     let halo = halo?;
 
@@ -480,7 +328,7 @@ pub async fn plan(
         .iter()
         .map(|t| {
             (
-                t.entry.customer_id.clone(),
+                t.entry.customer_id.to_ascii_lowercase(),
                 TenantPlan {
                     customer_id: t.entry.customer_id.clone(),
                     name: t.name.clone(),
@@ -491,70 +339,48 @@ pub async fn plan(
         })
         .collect();
 
-    // Comparing: one bar over the source records of every tenant (users and subscriptions).
+    // Comparing: one bar over the source records of every tenant and module.
     let records: usize = reads
         .iter()
-        .map(|r| {
-            r.directory
-                .as_ref()
-                .and_then(|d| d.as_ref().ok())
-                .map_or(0, |d| d.users.len())
-                + r.licences.as_ref().map_or(0, |l| l.subscriptions.len())
-        })
+        .flat_map(|r| r.iter().zip(&run))
+        .filter_map(|(read, m)| read.as_ref().map(|read| m.records(read.as_ref())))
         .sum();
     let compare = ui.bar("records compared", records as u64);
 
-    // Users.
-    let policy = users_policy(config, allow_deactivations);
-    let mut user_inputs = Vec::new();
-    for (t, r) in targets.iter().zip(&reads) {
-        if let Some(dir) = &r.directory {
-            user_inputs.push(TenantUsersInput {
-                customer_id: &t.entry.customer_id,
-                name: &t.name,
-                halo_client_id: t.entry.halo_client_id.unwrap_or(0),
-                site_id: t.entry.halo_site_id,
-                directory: dir.as_ref().map_err(Clone::clone),
-            });
+    // Each module's reads, in target order.
+    let mut per_module: Vec<Vec<(&Target, Box<dyn Any>)>> =
+        run.iter().map(|_| Vec::new()).collect();
+    for (t, r) in targets.iter().zip(reads) {
+        for (slot, read) in per_module.iter_mut().zip(r) {
+            if let Some(read) = read {
+                slot.push((t, read));
+            }
         }
     }
-    let last_seen = state.last_seen();
-    let mut seen = Vec::new();
-    if !user_inputs.is_empty() {
-        for tp in users::plan_users(&user_inputs, &halo, &policy, &last_seen, now) {
+    let cx = PlanCx {
+        config,
+        halo: &halo,
+        customers,
+        state,
+        now,
+        allow_deactivations,
+    };
+    let mut out = Outputs::default();
+    for ((m, partner), reads) in run.iter().zip(partner).zip(per_module) {
+        for tp in m.plan(&cx, partner, reads, &mut out)? {
             merge(&mut by_tenant, tp);
         }
-        seen = users::seen_in_scope(&user_inputs, &policy);
-        seen.extend(users::grace_started(
-            &user_inputs,
-            &halo,
-            &policy,
-            &last_seen,
-        ));
     }
-
-    // Licences.
-    let lic_inputs: Vec<TenantLicencesInput> =
-        reads.iter().filter_map(|r| r.licences.clone()).collect();
-    let mut seats = Vec::new();
-    if !lic_inputs.is_empty() {
-        let lpolicy = LicencesPolicy {
-            exclude_skus: config.licences.exclude_skus.clone(),
-            names: config.licences.names.clone(),
-        };
-        let LicencesPlan {
-            tenants, seats: s, ..
-        } = licences::plan_licences(&lic_inputs, &halo, &lpolicy, now);
-        for tp in tenants {
-            merge(&mut by_tenant, tp);
+    for t in targets {
+        if !customers
+            .iter()
+            .any(|c| c.id.eq_ignore_ascii_case(&t.entry.customer_id))
+            && let Some(tp) = by_tenant.get_mut(&t.entry.customer_id.to_ascii_lowercase())
+        {
+            tp.notes
+                .push("not found among the Partner Center customers".into());
         }
-        seats = s;
     }
-
-    let user_states = reads
-        .into_iter()
-        .filter_map(|r| r.users_state.map(|s| (r.customer_id, s)))
-        .collect();
     compare.set_position(records as u64);
     compare.finish_and_clear();
     let mut plan = Plan::new(
@@ -562,17 +388,21 @@ pub async fn plan(
         modules.to_vec(),
         by_tenant.into_values().collect(),
     );
-    plan.seats = seats;
+    plan.seats = out.seats;
+    plan.billing = out.billing;
+    plan.estimates = out.estimates;
     Ok(Planned {
         plan,
-        user_states,
-        seen,
+        user_states: out.user_states,
+        seen: out.seen,
+        adopt: out.adopt,
+        billing_state: out.billing_state,
     })
 }
 
 fn merge(by_tenant: &mut BTreeMap<String, TenantPlan>, tp: TenantPlan) {
     let e = by_tenant
-        .entry(tp.customer_id.clone())
+        .entry(tp.customer_id.to_ascii_lowercase())
         .or_insert_with(|| TenantPlan {
             customer_id: tp.customer_id.clone(),
             name: tp.name.clone(),

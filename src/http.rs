@@ -548,7 +548,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        // A huge value (1e30) would panic in `from_secs_f64`; anything past a day means "give up" anyway
+        // (see MAX_RETRY_AFTER), so it is clamped there.
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let at = PARSER.parse_timestamp(value).ok()?;
     let ms = at.as_millisecond() - jiff::Timestamp::now().as_millisecond();
@@ -562,44 +565,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(parse_retry_after)
 }
 
-/// Query parameters whose values are never shown (credentials, signatures).
-fn is_secret_param(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    let n = n.trim_start_matches('$');
-    if n == "skiptoken" || n == "deltatoken" {
-        return false;
-    }
-    [
-        "token",
-        "secret",
-        "sig",
-        "password",
-        "code",
-        "key",
-        "assertion",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-}
-
-/// The URL with secret query values replaced by `REDACTED` and long paging tokens shortened.
-pub fn redact_url(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if is_secret_param(k) => format!("{k}=REDACTED"),
-            Some((k, v)) if v.len() > 24 => {
-                let short: String = v.chars().take(12).collect();
-                format!("{k}={short}…")
-            }
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", parts.join("&"))
-}
+pub use crate::redact::url as redact_url;
 
 /// The one HTTP client of a run. Cheap to share: wrap it in an `Arc`.
 #[derive(Debug)]
@@ -910,6 +876,7 @@ mod tests {
             Some(Duration::from_millis(2128))
         );
         assert_eq!(parse_retry_after("-3"), None);
+        assert_eq!(parse_retry_after("1e30"), Some(Duration::from_secs(86_400)));
         assert_eq!(parse_retry_after("soon"), None);
         // A date in the past means "now".
         assert_eq!(

@@ -2,7 +2,8 @@
 //!
 //! Levels: default warn; `-v` info, `-vv` debug, `-vvv` trace for csp-sync itself (dependencies stay at
 //! warn, except reqwest at debug with `-vvv`); `-q` errors only. `RUST_LOG` overrides all of that. The
-//! HTTP layer never logs headers or bodies holding secrets; this module only sets up the subscriber.
+//! HTTP layer never logs headers or bodies holding secrets, and every event is masked on its way out
+//! ([`crate::redact::Writer`]) in case a server echoed one.
 
 use std::io::IsTerminal as _;
 
@@ -38,7 +39,7 @@ pub fn init(verbosity: i8, json: bool) {
     let (filter, problem) = filter(verbosity, rust_log.as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| crate::redact::Writer::new(std::io::stderr()));
     let installed = if json {
         builder
             .json()

@@ -250,6 +250,13 @@ pub fn plan(plan: &Plan, format: Format) -> String {
                 }
                 out.push_str(&seats_grid(&plan.seats).render(format));
             }
+            if let Some(billing) = crate::billing::render::grid(plan) {
+                out.push('\n');
+                if format == Format::Markdown {
+                    out.push_str("### Billing\n\n");
+                }
+                out.push_str(&billing.render(format));
+            }
             let problems = problems_grid(plan);
             if !problems.rows.is_empty() {
                 out.push('\n');

@@ -288,6 +288,18 @@ impl Secrets {
         &self,
         name: SecretName,
     ) -> Result<Option<(SecretString, SecretSource)>, SecretError> {
+        let found = self.lookup(name)?;
+        if let Some((value, _)) = &found {
+            // Known from now on to the one redaction layer: masked wherever a server echoes it.
+            crate::redact::register_secret(value);
+        }
+        Ok(found)
+    }
+
+    fn lookup(
+        &self,
+        name: SecretName,
+    ) -> Result<Option<(SecretString, SecretSource)>, SecretError> {
         let var = name.env_var();
         if let Some(value) = (self.env)(&var).filter(|v| !v.is_empty()) {
             return Ok(Some((SecretString::from(value), SecretSource::Env(var))));
@@ -418,11 +430,16 @@ impl Secrets {
 }
 
 fn read_secret_file(var: &str, path: &Path, name: SecretName) -> Result<SecretString, SecretError> {
-    let mut text = std::fs::read_to_string(path).map_err(|e| SecretError::File {
-        var: var.to_string(),
-        path: path.to_path_buf(),
-        reason: e.kind().to_string(),
-    })?;
+    // A secret is a line of text; 64 KB bounds a wrong path such as /dev/zero.
+    let mut text =
+        crate::bounded::read_to_string(path, 64 * 1024).map_err(|e| SecretError::File {
+            var: var.to_string(),
+            path: path.to_path_buf(),
+            reason: match e {
+                crate::bounded::ReadError::Io(e) => e.kind().to_string(),
+                too_large @ crate::bounded::ReadError::TooLarge(_) => too_large.to_string(),
+            },
+        })?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {

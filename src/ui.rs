@@ -38,8 +38,11 @@ impl Ui {
         self
     }
 
-    /// One line on stderr: as is, or as a JSON object with `level` when logs are JSON.
+    /// One line on stderr: as is, or as a JSON object with `level` when logs are JSON; masked
+    /// ([`crate::redact`]) either way.
     fn line(&self, level: &str, prefix: &str, text: &str) {
+        let text = crate::redact::text(text);
+        let text = text.as_ref();
         if self.json_logs {
             let event = serde_json::json!({
                 "timestamp": jiff::Timestamp::now().to_string(),
@@ -53,16 +56,17 @@ impl Ui {
         }
     }
 
-    /// Writes the command's output to stdout. A closed pipe (`| head`) is not an error.
+    /// Writes the command's output to stdout, masked ([`crate::redact`]). A closed pipe (`| head`) is
+    /// not an error.
     pub fn out(&self, text: &str) {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::redact::Writer::new(std::io::stdout().lock());
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
 
-    /// Writes a JSON document (pretty, newline-terminated) to stdout without building it in memory
-    /// first: a large estate's plan can be tens of megabytes.
+    /// Writes a JSON document (pretty, newline-terminated, masked line by line) to stdout without
+    /// building it in memory first: a large estate's plan can be tens of megabytes.
     pub fn out_json<T: serde::Serialize>(&self, value: &T) {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut out = crate::redact::Writer::new(std::io::BufWriter::new(std::io::stdout().lock()));
         let _ = serde_json::to_writer_pretty(&mut out, value)
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n"))

@@ -5,6 +5,7 @@
 pub mod export;
 pub mod periods;
 pub mod records;
+pub mod render;
 pub mod state;
 pub mod usage;
 
@@ -97,4 +98,60 @@ pub async fn read_export(
         }
     }
     PeriodUsage::Pending { operation }
+}
+
+/// The billing state with the Halo id of each invoice this run created (by Partner Center invoice id and
+/// customer), so a later run never creates it again even if Halo's read around the period misses it; a
+/// period whose invoices were all written is marked done.
+pub fn record_invoices(
+    mut state: state::BillingState,
+    report: &crate::apply::ApplyReport<'_>,
+) -> state::BillingState {
+    for a in &report.applied {
+        let c = a.change;
+        if c.module != crate::plan::Module::Billing || c.action != crate::plan::Action::Create {
+            continue;
+        }
+        let Some(id) = a.halo_id else { continue };
+        let net: f64 = c
+            .fields
+            .iter()
+            .find(|f| f.field == "lines")
+            .and_then(|f| f.to.as_array())
+            .map_or(0.0, |lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.get("unit_price").and_then(serde_json::Value::as_f64))
+                    .sum()
+            });
+        let period = state
+            .invoices
+            .get(&c.source_key)
+            .map(|s| s.period.clone())
+            .unwrap_or_default();
+        state.invoice(&c.source_key, &period).customers.insert(
+            a.customer_id.to_ascii_lowercase(),
+            state::BilledInvoice {
+                halo_invoice_id: id,
+                net_minor: (net * 100.0).round() as i64,
+            },
+        );
+    }
+    // A period whose invoices were all written is done: the next run does not export it again.
+    let failed: Vec<&str> = report
+        .failed
+        .iter()
+        .filter(|f| f.change.module == crate::plan::Module::Billing)
+        .map(|f| f.change.source_key.as_str())
+        .collect();
+    for a in &report.applied {
+        let c = a.change;
+        if c.module == crate::plan::Module::Billing
+            && !failed.contains(&c.source_key.as_str())
+            && let Some(s) = state.invoices.get_mut(&c.source_key)
+        {
+            s.done = true;
+        }
+    }
+    state
 }

@@ -73,11 +73,19 @@ async fn post_form(
     Ok((resp.status.as_u16(), body))
 }
 
-fn seconds(v: &Value, key: &str, default: u64) -> u64 {
-    match v.get(key) {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(default),
-        Some(Value::String(s)) => s.trim().parse().unwrap_or(default),
-        _ => default,
+/// A whole number of seconds from the device-code reply, clamped to `1..=max` so a broken reply
+/// (u64::MAX, 1e30, negative) can neither overflow nor make the login wait for ever.
+fn seconds(v: &Value, key: &str, default: u64, max: u64) -> u64 {
+    let n = match v.get(key) {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match n.filter(|n| !n.is_nan()) {
+        None => default,
+        Some(n) if n >= max as f64 => max,
+        Some(n) if n < 1.0 => 1,
+        Some(n) => n as u64,
     }
 }
 
@@ -138,8 +146,8 @@ pub async fn run(config: &Config, ui: &Ui, target: LoginTarget) -> Result<Exit> 
     ui.say(&message);
     ui.say("Sign in as the partner user csp-sync should act as (MFA included). Waiting for the sign-in...");
 
-    let mut interval = seconds(&start, "interval", 5).max(1);
-    let expires_in = seconds(&start, "expires_in", 900);
+    let mut interval = seconds(&start, "interval", 5, 60);
+    let expires_in = seconds(&start, "expires_in", 900, 3600);
     let scale = crate::http::retry_scale_from_env();
     let started = std::time::Instant::now();
     let refresh = loop {
@@ -173,11 +181,15 @@ pub async fn run(config: &Config, ui: &Ui, target: LoginTarget) -> Result<Exit> 
                     "the sign-in worked but no refresh token came back (was offline_access refused?); nothing was stored"
                 );
             };
+            crate::redact::register(rt);
+            if let Some(at) = body.get("access_token").and_then(Value::as_str) {
+                crate::redact::register(at);
+            }
             break SecretString::from(rt.to_string());
         }
         match body.get("error").and_then(Value::as_str).unwrap_or("") {
             "authorization_pending" => {}
-            "slow_down" => interval += 5,
+            "slow_down" => interval = (interval + 5).min(60),
             _ => {
                 let e = AuthError::from_body("Microsoft", &tenant, status, &body.to_string());
                 bail!("the sign-in failed: {e}; nothing was stored");

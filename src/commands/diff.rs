@@ -13,7 +13,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &DiffArgs) -> Result<Exit> {
     let planned = run::prepare(config, ui, &modules, &args.tenants, false).await?;
     run::show_plan(ui, &planned);
     if let Some(out) = &args.out {
-        let text = serde_json::to_vec_pretty(&planned.plan.plan).context("serialising the plan")?;
+        let text =
+            crate::redact::json_pretty(&planned.plan.plan).context("serialising the plan")?;
         crate::config::write_atomic(out, &text, None)
             .with_context(|| format!("writing the plan to {}", out.display()))?;
         ui.info(&format!(

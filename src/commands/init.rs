@@ -71,7 +71,18 @@ mod tests {
         assert!(said.contains("Wrote "), "{said}");
         assert!(said.contains("auth check"), "{said}");
         assert!(said.contains("--config"), "{said}");
-        crate::config::load(&path).expect("the written file loads");
+        // The file parses, but its placeholders are refused until they are filled in (SPEC 4).
+        crate::config::parse(&path, EXAMPLE).expect("the written file parses");
+        let e = crate::config::load(&path).unwrap_err().to_string();
+        for key in [
+            "partner_center.tenant_id",
+            "partner_center.client_id",
+            "graph.client_id",
+            "halo.url",
+            "halo.client_id",
+        ] {
+            assert!(e.contains(key), "{key}: {e}");
+        }
 
         std::fs::write(&path, "mine").unwrap();
         let e = run_init(Some(&path), &mut Vec::new())

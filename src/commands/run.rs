@@ -29,8 +29,6 @@ pub fn modules(config: &Config, asked: &[Module]) -> Vec<Module> {
 pub struct Prepared {
     pub apis: Apis,
     pub plan: Planned,
-    /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
-    pub adopt: Vec<crate::commands::tenants_sync::Adoption>,
 }
 
 /// Reads and plans.
@@ -42,7 +40,7 @@ pub async fn prepare(
     allow_deactivations: bool,
 ) -> Result<Prepared> {
     for m in modules {
-        if matches!(m, Module::Assets | Module::Billing) {
+        if crate::modules::find(*m).is_none() {
             ui.warn(&format!(
                 "the {m} module is not available in this version yet; it is skipped"
             ));
@@ -56,10 +54,11 @@ pub async fn prepare(
     let customers = read_customers(&apis).await?;
     let targets = engine::select_targets(config, &customers, tenants, modules)?;
     let state = StateDir::new(config.sync.state_dir.clone());
-    let mut plan = engine::plan(
+    let plan = engine::plan(
         config,
         &apis,
         ui,
+        &customers,
         &targets,
         modules,
         allow_deactivations,
@@ -67,29 +66,10 @@ pub async fn prepare(
         now,
     )
     .await?;
-    for t in &targets {
-        if !customers
-            .iter()
-            .any(|c| c.id.eq_ignore_ascii_case(&t.entry.customer_id))
-            && let Some(tp) = plan
-                .plan
-                .tenants
-                .iter_mut()
-                .find(|p| p.customer_id == t.entry.customer_id)
-        {
-            tp.notes
-                .push("not found among the Partner Center customers".into());
-        }
-    }
-    let adopt = if modules.contains(&Module::Tenants) {
-        crate::commands::tenants_sync::plan_into(config, &apis, &customers, &mut plan).await?
-    } else {
-        Vec::new()
-    };
     for w in apis.take_warnings() {
         ui.warn(&w);
     }
-    Ok(Prepared { apis, plan, adopt })
+    Ok(Prepared { apis, plan })
 }
 
 /// Every Partner Center customer, as domain values.

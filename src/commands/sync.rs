@@ -219,7 +219,7 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
             Exit::Ok
         });
     };
-    crate::commands::tenants_sync::adopt(config, ui, &prepared.adopt)?;
+    crate::commands::tenants_sync::adopt(config, ui, &prepared.plan.adopt)?;
     apply_and_record(
         config,
         ui,
@@ -293,6 +293,9 @@ async fn apply_and_record(
             seen.insert(key.clone(), started);
         }
         state.save_last_seen(&seen)?;
+        if let Some(billing) = &planned.billing_state {
+            crate::billing::record_invoices(billing.clone(), &report).save(state)?;
+        }
     }
     let finished = crate::context::now()?;
     state.append_journal(JournalRun {

@@ -4,6 +4,7 @@
 //! The types here are the plan contract: `diff --out` writes a [`Plan`] as JSON (`"version": 1`),
 //! `sync --plan` reads it back and applies exactly its changes.
 
+pub mod billing;
 pub mod licences;
 pub mod tenants;
 pub mod users;
@@ -232,6 +233,13 @@ pub struct Plan {
     /// flags. Informational: `sync --plan` writes nothing from it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seats: Vec<licences::SeatRow>,
+    /// The billing module's figures per billed period: each customer's cost, price and margin, and the
+    /// total next to the export's own. Informational; the invoices themselves are changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub billing: Vec<billing::PeriodBill>,
+    /// The open period's estimate (SPEC 7): never changes, never counted by `--detailed-exitcode`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimates: Vec<billing::Estimate>,
 }
 
 impl Plan {
@@ -251,6 +259,8 @@ impl Plan {
             tenants,
             summary,
             seats: Vec::new(),
+            billing: Vec::new(),
+            estimates: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@ mod estate;
 mod support;
 
 mod basics;
+mod billing;
 mod billing_reader;
 mod faults;
 mod licences;

@@ -1,0 +1,209 @@
+//! The users module: Entra users of each mapped tenant -> Halo users (SPEC section 7). Reads Halo's sites
+//! and users, each tenant's users (delta round or full read) with the tenant's SKU part numbers, and plans
+//! with [`crate::plan::users`]. Outputs: the tenant's delta state and the last-seen keys of this run.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+
+use crate::api::{self, graph::GraphUser};
+use crate::config::Config;
+use crate::context::Apis;
+use crate::engine::{HaloRaw, Target};
+use crate::model::{EntraUser, TenantDirectory};
+use crate::modules::{HaloRead, Outputs, PlanCx, SyncModule, TenantCx};
+use crate::plan::users::{self, TenantUsersInput, UsersPolicy};
+use crate::plan::{HaloEntity, Module, TenantPlan};
+use crate::state::TenantUsersState;
+
+pub struct Users;
+
+/// What was read from one tenant for the users module.
+#[derive(Debug, Default)]
+pub struct UsersRead {
+    /// `None` only for a tenant that was not read.
+    pub directory: Option<Result<TenantDirectory, String>>,
+    pub state: Option<TenantUsersState>,
+}
+
+const INACTIVE: &[(&str, &str)] = &[("includeinactive", "true")];
+
+impl SyncModule for Users {
+    type Read = UsersRead;
+    type PartnerRead = ();
+    const MODULE: Module = Module::Users;
+    const HALO: &'static [HaloRead] = &[
+        HaloRead {
+            entity: HaloEntity::Site,
+            key: "sites",
+            params: INACTIVE,
+        },
+        HaloRead {
+            entity: HaloEntity::Users,
+            key: "users",
+            params: INACTIVE,
+        },
+    ];
+
+    fn check_halo(&self, raw: &HaloRaw) -> Result<()> {
+        let users = raw.get("Users").map_or(&[][..], Vec::as_slice);
+        if !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some()) {
+            bail!(
+                "Halo's user list has no `azureoid` field (an older Halo version): csp-sync cannot tell linked users apart; \
+                 upgrade Halo (reading users by report is not available yet)"
+            );
+        }
+        Ok(())
+    }
+
+    async fn read_tenant(&self, cx: &TenantCx<'_>) -> UsersRead {
+        let id = &cx.target.entry.customer_id;
+        let mut r = UsersRead::default();
+        let directory = match cx.source.graph_skus(cx.apis).await {
+            Err(e) => Err(e.clone()),
+            Ok(skus) => read_users(cx.config, cx.apis, id, cx.state.tenant_users(id), cx.now)
+                .await
+                .map(|(users, st)| {
+                    r.state = Some(st);
+                    TenantDirectory {
+                        users,
+                        deleted_ids: Vec::new(),
+                        sku_part_numbers: skus
+                            .iter()
+                            .map(|s| (s.sku_id.clone(), s.sku_part_number.clone()))
+                            .collect(),
+                    }
+                }),
+        };
+        r.directory = Some(directory);
+        r
+    }
+
+    fn records(read: &UsersRead) -> usize {
+        read.directory
+            .as_ref()
+            .and_then(|d| d.as_ref().ok())
+            .map_or(0, |d| d.users.len())
+    }
+
+    fn plan(
+        &self,
+        cx: &PlanCx<'_>,
+        (): (),
+        reads: Vec<(&Target, UsersRead)>,
+        out: &mut Outputs,
+    ) -> Result<Vec<TenantPlan>> {
+        let policy = users_policy(cx.config, cx.allow_deactivations);
+        let mut inputs = Vec::new();
+        for (t, r) in &reads {
+            if let Some(dir) = &r.directory {
+                inputs.push(TenantUsersInput {
+                    customer_id: &t.entry.customer_id,
+                    name: &t.name,
+                    halo_client_id: t.entry.halo_client_id.unwrap_or(0),
+                    site_id: t.entry.halo_site_id,
+                    directory: dir.as_ref().map_err(Clone::clone),
+                });
+            }
+        }
+        let mut plans = Vec::new();
+        if !inputs.is_empty() {
+            let last_seen = cx.state.last_seen();
+            plans = users::plan_users(&inputs, cx.halo, &policy, &last_seen, cx.now);
+            out.seen.extend(users::seen_in_scope(&inputs, &policy));
+            out.seen
+                .extend(users::grace_started(&inputs, cx.halo, &policy, &last_seen));
+        }
+        drop(inputs);
+        for (t, r) in reads {
+            if let Some(st) = r.state {
+                out.user_states.push((t.entry.customer_id.clone(), st));
+            }
+        }
+        Ok(plans)
+    }
+}
+
+/// The users policy from the config.
+pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
+    UsersPolicy {
+        include_guests: config.users.include_guests,
+        require_licence: config.users.require_licence,
+        contract_skus: config.users.contract_skus.clone(),
+        exclude_upn: config.users.exclude_upn.clone(),
+        leaver_grace_days: config.users.leaver_grace_days,
+        protect: config.users.protect.clone(),
+        welcome_email: config.users.welcome_email,
+        max_deactivations: config.safety.max_deactivations,
+        max_deactivation_percent: config.safety.max_deactivation_percent,
+        empty_source_guard: config.safety.empty_source_guard,
+        allow_deactivations,
+    }
+}
+
+/// A tenant's users: the stored set moved forward by a delta round, or a full read (the initial delta
+/// round, which also yields the delta link) when there is no usable link.
+async fn read_users(
+    config: &Config,
+    apis: &Apis,
+    tenant: &str,
+    stored: Option<TenantUsersState>,
+    now: jiff::Timestamp,
+) -> Result<(Vec<EntraUser>, TenantUsersState), String> {
+    if !config.users.delta {
+        let users: Vec<EntraUser> = apis
+            .graph
+            .users(tenant)
+            .await
+            .map_err(|e| format!("reading users: {e}"))?
+            .iter()
+            .map(GraphUser::to_model)
+            .collect();
+        let state = TenantUsersState {
+            delta_link: None,
+            last_full_read: Some(now.to_string()),
+            users: Vec::new(),
+        };
+        return Ok((users, state));
+    }
+    if let Some(st) = stored
+        && let Some(link) = st.delta_link.as_deref()
+    {
+        match apis.graph.users_delta(tenant, Some(link)).await {
+            Ok(d) => {
+                let mut by_id: BTreeMap<String, EntraUser> =
+                    st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+                for (id, _reason) in &d.removed {
+                    by_id.remove(id);
+                }
+                for u in &d.users {
+                    let u = u.to_model();
+                    by_id.insert(u.id.clone(), u);
+                }
+                let users: Vec<EntraUser> = by_id.into_values().collect();
+                let state = TenantUsersState {
+                    delta_link: Some(d.delta_link),
+                    last_full_read: st.last_full_read,
+                    users: users.clone(),
+                };
+                return Ok((users, state));
+            }
+            Err(api::Error::DeltaExpired { .. }) => {
+                tracing::info!(tenant, "delta link expired; reading all users");
+            }
+            Err(e) => return Err(format!("reading users (delta): {e}")),
+        }
+    }
+    let d = apis
+        .graph
+        .users_delta(tenant, None)
+        .await
+        .map_err(|e| format!("reading users: {e}"))?;
+    let users: Vec<EntraUser> = d.users.iter().map(GraphUser::to_model).collect();
+    let state = TenantUsersState {
+        delta_link: Some(d.delta_link),
+        last_full_read: Some(now.to_string()),
+        users: users.clone(),
+    };
+    Ok((users, state))
+}
