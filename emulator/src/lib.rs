@@ -239,6 +239,12 @@ impl Emulator {
         billing::started(&self.shared.lock())
     }
 
+    /// The gzip'd blobs the export of `key` (an invoice id, or `current`) will serve, built now and kept
+    /// (benchmarks compare them with `gzip -dc`). Later changes to that export's data are not picked up.
+    pub fn export_blobs(&self, key: &str) -> Vec<Vec<u8>> {
+        billing::prebuild(&mut self.shared.lock(), key)
+    }
+
     /// A copy of the current data (including every write received).
     pub fn scenario(&self) -> Scenario {
         self.shared.lock().scenario.clone()
