@@ -22,7 +22,8 @@ pub fn run(cli: Cli) -> Exit {
         OutputFormat::Markdown => Format::Markdown,
     };
     let ui = Ui::new(format, cli.verbosity < 0, cli.no_progress)
-        .with_json_logs(matches!(cli.log_format, crate::cli::LogFormat::Json));
+        .with_json_logs(matches!(cli.log_format, crate::cli::LogFormat::Json))
+        .with_compact_json(!std::io::stdout().is_terminal());
     match dispatch(&cli, &ui) {
         Ok(exit) => exit,
         Err(err) => {
@@ -103,12 +104,23 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         }
         Command::Diff(args) => {
             let config = load_config(cli)?;
-            runtime()?.block_on(commands::diff::run(&config, ui, args))
+            let metrics = crate::metrics::Recorder::new("diff", cli.metrics_file.clone());
+            let result = runtime()?.block_on(commands::diff::run(&config, ui, args, &metrics));
+            match metrics.finish(ui, &result) {
+                Some(failed) => result.map(|e| e.worst(failed)),
+                None => result,
+            }
         }
         Command::Sync(args) => {
             let mut config = load_config(cli)?;
             config.billing.period.clone_from(&args.period);
-            runtime()?.block_on(commands::sync::run(&config, ui, args))
+            let metrics = crate::metrics::Recorder::new("sync", cli.metrics_file.clone());
+            let result = runtime()?.block_on(commands::sync::run(&config, ui, args, &metrics));
+            match metrics.finish(ui, &result) {
+                Some(failed) => result.map(|e| e.worst(failed)),
+                None => result,
+            }
         }
+        Command::Doctor => runtime()?.block_on(commands::doctor::run(cli.config.as_deref(), ui)),
     }
 }

@@ -70,6 +70,8 @@ pub struct Applied<'a> {
     pub customer_id: &'a str,
     pub change: &'a Change,
     pub halo_id: Option<i64>,
+    /// The record Halo sent back for it (the saved record, halo-api.md 4), when the POST answered.
+    pub saved: Option<Value>,
 }
 
 /// One change that could not be applied, with why.
@@ -173,6 +175,7 @@ async fn write_batch<'a, W: HaloWriter>(
                         customer_id,
                         change,
                         halo_id,
+                        saved: back.get(i).cloned(),
                     });
                 }
             }
@@ -243,6 +246,7 @@ async fn settle_creates<'a, W: HaloWriter>(
                 customer_id,
                 change,
                 halo_id: Some(id),
+                saved: None,
             }),
             None => rest.push((customer_id, change)),
         }

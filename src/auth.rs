@@ -224,10 +224,33 @@ impl AuthError {
                     "the grant was refused",
                     format!("sign in again with {login}"),
                 ),
-                "missing_secret" => ("a secret is missing", format!("store it with {set}")),
+                "missing_secret" => match self.login_target {
+                    Some(t) if t.ends_with("-refresh-token") => (
+                        "a refresh token is missing",
+                        format!(
+                            "get one with `csp-sync auth login {}` (or store one with {set})",
+                            t.trim_end_matches("-refresh-token")
+                        ),
+                    ),
+                    _ => ("a secret is missing", format!("store it with {set}")),
+                },
+                "request_failed" if self.service == "Halo" => (
+                    "Halo's token endpoint could not be reached or failed",
+                    "check [halo] url (and auth_url) and the network, then try again".into(),
+                ),
                 "request_failed" => (
                     "the token endpoint could not be reached or failed",
-                    "check the login URL and the network, then try again".into(),
+                    "check [microsoft] login_url (or cloud) and the network, then try again".into(),
+                ),
+                "redirected" => (
+                    "the token endpoint answered with a redirect, which is never followed for a token \
+                     request (the secret would go along)",
+                    if self.service == "Halo" {
+                        "set [halo] auth_url to Halo's authorisation server itself".to_string()
+                    } else {
+                        "set [microsoft] login_url (or cloud) to the identity platform itself"
+                            .to_string()
+                    },
                 ),
                 _ => (
                     "the sign-in was refused",
@@ -298,7 +321,7 @@ fn renew_at(now: Instant, life: Duration) -> Instant {
 }
 
 /// A token as returned by an endpoint.
-struct Fetched {
+pub(crate) struct Fetched {
     access: SecretString,
     lifetime: Duration,
     refresh: Option<SecretString>,
@@ -359,6 +382,19 @@ impl TokenProvider {
     pub fn invalidate(&self, key: &TokenKey) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache.remove(key);
+    }
+
+    /// Forgets the cached token for `key` if it is `refused`; a token already renewed is kept.
+    pub async fn invalidate_if(&self, key: &TokenKey, refused: &SecretString) {
+        use secrecy::ExposeSecret as _;
+        let slot = self.slot(key);
+        let mut guard = slot.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.token.expose_secret() == refused.expose_secret())
+        {
+            *guard = None;
+        }
     }
 
     /// Returns the cached token for `key` or fetches one; concurrent callers share one fetch.
@@ -470,6 +506,9 @@ impl TokenProvider {
             .send_raw(&req)
             .await
             .map_err(|e| AuthError::from_api("Microsoft", tenant, &e))?;
+        if resp.status.is_redirection() {
+            return Err(redirected("Microsoft", tenant, &resp));
+        }
         if !resp.status.is_success() {
             return Err(AuthError::from_body(
                 "Microsoft",
@@ -524,6 +563,9 @@ impl TokenProvider {
                 .send_raw(&req)
                 .await
                 .map_err(|e| AuthError::from_api("Halo", &label, &e))?;
+            if resp.status.is_redirection() {
+                return Err(redirected("Halo", &label, &resp));
+            }
             if !resp.status.is_success() {
                 let mut err =
                     AuthError::from_body("Halo", &label, resp.status.as_u16(), &resp.body);
@@ -535,6 +577,14 @@ impl TokenProvider {
         let (token, _) = self.cached(&key, fetch).await?;
         Ok(token)
     }
+}
+
+/// A token endpoint that answered with a redirect (not followed: the form holds the secret).
+fn redirected(service: &'static str, tenant: &str, resp: &crate::http::Response) -> AuthError {
+    let e = ApiError::from_response(resp);
+    let mut err = AuthError::new(service, tenant, "redirected", e.message);
+    err.status = Some(resp.status.as_u16());
+    err
 }
 
 fn scope_of(resource: &str) -> String {
@@ -554,7 +604,11 @@ fn encode_component(s: &str) -> String {
     out
 }
 
-fn parse_token_body(service: &'static str, tenant: &str, body: &str) -> Result<Fetched, AuthError> {
+pub(crate) fn parse_token_body(
+    service: &'static str,
+    tenant: &str,
+    body: &str,
+) -> Result<Fetched, AuthError> {
     let v: Value = serde_json::from_str(body).map_err(|e| {
         AuthError::new(
             service,
@@ -967,14 +1021,23 @@ impl Credentials {
 
     /// Forgets the cached token for `source` (after a 401) so the next [`Credentials::token`] renews it.
     pub fn invalidate(&self, source: &TokenSource) {
-        let Ok(plan) = self.plan(source) else {
-            return;
-        };
-        let key = match plan.how {
-            How::Halo => match self.provider.halo_key() {
-                Some(k) => k,
-                None => return,
-            },
+        if let Some(key) = self.key_of(source) {
+            self.provider.invalidate(&key);
+        }
+    }
+
+    /// Forgets the cached token for `source` only if it is still `refused` (the token a 401 answered):
+    /// requests refused with one token at the same time renew it once, not once each.
+    pub async fn invalidate_if(&self, source: &TokenSource, refused: &SecretString) {
+        if let Some(key) = self.key_of(source) {
+            self.provider.invalidate_if(&key, refused).await;
+        }
+    }
+
+    fn key_of(&self, source: &TokenSource) -> Option<TokenKey> {
+        let plan = self.plan(source).ok()?;
+        Some(match plan.how {
+            How::Halo => self.provider.halo_key()?,
             How::App(_) => TokenProvider::microsoft_key(
                 &plan.tenant,
                 plan.client_id,
@@ -987,13 +1050,12 @@ impl Credentials {
                 plan.resource,
                 Grant::RefreshToken,
             ),
-        };
-        self.provider.invalidate(&key);
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use secrecy::ExposeSecret;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1139,6 +1201,46 @@ mod tests {
         }
         for t in tasks {
             assert_eq!(t.await.unwrap(), "tok-1");
+        }
+    }
+
+    #[tokio::test]
+    async fn absurd_token_lifetimes_from_halo_and_microsoft_are_clamped() {
+        for expires_in in ["1e30", "18446744073709551615", "-5", "\"1e30\"", "\"soon\""] {
+            let server = MockServer::start().await;
+            let body = format!(
+                r#"{{"access_token":"tok-1","token_type":"Bearer","expires_in":{expires_in}}}"#
+            );
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(200).set_body_string(body))
+                .mount(&server)
+                .await;
+            let provider = TokenProvider::new(
+                test_http(),
+                server.uri(),
+                Some(HaloAuth {
+                    token_url: format!("{}/auth/token", server.uri()),
+                    tenant: None,
+                    client_id: "hc".into(),
+                    client_secret: SecretString::from("hs"),
+                    scope: "all".into(),
+                }),
+            );
+            // Neither panics (Duration from 1e30 seconds, Instant + u64::MAX seconds).
+            assert_eq!(
+                provider.halo_token().await.unwrap().expose_secret(),
+                "tok-1"
+            );
+            let t = provider
+                .microsoft_app_token(
+                    "t",
+                    "cid",
+                    &SecretString::from("s"),
+                    "https://graph.microsoft.com",
+                )
+                .await
+                .unwrap();
+            assert_eq!(t.expose_secret(), "tok-1", "{expires_in}");
         }
     }
 
@@ -1359,7 +1461,7 @@ mod tests {
     }
 
     #[derive(Clone, Default)]
-    struct Captured(Arc<StdMutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<StdMutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

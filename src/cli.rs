@@ -25,6 +25,8 @@ pub struct Cli {
     pub log_format: LogFormat,
     pub color: ColorChoice,
     pub no_progress: bool,
+    /// `--metrics-file`: where `sync` and `diff` write the run's figures (Prometheus text format).
+    pub metrics_file: Option<PathBuf>,
     pub command: Command,
 }
 
@@ -154,6 +156,7 @@ pub enum Command {
     TenantsHealth,
     Sync(SyncArgs),
     Diff(DiffArgs),
+    Doctor,
     Completions { shell: Shell },
 }
 
@@ -224,6 +227,16 @@ struct RawCli {
     #[arg(long, global = true, help_heading = "Global options")]
     no_progress: bool,
 
+    /// With sync and diff: write the run's figures to this file in Prometheus text format (for
+    /// node_exporter's textfile collector), atomically
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
+    metrics_file: Option<PathBuf>,
+
     #[command(subcommand)]
     command: RawCommand,
 }
@@ -246,6 +259,8 @@ enum RawCommand {
     Sync(RawSync),
     /// Show the changes a sync would make, without writing anything
     Diff(RawDiff),
+    /// Check every credential, permission, GDAP role and config value a sync needs, in set-up order
+    Doctor,
     /// Print a shell completion script on stdout
     Completions {
         #[arg(value_enum)]
@@ -481,6 +496,7 @@ impl From<RawCli> for Cli {
                 out: d.out,
                 detailed_exitcode: d.detailed_exitcode,
             }),
+            RawCommand::Doctor => Command::Doctor,
             RawCommand::Completions { shell } => Command::Completions { shell },
         };
         Cli {
@@ -490,6 +506,7 @@ impl From<RawCli> for Cli {
             log_format: raw.log_format,
             color: raw.color,
             no_progress: raw.no_progress,
+            metrics_file: raw.metrics_file,
             command,
         }
     }
@@ -526,6 +543,14 @@ where
         return Err(cmd.error(
             clap::error::ErrorKind::MissingRequiredArgument,
             "tenants map --customer needs --client HALO_ID (optionally --site ID) or --skip",
+        ));
+    }
+    if raw.metrics_file.is_some()
+        && !matches!(raw.command, RawCommand::Sync(_) | RawCommand::Diff(_))
+    {
+        return Err(cmd.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--metrics-file goes with sync and diff only",
         ));
     }
     Ok(raw.into())

@@ -4,7 +4,7 @@
 //! lives in its file under `crate::modules`; nothing here knows a module's insides.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
 use futures_util::StreamExt;
@@ -12,10 +12,12 @@ use futures_util::stream;
 use serde_json::Value;
 
 use crate::api::halo::{
-    HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord, parse_records,
+    HaloAssetRecord, HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord,
+    absent_fields, parse_records,
 };
 use crate::config::{Config, TenantEntry};
 use crate::context::Apis;
+use crate::halo_memory::HaloMemory;
 use crate::model::{Customer, HaloSite, HaloSnapshot};
 use crate::modules::tenants::Adoption;
 use crate::modules::{self, HaloRead, Outputs, PartnerCx, PlanCx, Runner, TenantCx, TenantSource};
@@ -117,6 +119,8 @@ const CLIENTS: HaloRead = HaloRead {
 pub struct HaloNeeds {
     modules: &'static [&'static dyn Runner],
     wanted: [bool; modules::REGISTRY.len()],
+    /// `[users] contract_field`: the user custom field read back with `include_custom_fields`.
+    user_custom_field: Option<i64>,
 }
 
 impl HaloNeeds {
@@ -129,7 +133,16 @@ impl HaloNeeds {
         HaloNeeds {
             modules: modules::REGISTRY,
             wanted,
+            user_custom_field: None,
         }
+    }
+
+    /// Also reads this user custom field (`include_custom_fields=ID`, halo-api.md 3.3), for
+    /// `[users] contract_field`.
+    #[must_use]
+    pub fn with_user_custom_field(mut self, id: Option<i64>) -> HaloNeeds {
+        self.user_custom_field = id;
+        self
     }
 
     fn runners(&self) -> impl Iterator<Item = &'static dyn Runner> + '_ {
@@ -156,10 +169,24 @@ impl HaloNeeds {
 /// always, the rest as the modules of `needs` say (keyed by entity path: "Client", "Site", ...).
 pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
     let reads = needs.reads();
+    let custom = needs.user_custom_field.map(|id| id.to_string());
+    let params: Vec<Vec<(&str, &str)>> = reads
+        .iter()
+        .map(|r| {
+            let mut p = r.params.to_vec();
+            if r.entity == HaloEntity::Users
+                && let Some(c) = &custom
+            {
+                p.push(("include_custom_fields", c.as_str()));
+            }
+            p
+        })
+        .collect();
     let lists = futures_util::future::join_all(
         reads
             .iter()
-            .map(|r| apis.halo.list(r.entity.path(), r.key, r.params)),
+            .zip(&params)
+            .map(|(r, p)| apis.halo.list(r.entity.path(), r.key, p)),
     )
     .await;
     let mut raw = HaloRaw::new();
@@ -196,17 +223,27 @@ pub async fn read_halo(apis: &Apis, needs: HaloNeeds) -> Result<HaloSnapshot> {
 /// held once, not twice.
 pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
     let mut take = |entity: &str| raw.remove(entity).unwrap_or_default();
-    let (clients, sites, users, licences) = (
+    let (clients, sites, users, licences, assets) = (
         take("Client"),
         take("Site"),
         take("Users"),
         take("SoftwareLicence"),
+        take("Asset"),
     );
     let sites: Vec<HaloSite> = parse_records::<HaloSiteRecord>("Site", sites)?
         .iter()
         .map(HaloSiteRecord::to_model)
         .collect();
     let site_client: BTreeMap<i64, i64> = sites.iter().map(|s| (s.id, s.client_id)).collect();
+    // What each list record lacks of the fields the planners compare (SPEC 7, "What a read returns").
+    let user_unread: Vec<Vec<String>> = users
+        .iter()
+        .map(|r| absent_fields(r, crate::plan::users::COMPARED_FIELDS))
+        .collect();
+    let licence_unread: Vec<Vec<String>> = licences
+        .iter()
+        .map(|r| absent_fields(r, crate::plan::licences::COMPARED_FIELDS))
+        .collect();
     Ok(HaloSnapshot {
         clients: parse_records::<HaloClientRecord>("Client", clients)?
             .iter()
@@ -214,8 +251,10 @@ pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
             .collect(),
         users: parse_records::<HaloUserRecord>("Users", users)?
             .iter()
-            .map(|r| {
+            .zip(user_unread)
+            .map(|(r, unread)| {
                 let mut u = r.to_model();
+                u.unread = unread;
                 // Some Halo versions give only the site; the site knows its client.
                 if u.client_id == 0 {
                     u.client_id = site_client.get(&u.site_id).copied().unwrap_or(0);
@@ -225,7 +264,12 @@ pub fn halo_snapshot(mut raw: HaloRaw) -> Result<HaloSnapshot> {
             .collect(),
         licences: parse_records::<HaloLicenceRecord>("SoftwareLicence", licences)?
             .iter()
-            .map(HaloLicenceRecord::to_model)
+            .zip(licence_unread)
+            .map(|(r, unread)| r.to_model().with_unread(unread))
+            .collect(),
+        assets: parse_records::<HaloAssetRecord>("Asset", assets)?
+            .iter()
+            .map(HaloAssetRecord::to_model)
             .collect(),
         sites,
     })
@@ -243,6 +287,31 @@ pub struct Planned {
     pub adopt: Vec<Adoption>,
     /// The billing state to save after a real sync (running exports, periods done).
     pub billing_state: Option<crate::billing::state::BillingState>,
+    /// Device keys to stamp as last seen after a sync (assets module).
+    pub device_seen: Vec<String>,
+    /// (asset id, `users`) found already linked (assets module).
+    pub device_users: Vec<(i64, Value)>,
+    /// What csp-sync remembers of Halo (as loaded, plus what this run's reads added); a sync adds what it
+    /// writes and saves it.
+    pub memory: HaloMemory,
+    /// Per entity, the fields some record of this run's read lacked.
+    pub unread: BTreeMap<HaloEntity, BTreeSet<String>>,
+}
+
+/// The fields some record of a read lacked, per entity: what csp-sync writes there is remembered.
+fn unread_fields(halo: &HaloSnapshot) -> BTreeMap<HaloEntity, BTreeSet<String>> {
+    let mut out: BTreeMap<HaloEntity, BTreeSet<String>> = BTreeMap::new();
+    for u in &halo.users {
+        out.entry(HaloEntity::Users)
+            .or_default()
+            .extend(u.unread.iter().cloned());
+    }
+    for l in &halo.licences {
+        out.entry(HaloEntity::SoftwareLicence)
+            .or_default()
+            .extend(l.unread.iter().cloned());
+    }
+    out
 }
 
 /// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`].
@@ -300,7 +369,29 @@ pub async fn plan(
         .copied()
         .filter(|r| modules.contains(&r.module()))
         .collect();
-    let halo_fut = read_halo(apis, HaloNeeds::for_modules(modules));
+    let mut memory = state.halo_memory();
+    let halo_fut = async {
+        let needs =
+            HaloNeeds::for_modules(modules).with_user_custom_field(config.users.contract_field);
+        let mut raw = read_halo_raw(apis, needs).await?;
+        for entity in [HaloEntity::Users, HaloEntity::SoftwareLicence] {
+            if let Some(records) = raw.get(entity.path()) {
+                let ids: BTreeSet<i64> = records
+                    .iter()
+                    .filter_map(|r| r.get("id").and_then(crate::api::value_to_i64))
+                    .collect();
+                memory.retain_records(entity, &ids);
+            }
+        }
+        if let Some(users) = raw.get_mut("Users")
+            && crate::halo_users_by_id::lacks_azureoid(users)
+            && let Some(warning) =
+                crate::halo_users_by_id::fill_azureoid(apis, users, &mut memory).await?
+        {
+            ui.warn(&warning);
+        }
+        halo_snapshot(raw)
+    };
     let pcx = PartnerCx {
         config,
         apis,
@@ -362,12 +453,15 @@ pub async fn plan(
         halo: &halo,
         customers,
         state,
+        memory: &memory,
         now,
         allow_deactivations,
     };
     let mut out = Outputs::default();
     for ((m, partner), reads) in run.iter().zip(partner).zip(per_module) {
-        for tp in m.plan(&cx, partner, reads, &mut out)? {
+        let mut plans = m.plan(&cx, partner, reads, &mut out)?;
+        m.confirm(&cx, apis, &mut plans, &mut out).await?;
+        for tp in plans {
             merge(&mut by_tenant, tp);
         }
     }
@@ -391,12 +485,18 @@ pub async fn plan(
     plan.seats = out.seats;
     plan.billing = out.billing;
     plan.estimates = out.estimates;
+    plan.devices = out.devices;
+    let unread = unread_fields(&halo);
     Ok(Planned {
         plan,
         user_states: out.user_states,
         seen: out.seen,
         adopt: out.adopt,
         billing_state: out.billing_state,
+        device_seen: out.device_seen,
+        device_users: out.device_users,
+        memory,
+        unread,
     })
 }
 

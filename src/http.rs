@@ -47,6 +47,20 @@ pub enum Api {
 }
 
 impl Api {
+    /// Every API, in a fixed order (the blob host of billing exports is not one: it is counted apart).
+    pub const ALL: [Api; 4] = [Api::Login, Api::PartnerCenter, Api::Graph, Api::Halo];
+
+    /// A short lower-case label (`login`, `partner_center`, `graph`, `halo`), for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Api::Login => "login",
+            Api::PartnerCenter => "partner_center",
+            Api::Graph => "graph",
+            Api::Halo => "halo",
+            Api::Blob => "blob",
+        }
+    }
+
     fn index(self) -> usize {
         match self {
             Api::Login => 0,
@@ -391,7 +405,15 @@ impl ApiError {
     /// Builds the error for a non-success response from its status and body.
     pub fn from_response(resp: &Response) -> Self {
         let status = resp.status.as_u16();
-        let (code, message) = parse_error_body(&resp.body);
+        let (code, mut message) = parse_error_body(&resp.body);
+        if resp.status.is_redirection() {
+            let to = resp
+                .headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "somewhere unnamed".to_string(), redact_url);
+            message = format!("redirected to {to}");
+        }
         let kind = match status {
             401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
@@ -431,14 +453,34 @@ impl ApiError {
                 "the account or app lacks access; check its Partner Center role and GDAP relationship"
             }
             (ErrorKind::NotFound, _) => "check the id and the configured base URL",
+            (ErrorKind::BadRequest, _) if self.status.is_some_and(|s| (300..400).contains(&s)) => {
+                "the server redirected to another origin, which csp-sync does not follow (the token \
+                 would go along); set the base URL in the config to where the service really is"
+            }
             (ErrorKind::BadRequest, _) => "the request was rejected as invalid",
             (ErrorKind::Throttled, _) => {
                 "still throttled after retrying; run again later or lower [sync] concurrency / \
                  [halo] rate_limit"
             }
             (ErrorKind::Server, _) => "the service failed; try again later",
-            (ErrorKind::Transport, _) => {
-                "could not talk to the server; check the URL, DNS, proxy and network"
+            (ErrorKind::Transport, Api::Halo) => {
+                "could not talk to Halo; check [halo] url (and auth_url), DNS, proxy and network"
+            }
+            (ErrorKind::Transport, Api::Login) => {
+                "could not talk to the Microsoft identity platform; check [microsoft] login_url (or \
+                 cloud), DNS, proxy and network"
+            }
+            (ErrorKind::Transport, Api::Graph) => {
+                "could not talk to Microsoft Graph; check [microsoft] graph_url (or cloud), DNS, proxy \
+                 and network"
+            }
+            (ErrorKind::Transport, Api::PartnerCenter) => {
+                "could not talk to Partner Center; check [microsoft] partner_center_url (or cloud), DNS, \
+                 proxy and network"
+            }
+            (ErrorKind::Transport, Api::Blob) => {
+                "could not download the billing export file from Azure storage; check the network and \
+                 proxy (the storage host is named by the export's manifest); the next run reads it again"
             }
             (ErrorKind::Timeout, _) => "the server did not answer in time; try again later",
             (ErrorKind::Uncertain, _) => {
@@ -567,21 +609,88 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 pub use crate::redact::url as redact_url;
 
+/// Attempts in total when the connection cannot be opened (refused, unknown host, unreachable network).
+pub const CONNECT_ATTEMPTS: u32 = 3;
+
+/// The wait before connection retry number `retry` (1-based): 0.5 s, then 1 s, unscaled, no jitter
+/// (nothing reached the server, so there is no herd to spread).
+pub fn connect_backoff(retry: u32) -> Duration {
+    Duration::from_millis(500) * 2u32.pow(retry.saturating_sub(1).min(4))
+}
+
+/// One retry [`Http`] took: after which attempt, how long it waited (unscaled) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub api: Api,
+    pub attempt: u32,
+    pub wait: Duration,
+    /// "throttled", "server error" or "connection failed" / "request failed".
+    pub cause: &'static str,
+}
+
+/// `scheme://host:port` of a URL, the unit redirects may stay within.
+fn origin_of(url: &reqwest::Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
 /// The one HTTP client of a run. Cheap to share: wrap it in an `Arc`.
 #[derive(Debug)]
 pub struct Http {
+    /// API calls: redirects followed only within the same origin (scheme, host, port).
     client: reqwest::Client,
+    /// Token requests (form bodies holding secrets): redirects never followed.
+    no_redirects: reqwest::Client,
+    /// Every retry taken, in order (the end-of-run figures, and what tests assert the schedule on).
+    retries: std::sync::Mutex<Vec<Retry>>,
+    /// Origins whose connection failed on every quick attempt: later requests fail at once instead of
+    /// each waiting through its own attempts (an unreachable Halo fails a run in seconds, not minutes).
+    unreachable: std::sync::Mutex<std::collections::HashMap<String, String>>,
     options: HttpOptions,
     halo_limiter: Option<Arc<RollingWindow>>,
     counters: [AtomicU64; 5],
+    /// 429 answers received per API, retried ones included.
+    throttled: [AtomicU64; 5],
 }
 
 impl Http {
     pub fn new(options: HttpOptions) -> Result<Self, ApiError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            .user_agent(options.user_agent.clone())
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(options.connect_timeout)
+                .timeout(options.request_timeout)
+                .user_agent(options.user_agent.clone())
+        };
+        let setup_error = |e: reqwest::Error| ApiError {
+            api: Api::Login,
+            method: String::new(),
+            url: String::new(),
+            status: None,
+            kind: ErrorKind::Transport,
+            code: None,
+            message: format!("could not set up the HTTP client: {e}"),
+            retry_after: None,
+        };
+        let no_redirects = builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(setup_error)?;
+        let client = builder()
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let first = attempt.previous().first().map(origin_of);
+                if attempt.previous().len() >= 5 {
+                    attempt.error("more than 5 redirects")
+                } else if first.is_some_and(|o| o == origin_of(attempt.url())) {
+                    attempt.follow()
+                } else {
+                    // Another origin: the bearer token would go along; the 3xx is returned instead.
+                    attempt.stop()
+                }
+            }))
             .build()
             .map_err(|e| ApiError {
                 api: Api::Login,
@@ -598,9 +707,13 @@ impl Http {
             .map(|l| Arc::new(RollingWindow::new(l)));
         Ok(Http {
             client,
+            no_redirects,
+            unreachable: std::sync::Mutex::default(),
+            retries: std::sync::Mutex::default(),
             options,
             halo_limiter,
             counters: Default::default(),
+            throttled: Default::default(),
         })
     }
 
@@ -608,9 +721,34 @@ impl Http {
         &self.options
     }
 
+    /// The retries taken so far, in order.
+    pub fn retries(&self) -> Vec<Retry> {
+        self.retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn note_retry(&self, api: Api, attempt: u32, wait: Duration, cause: &'static str) {
+        self.retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Retry {
+                api,
+                attempt,
+                wait,
+                cause,
+            });
+    }
+
     /// Requests sent to `api` so far, retries included.
     pub fn request_count(&self, api: Api) -> u64 {
         self.counters[api.index()].load(Ordering::Relaxed)
+    }
+
+    /// 429 (throttled) answers `api` gave so far.
+    pub fn throttled_count(&self, api: Api) -> u64 {
+        self.throttled[api.index()].load(Ordering::Relaxed)
     }
 
     fn policy(&self, api: Api) -> RetryPolicy {
@@ -646,6 +784,26 @@ impl Http {
         let policy = self.policy(req.api);
         let max_attempts = policy.max_attempts.max(1);
         let redacted = redact_url(&req.url);
+        let origin = reqwest::Url::parse(&req.url)
+            .map(|u| origin_of(&u))
+            .unwrap_or_default();
+        if let Some(message) = self
+            .unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&origin)
+        {
+            return Err(ApiError {
+                api: req.api,
+                method: req.method.to_string(),
+                url: redacted,
+                status: None,
+                kind: ErrorKind::Transport,
+                code: None,
+                message: format!("{message}; not tried again in this run"),
+                retry_after: None,
+            });
+        }
         let mut attempt = 1;
         loop {
             if req.api == Api::Halo
@@ -669,6 +827,7 @@ impl Http {
                     }
                     let status = resp.status;
                     if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.throttled[req.api.index()].fetch_add(1, Ordering::Relaxed);
                         let server_wait = retry_after(&resp.headers);
                         if !can_retry || server_wait.is_some_and(|w| w > MAX_RETRY_AFTER) {
                             return Ok(resp);
@@ -679,6 +838,7 @@ impl Http {
                             wait_ms = wait.as_millis() as u64, from_server = server_wait.is_some(),
                             "throttled (429); waiting before retrying"
                         );
+                        self.note_retry(req.api, attempt, wait, "throttled");
                         self.retry_sleep(wait).await;
                     } else if status.is_server_error() {
                         if req.kind == RequestKind::Create {
@@ -696,6 +856,7 @@ impl Http {
                             api = %req.api, url = %redacted, status = status.as_u16(), attempt,
                             wait_ms = wait.as_millis() as u64, "server error; retrying"
                         );
+                        self.note_retry(req.api, attempt, wait, "server error");
                         self.retry_sleep(wait).await;
                     } else {
                         return Ok(resp);
@@ -708,6 +869,22 @@ impl Http {
                     );
                     // A connection that never opened carried nothing: safe to retry even a create.
                     let uncertain = req.kind == RequestKind::Create && !failure.connect;
+                    // A refused connection or an unknown host is not a busy server: a few quick
+                    // attempts, then the error naming the URL (and the hint its config key).
+                    let can_retry = if failure.connect {
+                        attempt < CONNECT_ATTEMPTS
+                    } else {
+                        can_retry
+                    };
+                    if failure.connect && !can_retry {
+                        self.unreachable
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(
+                                origin.clone(),
+                                format!("{} after {attempt} attempt(s)", failure.message),
+                            );
+                    }
                     if uncertain || !can_retry {
                         let kind = if uncertain {
                             ErrorKind::Uncertain
@@ -727,12 +904,22 @@ impl Http {
                             retry_after: None,
                         });
                     }
-                    let wait = policy.backoff(attempt);
+                    let wait = if failure.connect {
+                        connect_backoff(attempt)
+                    } else {
+                        policy.backoff(attempt)
+                    };
                     tracing::warn!(
                         api = %req.api, url = %redacted, attempt,
                         wait_ms = wait.as_millis() as u64, error = %failure.message,
                         "request failed; retrying"
                     );
+                    let cause = if failure.connect {
+                        "connection failed"
+                    } else {
+                        "request failed"
+                    };
+                    self.note_retry(req.api, attempt, wait, cause);
                     self.retry_sleep(wait).await;
                 }
             }
@@ -790,7 +977,12 @@ impl Http {
     }
 
     async fn execute_once(&self, req: &Request) -> Result<Response, Failure> {
-        let mut builder = self.client.request(req.method.clone(), &req.url);
+        let client = if matches!(req.body, Body::Form(_)) {
+            &self.no_redirects
+        } else {
+            &self.client
+        };
+        let mut builder = client.request(req.method.clone(), &req.url);
         if let Some(t) = req.timeout {
             builder = builder.timeout(t);
         }
@@ -1233,6 +1425,146 @@ mod tests {
             .await
             .unwrap();
             assert_eq!(http.request_count(Api::Halo), 2);
+        }
+
+        #[tokio::test]
+        async fn token_requests_never_follow_redirects() {
+            let elsewhere = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+                .expect(0)
+                .mount(&elsewhere)
+                .await;
+            let server = MockServer::start().await;
+            for (status, target) in [
+                (307, format!("{}/token", elsewhere.uri())),
+                (308, format!("{}/token2", server.uri())),
+            ] {
+                Mock::given(method("POST"))
+                    .respond_with(
+                        ResponseTemplate::new(status).insert_header("Location", target.as_str()),
+                    )
+                    .up_to_n_times(1)
+                    .mount(&server)
+                    .await;
+                let http = test_http(0.001);
+                let resp = http
+                    .send_raw(
+                        &Request::post(Api::Login, format!("{}/t/oauth2/v2.0/token", server.uri()))
+                            .kind(RequestKind::Read)
+                            .form(vec![("client_secret", SecretString::from("s"))]),
+                    )
+                    .await
+                    .unwrap();
+                // Not even a same-origin redirect is followed with a secret in the body.
+                assert_eq!(resp.status.as_u16(), status);
+            }
+            assert_eq!(server.received_requests().await.unwrap().len(), 2);
+        }
+
+        #[tokio::test]
+        async fn api_calls_follow_redirects_only_within_the_origin() {
+            let elsewhere = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+                .expect(0)
+                .mount(&elsewhere)
+                .await;
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .and(path("/away"))
+                .respond_with(
+                    ResponseTemplate::new(302)
+                        .insert_header("Location", format!("{}/x?sig=SAS-SIG", elsewhere.uri())),
+                )
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .and(path("/moved"))
+                .respond_with(ResponseTemplate::new(301).insert_header("Location", "/here"))
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .and(path("/here"))
+                .respond_with(ResponseTemplate::new(200).set_body_string("[1]"))
+                .mount(&server)
+                .await;
+            let http = test_http(0.001);
+            let token = SecretString::from("BEARER-VALUE");
+            let resp = http
+                .send(&Request::get(Api::Graph, format!("{}/moved", server.uri())).bearer(&token))
+                .await
+                .unwrap();
+            assert_eq!(resp.body, "[1]");
+            let err = http
+                .send(&Request::get(Api::Graph, format!("{}/away", server.uri())).bearer(&token))
+                .await
+                .unwrap_err();
+            assert_eq!(err.status, Some(302));
+            let text = err.to_string();
+            assert!(
+                text.contains("redirected to") && text.contains("another origin"),
+                "{text}"
+            );
+            assert!(!text.contains("SAS-SIG"), "{text}");
+        }
+
+        #[tokio::test]
+        async fn refused_connection_fails_after_quick_attempts_naming_url_and_key() {
+            // A port nothing listens on.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let http = test_http(0.001);
+            let url = format!("http://127.0.0.1:{port}/api/Client");
+            let err = http.send(&Request::get(Api::Halo, &url)).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Transport);
+            let text = err.to_string();
+            assert!(text.contains(&url) && text.contains("[halo] url"), "{text}");
+            assert!(
+                text.contains(&format!("after {CONNECT_ATTEMPTS} attempt(s)")),
+                "{text}"
+            );
+            assert_eq!(http.request_count(Api::Halo), u64::from(CONNECT_ATTEMPTS));
+            // The schedule: 0.5 s then 1 s (unscaled), not Halo's 30 s throttling backoff.
+            let waits: Vec<(u32, Duration)> = http
+                .retries()
+                .into_iter()
+                .map(|r| (r.attempt, r.wait))
+                .collect();
+            assert_eq!(
+                waits,
+                vec![(1, Duration::from_millis(500)), (2, Duration::from_secs(1))]
+            );
+            assert_eq!(connect_backoff(1), Duration::from_millis(500));
+            assert_eq!(connect_backoff(2), Duration::from_secs(1));
+            // The next request to that origin fails at once, without new attempts.
+            let again = http
+                .send(&Request::get(
+                    Api::Halo,
+                    format!("http://127.0.0.1:{port}/api/Users"),
+                ))
+                .await
+                .unwrap_err();
+            assert!(again.to_string().contains("not tried again"), "{again}");
+            assert_eq!(http.request_count(Api::Halo), u64::from(CONNECT_ATTEMPTS));
+        }
+
+        #[tokio::test]
+        async fn unknown_host_fails_quickly_too() {
+            let http = test_http(0.001);
+            let err = http
+                .send(&Request::get(
+                    Api::Graph,
+                    "https://no-such-host.invalid/v1.0/users",
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Transport, "{err}");
+            assert!(err.to_string().contains("[microsoft] graph_url"), "{err}");
+            assert_eq!(http.request_count(Api::Graph), u64::from(CONNECT_ATTEMPTS));
         }
 
         /// A server that reads each request and closes the connection without answering.

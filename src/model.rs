@@ -68,7 +68,12 @@ pub struct HaloClient {
     /// `azure_tenants[].azure_tenant_id`, lower-case.
     pub azure_tenant_ids: Vec<String>,
     pub website: Option<String>,
-    pub email: Option<String>,
+    /// `Area.domain` (halo-api.md 3.1; Halo clients have no e-mail address field).
+    pub domain: Option<String>,
+    /// Further e-mail domains of the client: its sites' `emaildomain` and the most common domain of its
+    /// contacts' e-mail addresses (filled by `tenants map`, [`crate::client_evidence`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email_domains: Vec<String>,
     pub main_site_id: Option<i64>,
 }
 
@@ -100,6 +105,23 @@ pub struct HaloUser {
     pub azureoid: Option<String>,
     /// Entra tenant id this contact is linked to, lower-case.
     pub azure_tenant_id: Option<String>,
+    /// `covered_by_contract` as read; `None` when the read did not carry it.
+    #[serde(default)]
+    pub covered_by_contract: Option<bool>,
+    /// `customfields` as read (`[{"id", "value", …}]`); `Null` when the read did not carry them.
+    #[serde(default)]
+    pub customfields: serde_json::Value,
+    /// Compared fields the read did not return (Halo's user list has no `department` or
+    /// `azure_tenant_id`, SPEC 7): their values above are unknown, never compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
+}
+
+impl HaloUser {
+    /// Whether the read returned `field`.
+    pub fn read(&self, field: &str) -> bool {
+        !self.unread.iter().any(|f| f == field)
+    }
 }
 
 /// The status of a Partner Center subscription.
@@ -178,6 +200,57 @@ pub struct HaloLicence {
     pub start_date: Option<String>,
     pub end_date: Option<String>,
     pub manufacturer: Option<String>,
+    /// Compared fields the read did not return (see [`HaloUser::unread`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
+}
+
+impl HaloLicence {
+    #[must_use]
+    pub fn with_unread(mut self, unread: Vec<String>) -> Self {
+        self.unread = unread;
+        self
+    }
+
+    /// Whether the read returned `field`.
+    pub fn read(&self, field: &str) -> bool {
+        !self.unread.iter().any(|f| f == field)
+    }
+}
+
+/// An Intune managed device, as read from Graph (`deviceManagement/managedDevices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IntuneDevice {
+    /// Intune device id (lower-case GUID).
+    pub id: String,
+    pub device_name: String,
+    pub operating_system: String,
+    pub serial_number: Option<String>,
+    /// Entra object id of the primary user, lower-case.
+    pub user_id: Option<String>,
+    pub user_principal_name: Option<String>,
+    pub compliance_state: Option<String>,
+    /// RFC 3339 time of the device's last check-in.
+    pub last_sync: Option<String>,
+    /// Every selected Intune property with a value, by its Graph name (`serialNumber`, `model`, ...), for
+    /// the `[assets] fields` mapping.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// A Halo asset. Field names follow Halo's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HaloAsset {
+    pub id: i64,
+    pub client_id: i64,
+    pub site_id: i64,
+    pub assettype_id: Option<i64>,
+    pub inventory_number: Option<String>,
+    pub inactive: bool,
+    /// Lower-case; Halo's own Intune import writes the same field.
+    pub intune_id: Option<String>,
+    /// Asset type field values by field id, `None` when the read returned no `fields` (they come only
+    /// with `includeassetfields=true`).
+    pub fields: Option<std::collections::BTreeMap<i64, String>>,
 }
 
 /// The Halo data the planners compare against, read once per run.
@@ -187,6 +260,7 @@ pub struct HaloSnapshot {
     pub sites: Vec<HaloSite>,
     pub users: Vec<HaloUser>,
     pub licences: Vec<HaloLicence>,
+    pub assets: Vec<HaloAsset>,
 }
 
 /// A raw Halo record as read, keyed by field name; used to check that a saved plan still applies.

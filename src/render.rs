@@ -216,6 +216,33 @@ pub fn seats_grid(seats: &[SeatRow]) -> Grid {
     g
 }
 
+/// The assets module's device summary, one row per tenant.
+pub fn devices_grid(rows: &[crate::plan::assets::DeviceSummary]) -> Grid {
+    let mut g = Grid::new([
+        "tenant",
+        "devices",
+        "created",
+        "updated",
+        "made inactive",
+        "non-compliant",
+        "no primary user",
+        "not synced",
+    ]);
+    for r in rows {
+        g.push([
+            r.tenant_name.clone(),
+            r.devices.to_string(),
+            r.created.to_string(),
+            r.updated.to_string(),
+            r.made_inactive.to_string(),
+            r.non_compliant.to_string(),
+            r.without_primary_user.to_string(),
+            r.not_synced.to_string(),
+        ]);
+    }
+    g
+}
+
 /// One line of counts: "3 to create, 1 to update, ...".
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
@@ -249,6 +276,13 @@ pub fn plan(plan: &Plan, format: Format) -> String {
                     out.push_str("### Seats\n\n");
                 }
                 out.push_str(&seats_grid(&plan.seats).render(format));
+            }
+            if !plan.devices.is_empty() {
+                out.push('\n');
+                if format == Format::Markdown {
+                    out.push_str("### Devices\n\n");
+                }
+                out.push_str(&devices_grid(&plan.devices).render(format));
             }
             if let Some(billing) = crate::billing::render::grid(plan) {
                 out.push('\n');

@@ -62,7 +62,12 @@ impl StateDir {
     }
 
     fn ensure(&self) -> Result<()> {
-        fs::create_dir_all(&self.path).with_context(|| {
+        // Private to this user (0700 on Unix): it holds every tenant's users and the journal.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&self.path).with_context(|| {
             format!(
                 "cannot create the state directory {} (set [sync] state_dir to a writable place)",
                 self.path.display()
@@ -108,6 +113,28 @@ impl StateDir {
         write_json(&self.path.join("last-seen.json"), seen)
     }
 
+    /// Per device ("tenant/intune id"): when it was last seen in Intune and the list-less values
+    /// csp-sync last wrote to its asset.
+    pub fn assets(&self) -> BTreeMap<String, crate::plan::assets::DeviceState> {
+        read_json(&self.path.join("assets.json")).unwrap_or_default()
+    }
+
+    pub fn save_assets(
+        &self,
+        assets: &BTreeMap<String, crate::plan::assets::DeviceState>,
+    ) -> Result<()> {
+        write_json(&self.path.join("assets.json"), assets)
+    }
+
+    /// What csp-sync remembers of Halo's list-less fields (SPEC 9); empty when absent or unreadable.
+    pub fn halo_memory(&self) -> crate::halo_memory::HaloMemory {
+        read_json(&self.path.join("halo-memory.json")).unwrap_or_default()
+    }
+
+    pub fn save_halo_memory(&self, memory: &crate::halo_memory::HaloMemory) -> Result<()> {
+        write_json(&self.path.join("halo-memory.json"), memory)
+    }
+
     /// The journal, oldest run first.
     pub fn journal(&self) -> Vec<JournalRun> {
         read_json(&self.path.join("journal.json")).unwrap_or_default()
@@ -124,7 +151,17 @@ impl StateDir {
 }
 
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    let text = fs::read(path).ok()?;
+    let text = match crate::bounded::read(path, crate::bounded::STATE_BYTES) {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            tracing::warn!(
+                "ignoring state file {}: {e}; the next run reads in full",
+                path.display()
+            );
+            return None;
+        }
+    };
     match serde_json::from_slice(&text) {
         Ok(v) => Some(v),
         Err(e) => {

@@ -16,6 +16,8 @@ pub struct Ui {
     /// `--log-format json`: stderr lines are JSON objects like the log events, so a log collector can
     /// parse every line.
     json_logs: bool,
+    /// JSON documents on one line each (stdout is not a terminal: a file collecting runs is JSON Lines).
+    compact_json: bool,
 }
 
 impl Ui {
@@ -27,7 +29,16 @@ impl Ui {
             quiet,
             progress,
             json_logs: false,
+            compact_json: false,
         }
+    }
+
+    /// Writes each JSON document on one line (JSON Lines) instead of pretty-printed: chosen when stdout is
+    /// not a terminal, so `csp-sync -o json sync >> runs.jsonl` collects one line per run.
+    #[must_use]
+    pub fn with_compact_json(mut self, compact: bool) -> Ui {
+        self.compact_json = compact;
+        self
     }
 
     /// Writes the stderr lines as JSON objects (`--log-format json`), shaped like the log events:
@@ -63,11 +74,17 @@ impl Ui {
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }
 
-    /// Writes a JSON document (pretty, newline-terminated, masked line by line) to stdout without
-    /// building it in memory first: a large estate's plan can be tens of megabytes.
+    /// Writes a JSON document (newline-terminated, masked line by line) to stdout without building it in
+    /// memory first: a large estate's plan can be tens of megabytes. Pretty on a terminal; one line
+    /// otherwise (JSON Lines), which the masking writer holds until the line ends.
     pub fn out_json<T: serde::Serialize>(&self, value: &T) {
         let mut out = crate::redact::Writer::new(std::io::BufWriter::new(std::io::stdout().lock()));
-        let _ = serde_json::to_writer_pretty(&mut out, value)
+        let written = if self.compact_json {
+            serde_json::to_writer(&mut out, value)
+        } else {
+            serde_json::to_writer_pretty(&mut out, value)
+        };
+        let _ = written
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n"))
             .and_then(|()| out.flush());

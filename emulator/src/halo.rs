@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::FaultKind;
+use crate::halo_lists;
 use crate::identity::check_token;
 use crate::scenario::{HALO_ENTITIES, State, canonical_entity};
 use crate::server::{Audience, Req, Resp, TokenInfo, Urls};
@@ -137,7 +138,8 @@ fn token(st: &mut State, req: &Req) -> Resp {
             client_id: st.halo_app.client_id.clone(),
             audience: Audience::Halo,
             delegated: false,
-            expires_at: util::now_secs() + lifetime as i64,
+            expires_at: util::now_secs()
+                + st.settings.halo_token_dies_after_secs.unwrap_or(lifetime) as i64,
         },
     );
     Resp::json(
@@ -283,6 +285,10 @@ fn list(st: &State, entity: &str, req: &Req) -> Resp {
     } else if let Some(n) = req.param("count").and_then(|v| v.parse::<usize>().ok()) {
         recs.truncate(n);
     }
+    let recs: Vec<Value> = recs
+        .into_iter()
+        .map(|r| halo_lists::project(&st.settings, entity, r, req))
+        .collect();
     if key.is_empty() {
         return Resp::json(200, &Value::Array(recs));
     }
@@ -398,7 +404,12 @@ fn upsert(st: &mut State, entity: &str, req: &Req) -> Resp {
     }
     let mut out = Vec::new();
     for item in items {
-        let obj = item.as_object().cloned().unwrap_or_default();
+        let mut obj = item.as_object().cloned().unwrap_or_default();
+        for (e, field) in &st.settings.halo_unkept_fields {
+            if e.eq_ignore_ascii_case(entity) {
+                obj.remove(field);
+            }
+        }
         let id = obj.get("id").and_then(Value::as_i64).unwrap_or(0);
         let rec = if id > 0 {
             let recs = st.halo_records_mut(entity);
@@ -443,13 +454,13 @@ fn create(st: &mut State, entity: &str, obj: Map<String, Value>) -> Value {
     let id = next_id(st, entity);
     let mut rec = match entity {
         "Client" => {
-            json!({"id": id, "name": "", "inactive": false, "toplevel_id": 1, "toplevel_name": "Customers", "website": "", "email": "", "azure_tenants": [], "main_site_id": 0, "main_site_name": "", "colour": "#2bd3c6"})
+            json!({"id": id, "name": "", "inactive": false, "toplevel_id": 1, "toplevel_name": "Customers", "website": "", "domain": "", "azure_tenants": [], "main_site_id": 0, "main_site_name": "", "colour": "#2bd3c6"})
         }
         "Site" => {
             json!({"id": id, "name": "", "client_id": 0, "client_name": "", "inactive": false, "isinvoicesite": false, "phonenumber": "", "timezone": "GMT Standard Time"})
         }
         "Users" => {
-            json!({"id": id, "name": "", "firstname": "", "surname": "", "emailaddress": "", "login": "", "site_id": 0, "site_name": "", "client_id": 0, "client_name": "", "inactive": false, "isserviceaccount": false, "azureoid": "", "azure_tenant_id": "", "title": "", "phonenumber": "", "mobilenumber": "", "notes": "", "isimportantcontact": false})
+            json!({"id": id, "name": "", "firstname": "", "surname": "", "emailaddress": "", "login": "", "site_id": 0, "site_name": "", "client_id": 0, "client_name": "", "inactive": false, "isserviceaccount": false, "azureoid": "", "azure_tenant_id": "", "title": "", "department": "", "phonenumber": "", "mobilenumber": "", "notes": "", "isimportantcontact": false})
         }
         "SoftwareLicence" => {
             json!({"id": id, "type": 0, "name": "", "count": 0, "client_id": 0, "client_name": "", "site_id": -1, "licences_in_use": 0, "licences_available": 0, "is_active": true, "deleted": false, "tenant_id": "", "vendor": 0, "manufacturer": "", "billing_cycle": "", "term_duration": "", "status": "", "autorenew": false, "start_date": "1901-01-01T00:00:00", "end_date": "1901-01-01T00:00:00", "product_sku": "", "notes": ""})

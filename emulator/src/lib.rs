@@ -15,8 +15,11 @@
 
 mod app_permissions;
 mod billing;
+mod echo;
 mod graph;
 mod halo;
+mod halo_list_fields;
+mod halo_lists;
 mod identity;
 mod partner_center;
 mod scenario;
@@ -265,6 +268,30 @@ impl Emulator {
         self.shared.lock().rt.log.clone()
     }
 
+    /// Makes every error reply echo the request it answers: request line, headers (`Authorization`
+    /// included) and body (a token request's secrets included), as a misconfigured gateway would.
+    pub fn echo_requests(&self, on: bool) {
+        self.shared.lock().rt.echo_requests = on;
+    }
+
+    /// Every secret a client could leak: the scenario's client secrets and refresh tokens, every access
+    /// token issued so far and every refresh token issued by rotation.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        let sc = &st.scenario;
+        let mut out = vec![
+            sc.partner_center_app.client_secret.clone(),
+            sc.partner_center_app.refresh_token.clone(),
+            sc.graph_app.client_secret.clone(),
+            sc.graph_app.refresh_token.clone(),
+            sc.halo_app.client_secret.clone(),
+        ];
+        out.extend(st.rt.tokens.keys().cloned());
+        out.extend(st.rt.refresh_tokens.keys().cloned());
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
     pub fn clear_requests(&self) {
         self.shared.lock().rt.log.clear();
     }
@@ -286,6 +313,18 @@ impl Drop for Emulator {
 /// (the instant the built-in scenarios are dated from; default the real time). Prints the URLs
 /// and the credentials it accepts, then serves until the process is stopped.
 pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
+    let Some(emu) = start_standalone(args)? else {
+        return Ok(());
+    };
+    println!("serving; stop with Ctrl-C");
+    std::future::pending::<()>().await;
+    drop(emu);
+    Ok(())
+}
+
+/// Parses the standalone arguments (see [`run_standalone`]), starts the emulator and prints its URLs and
+/// credentials; `None` after `--help`. The caller serves (keeps the returned emulator alive).
+pub fn start_standalone(args: Vec<String>) -> Result<Option<Emulator>, String> {
     const USAGE: &str = "usage: csp-sync-emulator [--port N] [--scenario FILE|small|large] [--host 127.0.0.1] \
          [--now RFC3339]";
     let mut port = None;
@@ -323,7 +362,7 @@ pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
             }
             "--help" | "-h" => {
                 println!("{USAGE}");
-                return Ok(());
+                return Ok(None);
             }
             other => return Err(format!("unknown argument {other}; {USAGE}")),
         }
@@ -375,8 +414,5 @@ pub async fn run_standalone(args: Vec<String>) -> Result<(), String> {
     if let Some(t) = &creds.halo_app.tenant {
         println!("  halo tenant              {t}");
     }
-    println!("serving; stop with Ctrl-C");
-    std::future::pending::<()>().await;
-    drop(emu);
-    Ok(())
+    Ok(Some(emu))
 }

@@ -132,6 +132,15 @@ pub struct Settings {
     /// for date rules (GDAP relationships ending, default invoice dates). `None` = the real clock. Token
     /// lifetimes, rate windows and `Retry-After` always use the real clock.
     pub now: Option<i64>,
+    /// Whether `GET /api/Users` carries `azureoid` (Halo 2025 and later, halo-api.md 3.3); `false`
+    /// emulates an older Halo whose `Users_List` has no `azureoid` (only `GET /api/Users/{id}` has it).
+    pub halo_list_azureoid: bool,
+    /// `[(entity, field)]`: fields Halo accepts in a POST but does not keep (the reply, which is the saved
+    /// record, and later reads show the old value).
+    pub halo_unkept_fields: Vec<(String, String)>,
+    /// Halo access tokens stop working this many seconds after they were issued, whatever `expires_in`
+    /// (`token_lifetime_secs`) told the client. `None` = when `expires_in` says.
+    pub halo_token_dies_after_secs: Option<u64>,
 }
 
 impl Default for Settings {
@@ -147,6 +156,9 @@ impl Default for Settings {
             graph_device_page_size: 100,
             halo_rejects: Vec::new(),
             now: None,
+            halo_list_azureoid: true,
+            halo_unkept_fields: Vec::new(),
+            halo_token_dies_after_secs: None,
         }
     }
 }
@@ -403,6 +415,23 @@ impl Scenario {
         self.settings
             .halo_rejects
             .push((entity.to_string(), field.to_string(), value));
+    }
+
+    /// Halo accepts `field` in a POST to `entity` but does not keep it.
+    pub fn halo_unkept(&mut self, entity: &str, field: &str) {
+        self.settings
+            .halo_unkept_fields
+            .push((entity.to_string(), field.to_string()));
+    }
+
+    /// `false`: an older Halo whose user list has no `azureoid`.
+    pub fn set_halo_list_azureoid(&mut self, on: bool) {
+        self.settings.halo_list_azureoid = on;
+    }
+
+    /// Halo tokens die `secs` after being issued while `expires_in` still says the full lifetime.
+    pub fn set_halo_token_dies_after(&mut self, secs: Option<u64>) {
+        self.settings.halo_token_dies_after_secs = secs;
     }
 
     pub fn set_pc_page_size(&mut self, n: usize) {

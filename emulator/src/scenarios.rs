@@ -347,7 +347,7 @@ fn halo_user(
         "id": id, "name": name, "firstname": first, "surname": last, "emailaddress": email, "login": "",
         "site_id": site.0, "site_id_int": site.0, "site_name": site.1, "client_id": client.0, "client_name": client.1,
         "inactive": inactive, "isserviceaccount": false, "azureoid": azureoid, "azure_tenant_id": tenant,
-        "title": "", "phonenumber": "", "mobilenumber": "", "notes": "", "isimportantcontact": false
+        "title": "", "department": "", "phonenumber": "", "mobilenumber": "", "notes": "", "isimportantcontact": false
     })
 }
 
@@ -356,12 +356,13 @@ fn halo_client(
     name: &str,
     site: (i64, &str),
     website: &str,
-    email: &str,
+    domain: &str,
     tenants: Value,
 ) -> Value {
+    // `Area` has `website` and `domain` but no e-mail address (halo-api.md 3.1).
     json!({
         "id": id, "name": name, "inactive": false, "toplevel_id": 1, "toplevel_name": "Customers",
-        "website": website, "email": email, "azure_tenants": tenants, "main_site_id": site.0,
+        "website": website, "domain": domain, "azure_tenants": tenants, "main_site_id": site.0,
         "main_site_name": site.1, "colour": "#2bd3c6"
     })
 }
@@ -369,6 +370,11 @@ fn halo_client(
 fn halo_site(id: i64, name: &str, client: (i64, &str)) -> Value {
     json!({"id": id, "name": name, "client_id": client.0, "client_name": client.1, "inactive": false,
            "isinvoicesite": true, "phonenumber": "", "timezone": "GMT Standard Time"})
+}
+
+fn site_with_emaildomain(mut site: Value, domain: &str) -> Value {
+    site["emaildomain"] = json!(domain);
+    site
 }
 
 fn asset_types() -> Vec<Value> {
@@ -679,7 +685,7 @@ impl Scenario {
                 "Contoso Limited",
                 (201, "Head Office"),
                 "www.contoso.co.uk",
-                "info@contoso.co.uk",
+                "contoso.co.uk",
                 json!([]),
             ),
         );
@@ -850,7 +856,7 @@ impl Scenario {
                 "Fabrikam Inc",
                 (202, "Fabrikam HQ"),
                 "https://fabrikam.com",
-                "hello@fabrikam.com",
+                "fabrikam.com",
                 json!([{"id": 1, "details_id": 1, "client_id": 102, "client_name": "Fabrikam Inc", "azure_tenant_id": fab_t, "azure_tenant_name": "Fabrikam Inc", "azure_tenant_domain": "fabrikam.com", "details_name": "Microsoft CSP"}]),
             ),
         );
@@ -987,14 +993,17 @@ impl Scenario {
                 "Northwind Traders Limited",
                 (203, "Main"),
                 "",
-                "accounts@northwindtraders.com",
+                "",
                 json!([]),
             ),
         );
         push(
             &mut halo,
             "Site",
-            halo_site(203, "Main", (103, "Northwind Traders Limited")),
+            site_with_emaildomain(
+                halo_site(203, "Main", (103, "Northwind Traders Limited")),
+                "northwindtraders.com",
+            ),
         );
 
         // 4. Tailspin Toys: unmapped, no Halo client.
@@ -1510,7 +1519,7 @@ impl Scenario {
                     &name,
                     (site_id, "Main"),
                     &format!("https://www.{dom}"),
-                    &format!("info@{dom}"),
+                    &dom,
                     json!([]),
                 ),
             );

@@ -81,6 +81,8 @@ pub(crate) struct Runtime {
     /// Device-code flow: device code -> (client id, polls so far).
     pub device_codes: HashMap<String, (String, u32)>,
     pub billing: crate::billing::BillingRuntime,
+    /// Error replies echo the request, headers and body included (see `echo.rs`).
+    pub echo_requests: bool,
 }
 
 /// A decoded request.
@@ -97,6 +99,19 @@ pub(crate) struct Req {
 impl Req {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A request with no headers or body (unit tests of handlers).
+    #[cfg(test)]
+    pub fn for_test(method: &str, path: &str, query: &str) -> Req {
+        Req {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            params: util::parse_pairs(query),
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+        }
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
@@ -307,6 +322,11 @@ async fn handle_http(
             log(&mut st, api, &req, r.status);
             r
         }
+    };
+    let resp = if shared.lock().rt.echo_requests {
+        crate::echo::echo(resp, &req)
+    } else {
+        resp
     };
     Ok(to_hyper(resp))
 }

@@ -19,11 +19,12 @@ use crate::model;
 pub const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,surname,mail,accountEnabled,\
 userType,assignedLicenses,onPremisesSyncEnabled,createdDateTime,jobTitle,department,mobilePhone,businessPhones";
 
-/// The `$select` of managed devices.
+/// The `$select` of managed devices. `physicalMemoryInBytes` and `ethernetMacAddress` are left out: a
+/// list call returns 0 and null for them (only a single-device read fills them).
 pub const DEVICE_SELECT: &str = "id,deviceName,managedDeviceName,serialNumber,manufacturer,model,\
 operatingSystem,osVersion,userPrincipalName,userDisplayName,userId,emailAddress,complianceState,\
 lastSyncDateTime,enrolledDateTime,azureADDeviceId,managedDeviceOwnerType,imei,wiFiMacAddress,\
-ethernetMacAddress,totalStorageSpaceInBytes,physicalMemoryInBytes";
+totalStorageSpaceInBytes";
 
 /// Requests per `$batch` call (Graph's limit).
 pub const BATCH_LIMIT: usize = 20;
@@ -290,6 +291,65 @@ pub struct GraphManagedDevice {
     pub managed_device_owner_type: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl GraphManagedDevice {
+    pub fn to_model(&self) -> model::IntuneDevice {
+        let clean = |s: &Option<String>| {
+            s.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let mut properties = std::collections::BTreeMap::new();
+        for (k, v) in [
+            ("deviceName", &self.device_name),
+            ("managedDeviceName", &self.managed_device_name),
+            ("serialNumber", &self.serial_number),
+            ("manufacturer", &self.manufacturer),
+            ("model", &self.model),
+            ("operatingSystem", &self.operating_system),
+            ("osVersion", &self.os_version),
+            ("userPrincipalName", &self.user_principal_name),
+            ("userDisplayName", &self.user_display_name),
+            ("emailAddress", &self.email_address),
+            ("complianceState", &self.compliance_state),
+            ("lastSyncDateTime", &self.last_sync_date_time),
+            ("enrolledDateTime", &self.enrolled_date_time),
+            ("azureADDeviceId", &self.azure_ad_device_id),
+            ("managedDeviceOwnerType", &self.managed_device_owner_type),
+        ] {
+            if let Some(v) = clean(v) {
+                properties.insert(k.to_string(), v);
+            }
+        }
+        for (k, v) in &self.extra {
+            let v = match v {
+                Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            if !k.starts_with('@') {
+                properties.insert(k.clone(), v);
+            }
+        }
+        model::IntuneDevice {
+            id: self.id.trim().to_lowercase(),
+            device_name: clean(&self.device_name)
+                .or_else(|| clean(&self.managed_device_name))
+                .unwrap_or_else(|| self.id.clone()),
+            operating_system: clean(&self.operating_system).unwrap_or_default(),
+            serial_number: clean(&self.serial_number),
+            user_id: clean(&self.user_id)
+                .map(|s| s.to_lowercase())
+                .filter(|s| s != "00000000-0000-0000-0000-000000000000"),
+            user_principal_name: clean(&self.user_principal_name),
+            compliance_state: clean(&self.compliance_state),
+            last_sync: clean(&self.last_sync_date_time),
+            properties,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -104,6 +104,15 @@ pub struct HaloAzureTenant {
     pub extra: Map<String, Value>,
 }
 
+/// The fields of `fields` a raw record does not carry (a list read returns only its schema's fields).
+pub fn absent_fields(record: &Value, fields: &[&str]) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|f| record.get(**f).is_none())
+        .map(|f| (*f).to_string())
+        .collect()
+}
+
 /// Turns raw list records of `entity_path` into typed records (which keep unknown fields), naming the
 /// record whose shape is unexpected.
 pub fn parse_records<T: serde::de::DeserializeOwned>(
@@ -137,7 +146,7 @@ pub struct HaloClientRecord {
     #[serde(default, deserialize_with = "de_opt_string")]
     pub website: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
-    pub email: Option<String>,
+    pub domain: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     pub main_site_id: Option<i64>,
     #[serde(flatten)]
@@ -157,7 +166,8 @@ impl HaloClientRecord {
                 .filter(|t| !t.is_empty())
                 .collect(),
             website: self.website.clone().filter(|s| !s.is_empty()),
-            email: self.email.clone().filter(|s| !s.is_empty()),
+            domain: self.domain.clone().filter(|s| !s.trim().is_empty()),
+            email_domains: Vec::new(),
             main_site_id: self.main_site_id.filter(|id| *id > 0),
         }
     }
@@ -220,6 +230,10 @@ pub struct HaloUserRecord {
     pub azureoid: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
     pub azure_tenant_id: Option<String>,
+    /// In `Users_List` (Halo's OpenAPI document); Halo may compute it from its own contracts
+    /// (reference halo-api.md 2.3), so what it returns may not be what was written.
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    pub covered_by_contract: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -252,6 +266,13 @@ impl HaloUserRecord {
             inactive: self.inactive.unwrap_or(false),
             azureoid: guid_or_none(self.azureoid.as_ref()),
             azure_tenant_id: guid_or_none(self.azure_tenant_id.as_ref()),
+            covered_by_contract: self.covered_by_contract,
+            customfields: self
+                .extra
+                .get("customfields")
+                .cloned()
+                .unwrap_or(Value::Null),
+            unread: Vec::new(),
         }
     }
 }
@@ -311,12 +332,14 @@ impl HaloLicenceRecord {
             start_date: non_empty(self.start_date.as_ref()),
             end_date: non_empty(self.end_date.as_ref()),
             manufacturer: non_empty(self.manufacturer.as_ref()),
+            unread: Vec::new(),
         }
     }
 }
 
-/// A Halo asset (`/api/Asset`, key `assets`). No domain type exists yet; the asset reader works on
-/// this record (`fields[]` and the rest stay in `extra`).
+/// A Halo asset (`/api/Asset`, key `assets`, list schema `Device_List`). `fields` (the asset type's
+/// field values) come only with `includeassetfields=true`; `users` and `azure_userprincipalname` are not
+/// in the list at all (SPEC 7), so they stay unread here.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HaloAssetRecord {
     #[serde(deserialize_with = "de_id")]
@@ -333,8 +356,42 @@ pub struct HaloAssetRecord {
     pub inactive: Option<bool>,
     #[serde(default, deserialize_with = "de_opt_string")]
     pub intune_id: Option<String>,
+    /// The rest, `fields` (`[{id, name, value, display}]`, `FieldHelper`) among them when
+    /// `includeassetfields=true` was asked.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl HaloAssetRecord {
+    pub fn to_model(&self) -> model::HaloAsset {
+        let fields = self
+            .extra
+            .get("fields")
+            .and_then(Value::as_array)
+            .map(|fs| {
+                fs.iter()
+                    .filter_map(|f| {
+                        let id = f.get("id").and_then(crate::api::value_to_i64)?;
+                        let value = match f.get("value") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(v) => v.to_string(),
+                        };
+                        Some((id, value))
+                    })
+                    .collect()
+            });
+        model::HaloAsset {
+            id: self.id,
+            client_id: self.client_id.unwrap_or(0),
+            site_id: self.site_id.unwrap_or(0),
+            assettype_id: self.assettype_id,
+            inventory_number: non_empty(self.inventory_number.as_ref()),
+            inactive: self.inactive.unwrap_or(false),
+            intune_id: non_empty(self.intune_id.as_ref()).map(|s| s.to_lowercase()),
+            fields,
+        }
+    }
 }
 
 /// A Halo asset type (`/api/AssetType`, a bare array).
@@ -518,6 +575,53 @@ impl Halo {
 
     pub async fn invoices(&self) -> Result<Vec<HaloInvoiceRecord>, Error> {
         self.list_typed("Invoice", "invoices", &[]).await
+    }
+
+    /// Reads the first page of `entity_path` with one record on it (one request), to check that the API
+    /// application and its agent may list it (`doctor`). Returns the records on that page.
+    pub async fn probe(&self, entity_path: &str, key: &str) -> Result<usize, Error> {
+        let params = [
+            ("pageinate", "true".to_string()),
+            ("page_size", "1".to_string()),
+            ("page_no", "1".to_string()),
+        ];
+        let url = self.url(entity_path, &params)?;
+        let resp = self.send(Request::get(Api::Halo, url.as_str())).await?;
+        let body: Value = resp.json()?;
+        records_of(body, key).map(|r| r.len()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "Halo {entity_path}: the response has no `{key}` array; check [halo] url"
+            ))
+        })
+    }
+
+    /// Runs a one-row SQL report without saving it (`_loadreportonly`, reference halo-api.md 2.3), to check
+    /// that the agent may run reports (`bulk_read = "report"`). A `load_error` in the reply (object or
+    /// one-element array) is a failure.
+    pub async fn probe_report(&self) -> Result<(), Error> {
+        let url = self.url("Report", &[])?;
+        let body = serde_json::json!([{
+            "_loadreportonly": true,
+            "sql": "SELECT TOP 1 Uid AS id FROM USERS",
+        }]);
+        let req = Request::post(Api::Halo, url.as_str())
+            .kind(RequestKind::Read)
+            .json(body);
+        let resp = self.send(req).await?;
+        let v: Value = resp.json()?;
+        let report = match &v {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let error = report
+            .get("load_error")
+            .or_else(|| report.get("report").and_then(|r| r.get("load_error")))
+            .and_then(Value::as_str)
+            .filter(|e| !e.trim().is_empty());
+        match error {
+            Some(e) => Err(Error::Invalid(format!("Halo report: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// One record, e.g. `get("Users", 12)`.

@@ -8,6 +8,7 @@ pub mod halo;
 pub mod partner_center;
 
 use std::fmt::Write as _;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
@@ -46,25 +47,41 @@ impl Error {
     }
 }
 
-/// Sends `req` with a token for `source`; on a 401 the token is renewed once and the request re-sent
-/// (a request refused with 401 was not processed, so this is safe for creates too).
+/// Renewals of one request's token at most.
+const MAX_RENEWALS: u32 = 4;
+/// A token renewed for a request and refused again this soon, with no retry wait in between, is refused
+/// for another reason than its age: the request fails rather than renewing again.
+const REFUSED_AT_ONCE: Duration = Duration::from_secs(1);
+
+/// Sends `req` with a token for `source`. A 401 renews the token and re-sends the request (a request
+/// refused with 401 was not processed, so this is safe for creates too), once per token rather than once
+/// per request: a request whose retries (429 and 5xx waits) outlive a renewed token renews again, so a run
+/// that outlives its tokens does not fail (SPEC 10). A token refused right after it was renewed ends the
+/// request with the 401.
 pub async fn send_authed(
     http: &Http,
     creds: &Credentials,
     source: &TokenSource,
     req: Request,
 ) -> Result<Response, Error> {
-    let token: SecretString = creds.token(source).await?;
-    let mut req = req.bearer(&token);
-    match http.send(&req).await {
-        Err(e) if e.status == Some(401) => {
-            tracing::debug!(api = %e.api, url = %e.url, "401: renewing the token once");
-            creds.invalidate(source);
-            let token = creds.token(source).await?;
-            req.bearer = Some(token);
-            Ok(http.send(&req).await?)
+    let mut req = req;
+    let mut renewed = 0u32;
+    loop {
+        let token: SecretString = creds.token(source).await?;
+        req.bearer = Some(token.clone());
+        let started = Instant::now();
+        match http.send(&req).await {
+            Err(e)
+                if e.status == Some(401)
+                    && renewed < MAX_RENEWALS
+                    && (renewed == 0 || started.elapsed() >= REFUSED_AT_ONCE) =>
+            {
+                tracing::debug!(api = %e.api, url = %e.url, renewed, "401: renewing the token");
+                creds.invalidate_if(source, &token).await;
+                renewed += 1;
+            }
+            other => return Ok(other?),
         }
-        other => Ok(other?),
     }
 }
 

@@ -8,9 +8,16 @@ use crate::config::Config;
 use crate::error::Exit;
 use crate::ui::Ui;
 
-pub async fn run(config: &Config, ui: &Ui, args: &DiffArgs) -> Result<Exit> {
+pub async fn run(
+    config: &Config,
+    ui: &Ui,
+    args: &DiffArgs,
+    metrics: &crate::metrics::Recorder,
+) -> Result<Exit> {
     let modules = run::modules(config, &args.modules);
     let planned = run::prepare(config, ui, &modules, &args.tenants, false).await?;
+    metrics.plan(&planned.plan.plan);
+    metrics.http(&planned.apis.http);
     run::show_plan(ui, &planned);
     if let Some(out) = &args.out {
         let text =

@@ -147,7 +147,10 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
                     continue;
                 };
                 for f in &c.fields {
-                    let now = rec.get(&f.field).unwrap_or(&Value::Null);
+                    // A field the read does not return (SPEC 7) cannot have been seen to change.
+                    let Some(now) = crate::plan::record_value(rec, &f.field) else {
+                        continue;
+                    };
                     if !same(now, &f.from) {
                         out.push(format!(
                             "{}: {} (#{id}) field {} is now {} (the plan expected {})",
@@ -176,14 +179,25 @@ fn stale_changes(plan: &Plan, raw: &HaloRaw) -> Vec<String> {
     out
 }
 
-pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
+pub async fn run(
+    config: &Config,
+    ui: &Ui,
+    args: &SyncArgs,
+    metrics: &crate::metrics::Recorder,
+) -> Result<Exit> {
     if let Some(path) = &args.plan {
         let state = StateDir::new(config.sync.state_dir.clone());
         let lock = state.lock()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
+        crate::commands::plan_file::check(&plan, path)?;
+        let plan = crate::commands::plan_file::select(plan, config, &args.modules, &args.tenants)?;
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
-        let raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
+        metrics.plan(&plan);
+        metrics.http(&apis.http);
+        let needs = HaloNeeds::for_modules(&plan.modules)
+            .with_user_custom_field(config.users.contract_field);
+        let raw = engine::read_halo_raw(&apis, needs).await?;
         let stale = stale_changes(&plan, &raw);
         if !stale.is_empty() {
             bail!(
@@ -192,7 +206,10 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
                 stale.join("; ")
             );
         }
-        return apply_and_record(config, ui, &state, lock, started, &plan, &apis, None).await;
+        return apply_and_record(
+            config, ui, &state, lock, started, &plan, &apis, None, metrics,
+        )
+        .await;
     }
     // A dry run takes no lock and writes no state: it is a `diff`.
     let state = StateDir::new(config.sync.state_dir.clone());
@@ -211,6 +228,8 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         args.allow_deactivations,
     )
     .await?;
+    metrics.plan(&prepared.plan.plan);
+    metrics.http(&prepared.apis.http);
     run::show_plan(ui, &prepared);
     let Some(lock) = lock else {
         return Ok(if prepared.plan.plan.has_errors() {
@@ -229,13 +248,14 @@ pub async fn run(config: &Config, ui: &Ui, args: &SyncArgs) -> Result<Exit> {
         &prepared.plan.plan,
         &prepared.apis,
         Some(&prepared.plan),
+        metrics,
     )
     .await
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan> {
-    let text =
-        std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let text = crate::bounded::read(path, crate::bounded::PLAN_BYTES)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
     let plan: Plan = serde_json::from_slice(&text).with_context(|| {
         format!(
             "{} is not a csp-sync plan (write one with `csp-sync diff --out FILE`)",
@@ -265,6 +285,7 @@ async fn apply_and_record(
     plan: &Plan,
     apis: &Apis,
     planned: Option<&engine::Planned>,
+    metrics: &crate::metrics::Recorder,
 ) -> Result<Exit> {
     let total = plan.changes().count();
     let bar = ui.bar("records written", total as u64);
@@ -272,6 +293,7 @@ async fn apply_and_record(
     let writer = HaloApi { apis };
     let report = apply::apply(&writer, plan, config.halo.fire_automations, Some(&progress)).await;
     bar.finish_and_clear();
+    metrics.applied(plan, &report);
     let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
     for f in &report.failed {
@@ -283,6 +305,16 @@ async fn apply_and_record(
             f.error
         ));
     }
+    // What Halo kept of the writes, and the values written to fields its reads do not return.
+    let mut memory = planned.map_or_else(|| state.halo_memory(), |p| p.memory.clone());
+    let unread = planned.map(|p| p.unread.clone()).unwrap_or_default();
+    for news in crate::readback::remember(&report, &mut memory, &unread) {
+        ui.warn(&news);
+    }
+    if let Some(planned) = planned {
+        crate::modules::assets::remember_links(planned, &mut memory);
+    }
+    state.save_halo_memory(&memory)?;
     // State: only after a real sync, only for tenants whose reads succeeded.
     if let Some(planned) = planned {
         for (tenant, st) in &planned.user_states {
@@ -293,6 +325,7 @@ async fn apply_and_record(
             seen.insert(key.clone(), started);
         }
         state.save_last_seen(&seen)?;
+        crate::modules::assets::record(state, planned, started)?;
         if let Some(billing) = &planned.billing_state {
             crate::billing::record_invoices(billing.clone(), &report).save(state)?;
         }

@@ -683,18 +683,15 @@ pub async fn run(config: &Config, ui: &Ui, tenants: &[String], dry_run: bool) ->
         rows.push(row);
     }
     match ui.format {
-        Format::Json => ui.out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json!({
-                "version": 1,
-                "application_id": app_id,
-                "scopes": scopes,
-                "graph_auth": if app_mode { "app" } else { "delegated" },
-                "app_permissions": if app_mode { APP_PERMISSIONS } else { &[] },
-                "dry_run": dry_run,
-                "consents": rows,
-            }))?
-        )),
+        Format::Json => ui.out_json(&json!({
+            "version": 1,
+            "application_id": app_id,
+            "scopes": scopes,
+            "graph_auth": if app_mode { "app" } else { "delegated" },
+            "app_permissions": if app_mode { APP_PERMISSIONS } else { &[] },
+            "dry_run": dry_run,
+            "consents": rows,
+        })),
         f => {
             let mut headers = vec!["customer", "customer id", "result"];
             if app_mode {

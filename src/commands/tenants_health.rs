@@ -15,6 +15,7 @@ use crate::commands::run;
 use crate::config::Config;
 use crate::context::{self, Apis};
 use crate::error::Exit;
+use crate::model::Customer;
 use crate::plan::Module;
 use crate::render::{Format, Grid};
 use crate::secrets::Secrets;
@@ -144,6 +145,13 @@ pub struct HealthRow {
     pub token: TokenCheck,
     /// Empty when healthy.
     pub flags: Vec<String>,
+    /// The flags that keep a module from reading with delegated access (no active relationship, no role
+    /// for a module); a subset of `flags`, for `doctor`.
+    #[serde(skip)]
+    pub gdap_gaps: Vec<String>,
+    /// The recommended roles missing, by name (a subset of what `flags` says), for `doctor`.
+    #[serde(skip)]
+    pub missing_recommended: Vec<String>,
 }
 
 fn auto_extends(d: Option<&str>) -> bool {
@@ -162,10 +170,14 @@ fn days_until(end: &str, now: jiff::Timestamp) -> Option<i64> {
     )
 }
 
-pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
-    let now = context::now()?;
-    let apis = Apis::new(config, Secrets::from_env())?;
-    let customers = run::read_customers(&apis).await?;
+/// The health of every Partner Center customer in `customers`, sorted by name: its GDAP relationships,
+/// their flags, and (for mapped and unmapped customers) whether a Graph token can be had there.
+pub async fn health_rows(
+    config: &Config,
+    apis: &Apis,
+    customers: &[Customer],
+    now: jiff::Timestamp,
+) -> Result<Vec<HealthRow>> {
     let relationships = apis.graph.delegated_admin_relationships().await.map_err(|e| {
         anyhow::anyhow!(
             "reading the GDAP relationships (Graph tenantRelationships/delegatedAdminRelationships in the partner \
@@ -173,7 +185,7 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
         )
     })?;
     let mut rows = Vec::new();
-    for c in &customers {
+    for c in customers {
         let entry = config.tenant(&c.id);
         let mapping = match entry {
             Some(e) if e.skip => "skipped",
@@ -208,6 +220,8 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
             })
             .collect();
         let mut flags = Vec::new();
+        let mut gdap_gaps = Vec::new();
+        let mut missing_recommended = Vec::new();
         let active: Vec<&RelationshipRow> = mine
             .iter()
             .filter(|r| {
@@ -215,7 +229,7 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
             })
             .collect();
         if active.is_empty() {
-            flags.push(if mine.is_empty() {
+            let flag = if mine.is_empty() {
                 "no GDAP relationship".to_string()
             } else {
                 format!(
@@ -225,7 +239,9 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
-            });
+            };
+            gdap_gaps.push(flag.clone());
+            flags.push(flag);
         }
         for r in &active {
             if let Some(d) = r.days_left
@@ -254,12 +270,15 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
             if !roles.contains(&GLOBAL_ADMIN) {
                 for need in needs(&modules) {
                     if !need.sufficient.iter().any(|s| roles.contains(s)) {
-                        flags.push(format!(
+                        let flag = format!(
                             "no GDAP role for {}: needs one of {}",
                             need.what,
                             need.sufficient.join(", ")
-                        ));
+                        );
+                        gdap_gaps.push(flag.clone());
+                        flags.push(flag);
                     } else if !roles.contains(&need.recommended) {
+                        missing_recommended.push(need.recommended.to_string());
                         flags.push(format!(
                             "missing GDAP role {} (recommended for {})",
                             need.recommended, need.what
@@ -306,22 +325,29 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
             relationships: mine,
             token,
             flags,
+            gdap_gaps,
+            missing_recommended,
         });
     }
     rows.sort_by_key(|r| r.name.to_lowercase());
+    Ok(rows)
+}
+
+pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
+    let now = context::now()?;
+    let apis = Apis::new(config, Secrets::from_env())?;
+    let customers = run::read_customers(&apis).await?;
+    let rows = health_rows(config, &apis, &customers, now).await?;
     let flagged = rows.iter().filter(|r| !r.flags.is_empty()).count();
     let token_failures = rows.iter().filter(|r| !r.token.ok).count();
     match ui.format {
-        Format::Json => ui.out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "version": 1,
-                "generated_at": now.to_string(),
-                "flagged": flagged,
-                "token_failures": token_failures,
-                "tenants": rows,
-            }))?
-        )),
+        Format::Json => ui.out_json(&serde_json::json!({
+            "version": 1,
+            "generated_at": now.to_string(),
+            "flagged": flagged,
+            "token_failures": token_failures,
+            "tenants": rows,
+        })),
         f => {
             let mut g = Grid::new([
                 "customer",

@@ -31,6 +31,8 @@ pub struct TenantRow {
 #[derive(Serialize)]
 struct Doc<'a> {
     version: u32,
+    /// `[users] contract_mode`: `scope` or `flag`.
+    contract_mode: &'static str,
     tenants: &'a [TenantRow],
 }
 
@@ -68,13 +70,11 @@ pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> 
             .cmp(&b.company_name.to_lowercase())
     });
     match ui.format {
-        Format::Json => ui.out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&Doc {
-                version: 1,
-                tenants: &rows
-            })?
-        )),
+        Format::Json => ui.out_json(&Doc {
+            version: 1,
+            contract_mode: config.users.contract_mode.as_str(),
+            tenants: &rows,
+        }),
         f => {
             let mut g = Grid::new(["customer", "domain", "tenant id", "mapping", "Halo client"]);
             for r in &rows {
@@ -95,8 +95,9 @@ pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> 
     }
     let unmapped = rows.iter().filter(|r| r.mapping == "unmapped").count();
     ui.info(&format!(
-        "csp-sync: {} customers, {unmapped} unmapped",
-        rows.len()
+        "csp-sync: {} customers, {unmapped} unmapped; contract mode {}",
+        rows.len(),
+        config.users.contract_mode.as_str()
     ));
     Ok(Exit::Ok)
 }

@@ -184,13 +184,10 @@ pub fn check_and_write(
 /// Prints the mappings written.
 pub fn show_written(ui: &Ui, written: &[Written]) -> Result<()> {
     match ui.format {
-        Format::Json => ui.out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&WrittenDoc {
-                version: 1,
-                written
-            })?
-        )),
+        Format::Json => ui.out_json(&WrittenDoc {
+            version: 1,
+            written,
+        }),
         f => ui.out(&written_grid(written).render(f)),
     }
     Ok(())
@@ -297,9 +294,13 @@ pub async fn suggestions(
     apis: &Apis,
 ) -> Result<(Vec<Customer>, Vec<HaloClient>, Vec<Suggestion>)> {
     let customers = run::read_customers(apis).await?;
-    let clients = read_clients(apis).await?;
+    let mut clients = read_clients(apis).await?;
     let open = open_customers(config, &customers);
     let domains = verified_domains(apis, &open, config.sync.concurrency).await;
+    let mapped = mapping_state(config).mapped.values().copied().collect();
+    for note in crate::client_evidence::add_email_domains(apis, &mut clients, &mapped).await? {
+        tracing::warn!("{note}");
+    }
     let suggestions = tenants::suggest(&customers, &domains, &clients, &mapping_state(config));
     Ok((customers, clients, suggestions))
 }
@@ -418,14 +419,11 @@ async fn run_suggest(config: &Config, ui: &Ui, accept_exact: bool) -> Result<Exi
         }
     }
     match ui.format {
-        Format::Json => ui.out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&SuggestDoc {
-                version: 1,
-                suggestions: &suggestions,
-                written: accept_exact.then_some(written.as_slice()),
-            })?
-        )),
+        Format::Json => ui.out_json(&SuggestDoc {
+            version: 1,
+            suggestions: &suggestions,
+            written: accept_exact.then_some(written.as_slice()),
+        }),
         f => {
             ui.out(&suggestions_grid(&suggestions).render(f));
             if accept_exact && !written.is_empty() {

@@ -51,7 +51,7 @@ impl SyncModule for Licences {
             names: cx.config.licences.names.clone(),
         };
         let LicencesPlan { tenants, seats, .. } =
-            licences::plan_licences(&inputs, cx.halo, &policy, cx.now);
+            licences::plan_licences(&inputs, cx.halo, &policy, cx.memory, cx.now);
         out.seats.extend(seats);
         Ok(tenants)
     }

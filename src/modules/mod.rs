@@ -40,6 +40,7 @@ registry! {
     users::Users,
     licences::Licences,
     tenants::Tenants,
+    assets::Assets,
     billing::Billing,
 }
 
@@ -84,6 +85,8 @@ pub struct PlanCx<'a> {
     /// Every Partner Center customer (the tenants module plans the unmapped ones).
     pub customers: &'a [Customer],
     pub state: &'a StateDir,
+    /// What csp-sync remembers of Halo: values written to fields Halo's reads do not return (SPEC 9).
+    pub memory: &'a crate::halo_memory::HaloMemory,
     pub now: jiff::Timestamp,
     /// `--allow-deactivations`: the deactivation guard is lifted for this run.
     pub allow_deactivations: bool,
@@ -107,6 +110,13 @@ pub struct Outputs {
     pub estimates: Vec<crate::plan::billing::Estimate>,
     /// The billing state moved forward (running exports, periods done), saved after a real sync.
     pub billing_state: Option<crate::billing::state::BillingState>,
+    /// The assets module's device summary.
+    pub devices: Vec<crate::plan::assets::DeviceSummary>,
+    /// Device keys ("tenant/intune id") to stamp as last seen after a sync.
+    pub device_seen: Vec<String>,
+    /// Assets found already holding the users csp-sync would link: (asset id, `users` value),
+    /// remembered after a sync as if csp-sync had written them.
+    pub device_users: Vec<(i64, serde_json::Value)>,
 }
 
 /// A sync module. Implement this; the engine reaches it through [`Runner`] (blanket-implemented).
@@ -149,6 +159,19 @@ pub trait SyncModule: Sync + 'static {
         reads: Vec<(&Target, Self::Read)>,
         out: &mut Outputs,
     ) -> Result<Vec<TenantPlan>>;
+
+    /// Checks planned writes of list-less fields against the full Halo records before they are shown or
+    /// written (SPEC 7: the full record comes from `GET /api/{Entity}/{id}`), only where the plan cannot
+    /// know the current value. Default: nothing to check.
+    fn confirm(
+        &self,
+        _cx: &PlanCx<'_>,
+        _apis: &Apis,
+        _plans: &mut Vec<TenantPlan>,
+        _out: &mut Outputs,
+    ) -> impl Future<Output = Result<()>> {
+        async { Ok(()) }
+    }
 }
 
 /// A module as the engine drives it: [`SyncModule`] with its read types erased.
@@ -166,6 +189,13 @@ pub trait Runner: Sync {
         reads: Vec<(&Target, Box<dyn Any>)>,
         out: &mut Outputs,
     ) -> Result<Vec<TenantPlan>>;
+    fn confirm<'a>(
+        &'a self,
+        cx: &'a PlanCx<'a>,
+        apis: &'a Apis,
+        plans: &'a mut Vec<TenantPlan>,
+        out: &'a mut Outputs,
+    ) -> LocalBoxFuture<'a, Result<()>>;
 }
 
 impl<M: SyncModule> Runner for M {
@@ -213,5 +243,15 @@ impl<M: SyncModule> Runner for M {
             .filter_map(|(t, r)| r.downcast::<M::Read>().ok().map(|r| (t, *r)))
             .collect();
         SyncModule::plan(self, cx, partner, reads, out)
+    }
+
+    fn confirm<'a>(
+        &'a self,
+        cx: &'a PlanCx<'a>,
+        apis: &'a Apis,
+        plans: &'a mut Vec<TenantPlan>,
+        out: &'a mut Outputs,
+    ) -> LocalBoxFuture<'a, Result<()>> {
+        SyncModule::confirm(self, cx, apis, plans, out).boxed_local()
     }
 }

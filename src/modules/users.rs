@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::api::{self, graph::GraphUser};
 use crate::config::Config;
 use crate::context::Apis;
-use crate::engine::{HaloRaw, Target};
+use crate::engine::Target;
 use crate::model::{EntraUser, TenantDirectory};
 use crate::modules::{HaloRead, Outputs, PlanCx, SyncModule, TenantCx};
 use crate::plan::users::{self, TenantUsersInput, UsersPolicy};
@@ -45,16 +45,7 @@ impl SyncModule for Users {
         },
     ];
 
-    fn check_halo(&self, raw: &HaloRaw) -> Result<()> {
-        let users = raw.get("Users").map_or(&[][..], Vec::as_slice);
-        if !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some()) {
-            bail!(
-                "Halo's user list has no `azureoid` field (an older Halo version): csp-sync cannot tell linked users apart; \
-                 upgrade Halo (reading users by report is not available yet)"
-            );
-        }
-        Ok(())
-    }
+    // An older Halo whose user list lacks `azureoid` is read by id instead (`crate::halo_users_by_id`).
 
     async fn read_tenant(&self, cx: &TenantCx<'_>) -> UsersRead {
         let id = &cx.target.entry.customer_id;
@@ -109,10 +100,20 @@ impl SyncModule for Users {
         let mut plans = Vec::new();
         if !inputs.is_empty() {
             let last_seen = cx.state.last_seen();
-            plans = users::plan_users(&inputs, cx.halo, &policy, &last_seen, cx.now);
+            let client_tenants = client_tenants(cx.config);
+            let memory = users::UsersMemory {
+                memory: cx.memory,
+                client_tenants: Some(&client_tenants),
+            };
+            plans = users::plan_users(&inputs, cx.halo, &policy, &last_seen, memory, cx.now);
             out.seen.extend(users::seen_in_scope(&inputs, &policy));
-            out.seen
-                .extend(users::grace_started(&inputs, cx.halo, &policy, &last_seen));
+            out.seen.extend(users::grace_started(
+                &inputs,
+                cx.halo,
+                &policy,
+                &last_seen,
+                memory,
+            ));
         }
         drop(inputs);
         for (t, r) in reads {
@@ -124,12 +125,26 @@ impl SyncModule for Users {
     }
 }
 
+/// Halo client id -> every configured, non-skipped tenant mapped to it (lower-case): the leaver rule for
+/// contacts whose read carries no tenant id looks at all of them (SPEC 7).
+fn client_tenants(config: &Config) -> BTreeMap<i64, Vec<String>> {
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for t in config.tenants.iter().filter(|t| !t.skip) {
+        if let Some(c) = t.halo_client_id {
+            out.entry(c).or_default().push(t.customer_id.to_lowercase());
+        }
+    }
+    out
+}
+
 /// The users policy from the config.
 pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
     UsersPolicy {
         include_guests: config.users.include_guests,
         require_licence: config.users.require_licence,
         contract_skus: config.users.contract_skus.clone(),
+        contract_mode: config.users.contract_mode,
+        contract_field: config.users.contract_field,
         exclude_upn: config.users.exclude_upn.clone(),
         leaver_grace_days: config.users.leaver_grace_days,
         protect: config.users.protect.clone(),

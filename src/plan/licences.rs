@@ -7,6 +7,11 @@
 //! Halo software licence on the tenant's client, found again by `third_party_product` = subscription id and
 //! `tenant_id` = customer tenant id. Nothing is ever deleted: a cancelled subscription's licence gets the
 //! status `Deleted`, and so does a linked licence whose subscription Partner Center no longer lists.
+//!
+//! A field the Halo read did not return, or that Halo does not keep (SPEC 7), is compared with the value
+//! csp-sync last wrote there ([`HaloMemory`]). When `third_party_product` does not persist, a licence is
+//! found again by the subscription id csp-sync wrote there, else adopted by (`tenant_id`, `product_sku`,
+//! `billing_cycle`, `term_duration`); a tie is a conflict, and it is never created twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -18,9 +23,27 @@ use super::{
     Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, norm,
 };
 use crate::catalog;
+use crate::halo_memory::HaloMemory;
 use crate::model::{
     CompanySubscription, HaloLicence, HaloSnapshot, SkuUsage, Subscription, SubscriptionStatus,
 };
+
+/// The Halo licence fields the planner compares; the reader notes which of them a record lacks.
+pub const COMPARED_FIELDS: &[&str] = &[
+    "name",
+    "count",
+    "licences_in_use",
+    "tenant_id",
+    "third_party_product",
+    "product_sku",
+    "status",
+    "billing_cycle",
+    "term_duration",
+    "autorenew",
+    "start_date",
+    "end_date",
+    "manufacturer",
+];
 
 /// How far ahead renewal and cancellation-window flags look.
 const FLAG_HORIZON_DAYS: i64 = 30;
@@ -148,6 +171,7 @@ pub fn plan_licences(
     inputs: &[TenantLicencesInput],
     halo: &HaloSnapshot,
     policy: &LicencesPolicy,
+    memory: &HaloMemory,
     now: Timestamp,
 ) -> LicencesPlan {
     let mut order: Vec<&TenantLicencesInput> = inputs.iter().collect();
@@ -157,7 +181,7 @@ pub fn plan_licences(
             .cmp(&b.tenant_name.to_lowercase())
             .then_with(|| a.customer_id.cmp(&b.customer_id))
     });
-    let index = HaloIndex::new(&halo.licences);
+    let index = HaloIndex::new(&halo.licences, memory);
     // Halo licences already claimed by a subscription in this run (across tenants: several customers may
     // map to one client), so one existing licence is never adopted twice.
     let mut claimed: HashSet<i64> = HashSet::new();
@@ -181,23 +205,76 @@ pub fn plan_licences(
 struct HaloIndex<'a> {
     all: &'a [HaloLicence],
     by_subscription: HashMap<String, Vec<&'a HaloLicence>>,
+    memory: &'a HaloMemory,
 }
 
 impl<'a> HaloIndex<'a> {
-    fn new(all: &'a [HaloLicence]) -> Self {
-        let mut by_subscription: HashMap<String, Vec<&HaloLicence>> = HashMap::new();
+    fn new(all: &'a [HaloLicence], memory: &'a HaloMemory) -> Self {
+        let mut index = HaloIndex {
+            all,
+            by_subscription: HashMap::new(),
+            memory,
+        };
         for l in all {
-            if let Some(tpp) = non_empty(l.third_party_product.as_deref()) {
-                by_subscription.entry(norm(tpp)).or_default().push(l);
+            if let Some(tpp) = index.subscription_of(l) {
+                index.by_subscription.entry(tpp).or_default().push(l);
             }
         }
-        for v in by_subscription.values_mut() {
+        for v in index.by_subscription.values_mut() {
             v.sort_by_key(|l| l.id);
         }
-        HaloIndex {
-            all,
-            by_subscription,
+        index
+    }
+
+    /// Whether a licence's value of `field` is unknown: not in the read, or not kept by Halo.
+    fn unknown(&self, l: &HaloLicence, field: &str) -> bool {
+        !l.read(field) || self.memory.is_unkept(HaloEntity::SoftwareLicence, field)
+    }
+
+    /// The subscription id a licence is linked to (lower-case): its `third_party_product`, or, when Halo's
+    /// value is unknown, the one csp-sync wrote there.
+    fn subscription_of(&self, l: &HaloLicence) -> Option<String> {
+        if self.unknown(l, "third_party_product") {
+            self.memory
+                .last_written(HaloEntity::SoftwareLicence, l.id, "third_party_product")
+                .and_then(Value::as_str)
+                .and_then(|s| non_empty(Some(s)))
+                .map(norm)
+        } else {
+            non_empty(l.third_party_product.as_deref()).map(norm)
         }
+    }
+
+    /// The field changes of `diffs` on licence `l`, with fields whose Halo value is unknown compared with
+    /// what csp-sync last wrote there instead (dropped when that is the wanted value).
+    fn settle(&self, l: &HaloLicence, diffs: Vec<FieldChange>) -> Vec<FieldChange> {
+        diffs
+            .into_iter()
+            .filter_map(|mut f| {
+                if !self.unknown(l, &f.field) {
+                    return Some(f);
+                }
+                let last = self
+                    .memory
+                    .last_written(HaloEntity::SoftwareLicence, l.id, &f.field)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                if loosely_equal(&last, &f.to) {
+                    return None;
+                }
+                f.from = last;
+                Some(f)
+            })
+            .collect()
+    }
+}
+
+/// Values equal for comparing with remembered writes: strings case-insensitively and trimmed.
+fn loosely_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.trim().eq_ignore_ascii_case(y.trim()),
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
     }
 }
 
@@ -444,7 +521,7 @@ impl<'a> TenantPlanner<'a> {
                 });
                 return Outcome::Done;
             }
-            let fields = diff_fields(l, &want);
+            let fields = self.index.settle(l, diff_fields(l, &want));
             if !fields.is_empty() {
                 let reason = update_reason(&fields);
                 tp.changes.push(licence_change(
@@ -501,7 +578,7 @@ impl<'a> TenantPlanner<'a> {
             .filter(|l| {
                 l.client_id == client
                     && !claimed.contains(&l.id)
-                    && non_empty(l.third_party_product.as_deref()).is_none()
+                    && self.index.subscription_of(l).is_none()
                     && l.tenant_id
                         .as_deref()
                         .map(norm)
@@ -515,6 +592,30 @@ impl<'a> TenantPlanner<'a> {
                         .any(|n| !n.is_empty() && *n == catalog::normalise_name(&l.name)))
             })
             .collect();
+        // Several candidates: those of the same (tenant_id, product_sku, billing_cycle, term_duration), the
+        // key a licence is found again by when Halo did not keep `third_party_product`.
+        let candidates = if candidates.len() > 1 {
+            let same_terms: Vec<&HaloLicence> = candidates
+                .iter()
+                .copied()
+                .filter(|l| {
+                    l.tenant_id.as_deref().map(norm).as_deref() == Some(tenant.as_str())
+                        && want
+                            .billing_cycle
+                            .is_some_and(|w| text_eq_ci(l.billing_cycle.as_deref(), w))
+                        && want
+                            .term_duration
+                            .is_some_and(|w| text_eq_ci(l.term_duration.as_deref(), w))
+                })
+                .collect();
+            if same_terms.len() == 1 {
+                same_terms
+            } else {
+                candidates
+            }
+        } else {
+            candidates
+        };
         match candidates.as_slice() {
             [] => {
                 let mut extra = Map::new();
@@ -539,7 +640,7 @@ impl<'a> TenantPlanner<'a> {
             [l] => {
                 claimed.insert(l.id);
                 matched.insert(l.id);
-                let fields = diff_fields(l, &want);
+                let fields = self.index.settle(l, diff_fields(l, &want));
                 let mut reason = format!(
                     "existing licence \"{}\" has no subscription link: linked, not duplicated",
                     l.name
@@ -591,8 +692,10 @@ impl<'a> TenantPlanner<'a> {
                 l.client_id == input.halo_client_id
                     && !matched.contains(&l.id)
                     && l.tenant_id.as_deref().map(norm).as_deref() == Some(tenant.as_str())
-                    && non_empty(l.third_party_product.as_deref())
-                        .is_some_and(|t| !listed.contains(&norm(t)))
+                    && self
+                        .index
+                        .subscription_of(l)
+                        .is_some_and(|t| !listed.contains(&t))
                     && !l
                         .status
                         .as_deref()
@@ -607,7 +710,7 @@ impl<'a> TenantPlanner<'a> {
                 action: Action::Update,
                 entity: HaloEntity::SoftwareLicence,
                 halo_id: Some(l.id),
-                source_key: l.third_party_product.clone().unwrap_or_default(),
+                source_key: self.index.subscription_of(l).unwrap_or_default(),
                 label: l.name.clone(),
                 reason: "no longer in Partner Center".into(),
                 fields: vec![FieldChange {
@@ -1253,7 +1356,13 @@ mod tests {
     }
 
     fn plan(inputs: &[TenantLicencesInput], halo: &HaloSnapshot) -> LicencesPlan {
-        plan_licences(inputs, halo, &LicencesPolicy::default(), now())
+        plan_licences(
+            inputs,
+            halo,
+            &LicencesPolicy::default(),
+            &HaloMemory::default(),
+            now(),
+        )
     }
 
     fn changes(p: &LicencesPlan) -> Vec<&Change> {
@@ -1464,6 +1573,7 @@ mod tests {
             )],
             &HaloSnapshot::default(),
             &policy,
+            &HaloMemory::default(),
             now(),
         );
         let keys: Vec<&str> = changes(&p).iter().map(|c| c.source_key.as_str()).collect();
@@ -1568,7 +1678,13 @@ mod tests {
             exclude_skus: vec![],
             names,
         };
-        let p = plan_licences(&[input(subs, skus)], &halo, &policy, now());
+        let p = plan_licences(
+            &[input(subs, skus)],
+            &halo,
+            &policy,
+            &HaloMemory::default(),
+            now(),
+        );
         let cs = changes(&p);
         assert_eq!(cs.len(), 1);
         assert_eq!(cs[0].action, Action::Update);

@@ -4,8 +4,11 @@
 //! The types here are the plan contract: `diff --out` writes a [`Plan`] as JSON (`"version": 1`),
 //! `sync --plan` reads it back and applies exactly its changes.
 
+pub mod assets;
 pub mod billing;
+pub mod contract;
 pub mod licences;
+pub mod schema;
 pub mod tenants;
 pub mod users;
 
@@ -154,13 +157,56 @@ impl Change {
         for (k, v) in &self.extra {
             body.insert(k.clone(), v.clone());
         }
+        let mut type_fields = Vec::new();
         for f in &self.fields {
-            body.insert(f.field.clone(), f.to.clone());
+            match type_field_id(&f.field) {
+                Some(id) => type_fields.push((id, f.to.clone())),
+                None => {
+                    body.insert(f.field.clone(), f.to.clone());
+                }
+            }
+        }
+        if !type_fields.is_empty() {
+            // Asset type fields travel as `fields: [{"id": N, "value": ...}]` (halo-api.md 3.4), merged
+            // into the unchanged values the change carries in `extra`.
+            let mut list = match body.remove("fields") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            for (id, value) in type_fields {
+                match list
+                    .iter_mut()
+                    .find(|f| f.get("id").and_then(Value::as_i64) == Some(id))
+                {
+                    Some(f) => f["value"] = value,
+                    None => list.push(serde_json::json!({"id": id, "value": value})),
+                }
+            }
+            body.insert("fields".into(), Value::Array(list));
         }
         if !fire_automations {
             body.insert("_dont_fire_automations".into(), Value::Bool(true));
         }
         Value::Object(body)
+    }
+}
+
+/// The asset type field id of a change's field name `field:<id>` (see [`assets::FIELD_PREFIX`]).
+pub fn type_field_id(field: &str) -> Option<i64> {
+    field.strip_prefix(assets::FIELD_PREFIX)?.parse().ok()
+}
+
+/// A field's current value in a raw Halo record: a top-level key, or for `field:<id>` the `value` of that
+/// entry of the record's `fields` list.
+pub fn record_value<'a>(record: &'a Value, field: &str) -> Option<&'a Value> {
+    match type_field_id(field) {
+        Some(id) => record
+            .get("fields")?
+            .as_array()?
+            .iter()
+            .find(|f| f.get("id").and_then(crate::api::value_to_i64) == Some(id))?
+            .get("value"),
+        None => record.get(field),
     }
 }
 
@@ -240,6 +286,9 @@ pub struct Plan {
     /// The open period's estimate (SPEC 7): never changes, never counted by `--detailed-exitcode`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub estimates: Vec<billing::Estimate>,
+    /// The device summary of the assets module, per tenant. Informational, like `seats`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<assets::DeviceSummary>,
 }
 
 impl Plan {
@@ -261,6 +310,7 @@ impl Plan {
             seats: Vec::new(),
             billing: Vec::new(),
             estimates: Vec::new(),
+            devices: Vec::new(),
         }
     }
 

@@ -178,7 +178,8 @@ impl MappingState {
 pub enum Evidence {
     /// The customer's tenant id is stored on the client (`azure_tenants`).
     TenantId,
-    /// A verified domain of the customer is the domain of the client's website or e-mail address.
+    /// A verified domain of the customer is the client's website's or `domain`, one of its sites'
+    /// `emaildomain`, or the most common domain of its contacts' e-mail addresses.
     Domain { domain: String },
     /// The normalised company names are equal.
     Name { normalised: String },
@@ -293,9 +294,10 @@ struct ClientFacts<'a> {
 
 impl<'a> ClientFacts<'a> {
     fn of(client: &'a HaloClient) -> ClientFacts<'a> {
-        let domains = [client.website.as_deref(), client.email.as_deref()]
+        let domains = [client.website.as_deref(), client.domain.as_deref()]
             .into_iter()
             .flatten()
+            .chain(client.email_domains.iter().map(String::as_str))
             .filter_map(domain_of)
             .filter(|d| !is_generic_domain(d))
             .collect();
@@ -866,7 +868,7 @@ mod tests {
     }
 
     fn with_email(mut c: HaloClient, email: &str) -> HaloClient {
-        c.email = Some(email.into());
+        c.email_domains = domain_of(email).into_iter().collect();
         c
     }
 

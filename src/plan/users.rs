@@ -13,8 +13,16 @@
 //! 3. else, when an unlinked contact with that e-mail exists only under another client, a conflict;
 //! 4. else a new contact on the tenant's site.
 //!
-//! Leavers are Halo users linked to the tenant (`azureoid` set and `azure_tenant_id` = the tenant) whose
-//! Entra user is deleted, disabled or out of scope; they are deactivated after `leaver_grace_days`.
+//! Leavers are Halo users linked to the tenant whose Entra user is deleted, disabled or out of scope; they
+//! are deactivated after `leaver_grace_days`. Linked to the tenant: `azureoid` set and `azure_tenant_id` =
+//! the tenant; where the read carries no `azure_tenant_id` (Halo's user list never does, SPEC 7), the tenant
+//! csp-sync last wrote there, else the tenant whose directory holds the object id, else `azureoid` set under
+//! the client mapped to the tenant; when several tenants map to that client, only once all of them were
+//! read completely in this run.
+//!
+//! Fields the Halo read did not return (or that Halo does not keep) are compared with the value csp-sync
+//! last wrote there ([`HaloMemory`]), never with the missing value: written at create and link, then only
+//! when Entra's value changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,10 +30,51 @@ use jiff::{SignedDuration, Timestamp};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::contract::{self, Decision};
 use super::{
     Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, norm,
 };
+use crate::config::ContractMode;
+use crate::halo_memory::HaloMemory;
 use crate::model::{EntraUser, HaloClient, HaloSnapshot, HaloUser, TenantDirectory, UserType};
+
+/// The Halo user fields the planner compares; the reader notes which of them a record lacks.
+pub const COMPARED_FIELDS: &[&str] = &[
+    "name",
+    "firstname",
+    "surname",
+    "emailaddress",
+    "title",
+    "department",
+    "phonenumber",
+    "mobilenumber",
+    "inactive",
+    "azureoid",
+    "azure_tenant_id",
+    "covered_by_contract",
+    "customfields",
+];
+
+/// What the users planner knows beyond this run's reads.
+#[derive(Debug, Clone, Copy)]
+pub struct UsersMemory<'a> {
+    /// What csp-sync last wrote to fields Halo's reads do not return.
+    pub memory: &'a HaloMemory,
+    /// Halo client id -> every configured, non-skipped tenant mapped to it (lower-case), this run's or
+    /// not; `None` = only this run's tenants.
+    pub client_tenants: Option<&'a BTreeMap<i64, Vec<String>>>,
+}
+
+impl UsersMemory<'_> {
+    /// No memory: a first run, or a lost state directory.
+    pub fn none() -> UsersMemory<'static> {
+        static EMPTY: std::sync::OnceLock<HaloMemory> = std::sync::OnceLock::new();
+        UsersMemory {
+            memory: EMPTY.get_or_init(HaloMemory::default),
+            client_tenants: None,
+        }
+    }
+}
 
 /// `HeldBack::guard` of changes held back because the tenant's source looked empty.
 pub const GUARD_EMPTY_SOURCE: &str = "empty_source_guard";
@@ -44,8 +93,13 @@ pub const OUT_NO_CONTRACT_LICENCE: &str = "no contract licence";
 pub struct UsersPolicy {
     pub include_guests: bool,
     pub require_licence: bool,
-    /// `skuPartNumber` or `skuId` values, any case. Empty: no contract filter.
+    /// `skuPartNumber` or `skuId` values, any case. Empty: no contract filter and nothing flagged.
     pub contract_skus: Vec<String>,
+    /// `"scope"`: only contract users are in scope; `"flag"`: everyone in scope, flagged (see
+    /// [`super::contract`]).
+    pub contract_mode: ContractMode,
+    /// With `"flag"`: the user custom field the flag goes to instead of `covered_by_contract`.
+    pub contract_field: Option<i64>,
     /// Regular expressions on `userPrincipalName`, already compiled case-insensitive.
     pub exclude_upn: Vec<Regex>,
     pub leaver_grace_days: u32,
@@ -66,6 +120,8 @@ impl Default for UsersPolicy {
             include_guests: false,
             require_licence: true,
             contract_skus: Vec::new(),
+            contract_mode: ContractMode::Scope,
+            contract_field: None,
             exclude_upn: Vec::new(),
             leaver_grace_days: 0,
             protect: Vec::new(),
@@ -133,18 +189,11 @@ pub fn in_scope(
     if policy.require_licence && skus.is_empty() {
         return Err(OUT_NO_LICENCE);
     }
-    if !policy.contract_skus.is_empty() {
-        let wanted: BTreeSet<String> = policy.contract_skus.iter().map(|s| norm(s)).collect();
-        let holds = skus.iter().any(|id| {
-            wanted.contains(id)
-                || sku_part_numbers
-                    .iter()
-                    .filter(|(sku, _)| norm(sku) == *id)
-                    .any(|(_, part)| wanted.contains(&norm(part)))
-        });
-        if !holds {
-            return Err(OUT_NO_CONTRACT_LICENCE);
-        }
+    if policy.contract_mode == ContractMode::Scope
+        && !policy.contract_skus.is_empty()
+        && !contract::holds_contract_sku(user, policy, sku_part_numbers)
+    {
+        return Err(OUT_NO_CONTRACT_LICENCE);
     }
     Ok(())
 }
@@ -177,17 +226,19 @@ pub fn grace_started(
     halo: &HaloSnapshot,
     policy: &UsersPolicy,
     last_seen: &BTreeMap<String, Timestamp>,
+    memory: UsersMemory,
 ) -> Vec<String> {
     let mut keys = Vec::new();
     if policy.leaver_grace_days == 0 {
         return keys;
     }
+    let owners = link_owners(tenants, halo, memory);
     for t in tenants {
         let Ok(dir) = t.directory else { continue };
         let tenant = norm(t.customer_id);
         let scoped = Scoped::of(dir, policy);
         for u in &halo.users {
-            let Some(oid) = linked_oid(u, &tenant) else {
+            let Some(oid) = owners.linked_oid(u, &tenant) else {
                 continue;
             };
             if u.inactive || scoped.in_scope.contains_key(&oid) {
@@ -210,9 +261,11 @@ pub fn plan_users(
     halo: &HaloSnapshot,
     policy: &UsersPolicy,
     last_seen: &BTreeMap<String, Timestamp>,
+    memory: UsersMemory,
     now: Timestamp,
 ) -> Vec<TenantPlan> {
     let idx = Index::new(halo);
+    let owners = link_owners(tenants, halo, memory);
 
     // Claims of unlinked contacts by e-mail across all tenants of this run, so one contact is never linked
     // to two Entra users (two tenants mapped to one client, or mail of one = UPN of another).
@@ -245,6 +298,9 @@ pub fn plan_users(
                 idx: &idx,
                 policy,
                 claims: &claims,
+                contract: ContractCounts::default(),
+                memory: memory.memory,
+                owners: &owners,
                 plan: TenantPlan {
                     customer_id: norm(t.customer_id),
                     name: t.name.to_string(),
@@ -364,11 +420,75 @@ fn non_empty(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The object id a Halo user is linked to when it is linked to `tenant` (lower-case).
-fn linked_oid(u: &HaloUser, tenant: &str) -> Option<String> {
-    let oid = non_empty(u.azureoid.as_deref())?;
-    let t = non_empty(u.azure_tenant_id.as_deref())?;
-    (norm(t) == tenant).then(|| norm(oid))
+/// The tenant (lower-case) each linked Halo user belongs to, by Halo id (see the module comment).
+struct Owners(HashMap<i64, String>);
+
+impl Owners {
+    /// The object id a Halo user is linked to when it is linked to `tenant` (lower-case).
+    fn linked_oid(&self, u: &HaloUser, tenant: &str) -> Option<String> {
+        let oid = non_empty(u.azureoid.as_deref())?;
+        (self.0.get(&u.id).map(String::as_str) == Some(tenant)).then(|| norm(oid))
+    }
+}
+
+fn link_owners(tenants: &[TenantUsersInput], halo: &HaloSnapshot, memory: UsersMemory) -> Owners {
+    // Where each object id is present, in the directories read completely in this run.
+    let mut present: HashMap<String, String> = HashMap::new();
+    let mut read_ok: BTreeSet<String> = BTreeSet::new();
+    let mut run_client_tenants: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for t in tenants {
+        let tenant = norm(t.customer_id);
+        run_client_tenants
+            .entry(t.halo_client_id)
+            .or_default()
+            .push(tenant.clone());
+        if let Ok(dir) = t.directory {
+            read_ok.insert(tenant.clone());
+            for u in &dir.users {
+                present.insert(norm(&u.id), tenant.clone());
+            }
+        }
+    }
+    let client_tenants = memory.client_tenants.unwrap_or(&run_client_tenants);
+    let mut out = HashMap::new();
+    for u in &halo.users {
+        let Some(oid) = non_empty(u.azureoid.as_deref()).map(norm) else {
+            continue;
+        };
+        let read_tenant = u
+            .read("azure_tenant_id")
+            .then(|| non_empty(u.azure_tenant_id.as_deref()).map(norm))
+            .flatten();
+        let written = memory
+            .memory
+            .last_written(super::HaloEntity::Users, u.id, "azure_tenant_id")
+            .and_then(Value::as_str)
+            .and_then(|t| non_empty(Some(t)))
+            .map(norm);
+        let owner = read_tenant
+            .or(written)
+            .or_else(|| present.get(&oid).cloned())
+            .or_else(|| {
+                let mut mapped: Vec<String> = client_tenants
+                    .get(&u.client_id)
+                    .map(|v| v.iter().map(|t| norm(t)).collect())
+                    .unwrap_or_default();
+                mapped.sort();
+                mapped.dedup();
+                match mapped.as_slice() {
+                    [] => None,
+                    [one] => Some(one.clone()),
+                    // Several tenants share the client and none holds the object id: a leaver only once
+                    // every one of them was read completely.
+                    many if many.iter().all(|t| read_ok.contains(t)) => Some(many[0].clone()),
+                    _ => None,
+                }
+            });
+        if let Some(t) = owner {
+            out.insert(u.id, t);
+        }
+    }
+    Owners(out)
 }
 
 /// The e-mail address Halo should hold for a user: `mail`, else the UPN.
@@ -438,13 +558,35 @@ fn field(name: &str, from: Value, to: Value) -> FieldChange {
     }
 }
 
-/// Field differences between Entra and a Halo user. Empty Entra values never clear Halo values; e-mail
-/// addresses differing only in case (or surrounding blanks) are the same.
-fn field_diffs(u: &HaloUser, user: &EntraUser) -> Vec<FieldChange> {
-    wanted_fields(user)
+/// Whether a Halo user's value of `field` is unknown: the read did not return it, or Halo does not keep it.
+fn unknown(u: &HaloUser, field: &str, memory: &HaloMemory) -> bool {
+    !u.read(field) || memory.is_unkept(super::HaloEntity::Users, field)
+}
+
+/// Field differences between Entra and a Halo user, and the names of those among them whose Halo value is
+/// unknown and that csp-sync has no record of writing. Empty Entra values never clear Halo values; e-mail
+/// addresses differing only in case (or surrounding blanks) are the same. A field whose Halo value is
+/// unknown is compared with the value csp-sync last wrote there.
+fn field_diffs(
+    u: &HaloUser,
+    user: &EntraUser,
+    memory: &HaloMemory,
+) -> (Vec<FieldChange>, Vec<&'static str>) {
+    let mut unrecorded = Vec::new();
+    let diffs = wanted_fields(user)
         .into_iter()
         .filter_map(|(f, want)| {
-            let have = halo_value(u, f);
+            let have = if unknown(u, f, memory) {
+                let last = memory
+                    .last_written(super::HaloEntity::Users, u.id, f)
+                    .and_then(Value::as_str);
+                if last.is_none() {
+                    unrecorded.push(f);
+                }
+                last
+            } else {
+                halo_value(u, f)
+            };
             let same = if f == "emailaddress" {
                 have.is_some_and(|h| norm(h) == norm(&want))
             } else {
@@ -452,18 +594,32 @@ fn field_diffs(u: &HaloUser, user: &EntraUser) -> Vec<FieldChange> {
             };
             (!same).then(|| field(f, opt_value(have), Value::from(want)))
         })
-        .collect()
+        .collect::<Vec<_>>();
+    unrecorded.retain(|f| diffs.iter().any(|d| d.field == *f));
+    (diffs, unrecorded)
 }
 
-/// The kept-in-step fields among `diffs`, in words: "job title, department".
-fn changed_names(diffs: &[FieldChange]) -> Option<String> {
+/// The reason phrase for fields written because csp-sync has no record of their Halo value.
+fn unrecorded_reason(names: &[&str]) -> Option<String> {
+    (!names.is_empty()).then(|| {
+        let list: Vec<&str> = names.iter().map(|f| describe(f)).collect();
+        format!(
+            "{} written from Entra (Halo's user list does not return it, and csp-sync has no record of \
+             writing it)",
+            list.join(", ")
+        )
+    })
+}
+
+/// The kept-in-step fields among `diffs` (except those in `unrecorded`), in words: "job title, department".
+fn changed_names(diffs: &[FieldChange], unrecorded: &[&str]) -> Option<String> {
     let names: Vec<&str> = diffs
         .iter()
         .filter(|d| {
             !matches!(
                 d.field.as_str(),
                 "azure_tenant_id" | "inactive" | "azureoid"
-            )
+            ) && !unrecorded.contains(&d.field.as_str())
         })
         .map(|d| describe(&d.field))
         .collect();
@@ -482,6 +638,15 @@ fn ids(users: &[&HaloUser]) -> String {
         .join(", ")
 }
 
+/// Per tenant in `"flag"` mode: users covered and not, per contract SKU, and flags Halo did not keep.
+#[derive(Default)]
+struct ContractCounts {
+    covered: usize,
+    not_covered: usize,
+    by_sku: BTreeMap<String, usize>,
+    not_kept: usize,
+}
+
 struct TenantPlanner<'a, 'h> {
     input: &'a TenantUsersInput<'a>,
     /// Lower-case tenant id.
@@ -490,6 +655,9 @@ struct TenantPlanner<'a, 'h> {
     idx: &'a Index<'h>,
     policy: &'a UsersPolicy,
     claims: &'a HashMap<i64, BTreeMap<(String, String), String>>,
+    contract: ContractCounts,
+    memory: &'a HaloMemory,
+    owners: &'a Owners,
     plan: TenantPlan,
 }
 
@@ -525,6 +693,20 @@ impl TenantPlanner<'_, '_> {
         }
         let site = self.resolve_site(client);
 
+        for user in scoped.in_scope.values() {
+            match contract::cover(user, self.policy, &dir.sku_part_numbers) {
+                Some(true) => {
+                    self.contract.covered += 1;
+                    for sku in
+                        contract::contract_skus_held(user, self.policy, &dir.sku_part_numbers)
+                    {
+                        *self.contract.by_sku.entry(sku).or_default() += 1;
+                    }
+                }
+                Some(false) => self.contract.not_covered += 1,
+                None => {}
+            }
+        }
         let mut creates_blocked = 0usize;
         for (oid, user) in &scoped.in_scope {
             if !self.plan_in_scope(oid, user, client, site.as_ref()) {
@@ -541,6 +723,7 @@ impl TenantPlanner<'_, '_> {
 
         let deactivations = self.plan_leavers(&scoped, last_seen, now);
         self.guard(deactivations, &scoped, dir);
+        self.contract_notes();
 
         self.plan.changes.sort_by(order);
         self.plan.conflicts.sort_by(|a, b| {
@@ -580,6 +763,87 @@ impl TenantPlanner<'_, '_> {
                  in the tenant's [[tenant]] entry"
             )
         })
+    }
+
+    /// The contract flag change of a user (`u`: the Halo user when there is one; `fresh`: a create or a
+    /// link, which always writes it), with its reason.
+    fn contract_change(
+        &mut self,
+        user: &EntraUser,
+        u: Option<&HaloUser>,
+        fresh: bool,
+    ) -> Option<(FieldChange, &'static str)> {
+        let skus = self
+            .input
+            .directory
+            .as_ref()
+            .ok()?
+            .sku_part_numbers
+            .as_slice();
+        let want = contract::cover(user, self.policy, skus)?;
+        if !fresh && let Some(u) = u {
+            let name = contract::field_name(self.policy);
+            // What the read returned, unless Halo's read lacks the field or Halo was seen not to keep it;
+            // and what csp-sync last wrote there (remembered on every write, halo_memory).
+            let have = (!unknown(u, name, self.memory))
+                .then(|| contract::read_flag(u, self.policy))
+                .flatten();
+            let last = self
+                .memory
+                .last_written(super::HaloEntity::Users, u.id, name)
+                .and_then(|v| contract::written_flag(name, v));
+            match contract::decide(want, have, last) {
+                Decision::InStep => return None,
+                Decision::NotKept => {
+                    self.contract.not_kept += 1;
+                    return None;
+                }
+                Decision::Write => {}
+            }
+        }
+        let reason = if want {
+            "holds a contract SKU"
+        } else {
+            "holds no contract SKU"
+        };
+        Some((
+            field(
+                contract::field_name(self.policy),
+                contract::from_value(u, self.policy),
+                contract::to_value(want, self.policy),
+            ),
+            reason,
+        ))
+    }
+
+    /// The per-tenant contract note of `"flag"` mode.
+    fn contract_notes(&mut self) {
+        if self.policy.contract_mode != ContractMode::Flag || self.policy.contract_skus.is_empty() {
+            return;
+        }
+        let c = &self.contract;
+        let skus: Vec<String> = c
+            .by_sku
+            .iter()
+            .map(|(sku, n)| format!("{sku} covers {n}"))
+            .collect();
+        self.plan.notes.push(format!(
+            "users: contract (flag mode): {} covered, {} not covered{}",
+            c.covered,
+            c.not_covered,
+            if skus.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", skus.join(", "))
+            }
+        ));
+        if c.not_kept > 0 {
+            self.plan.notes.push(format!(
+                "users: Halo does not keep the contract flag csp-sync wrote for {} user(s) ({} reads back                  otherwise; Halo may compute it from its contracts); not rewritten. To drive ticket rules                  from it, write it to a user custom field: [users] contract_field = ID",
+                c.not_kept,
+                contract::field_name(self.policy)
+            ));
+        }
     }
 
     fn protected(&self, u: &HaloUser) -> bool {
@@ -712,7 +976,8 @@ impl TenantPlanner<'_, '_> {
         client: &HaloClient,
         cl: &str,
     ) {
-        if let Some(t) = non_empty(u.azure_tenant_id.as_deref())
+        if u.read("azure_tenant_id")
+            && let Some(t) = non_empty(u.azure_tenant_id.as_deref())
             && norm(t) != self.tenant
         {
             self.conflict(
@@ -749,20 +1014,43 @@ impl TenantPlanner<'_, '_> {
             ));
             return;
         }
-        let mut fields = field_diffs(u, user);
-        if non_empty(u.azure_tenant_id.as_deref()).is_none() {
+        let (mut fields, unrecorded) = field_diffs(u, user, self.memory);
+        // The tenant id: compared when the read returned it, else with what csp-sync last wrote there.
+        let tenant_known = if unknown(u, "azure_tenant_id", self.memory) {
+            self.memory
+                .last_written(HaloEntity::Users, u.id, "azure_tenant_id")
+                .and_then(Value::as_str)
+                .map(norm)
+        } else {
+            non_empty(u.azure_tenant_id.as_deref()).map(norm)
+        };
+        let write_tenant = tenant_known.as_deref() != Some(self.tenant.as_str());
+        if write_tenant {
             fields.push(field(
                 "azure_tenant_id",
-                opt_value(u.azure_tenant_id.as_deref()),
+                opt_value(tenant_known.as_deref()),
                 Value::from(self.tenant.clone()),
             ));
         }
         let mut reasons: Vec<String> = Vec::new();
-        if let Some(names) = changed_names(&fields) {
+        if let Some(names) = changed_names(&fields, &unrecorded) {
             reasons.push(format!("{names} changed in Entra"));
         }
-        if non_empty(u.azure_tenant_id.as_deref()).is_none() {
-            reasons.push("Entra tenant id not yet recorded in Halo".into());
+        if let Some(r) = unrecorded_reason(&unrecorded) {
+            reasons.push(r);
+        }
+        if write_tenant {
+            reasons.push(if u.read("azure_tenant_id") {
+                "Entra tenant id not yet recorded in Halo".into()
+            } else {
+                "Entra tenant id written (Halo's user list does not return it, and csp-sync has no \
+                 record of writing it)"
+                    .into()
+            });
+        }
+        if let Some((f, why)) = self.contract_change(user, Some(u), false) {
+            fields.push(f);
+            reasons.push(why.to_string());
         }
         if u.inactive {
             reasons.insert(0, "back in Entra".into());
@@ -820,10 +1108,14 @@ impl TenantPlanner<'_, '_> {
                 Value::from(self.tenant.clone()),
             ),
         ];
-        fields.extend(field_diffs(c, user));
+        fields.extend(field_diffs(c, user, self.memory).0);
         let mut reason = "linked by e-mail".to_string();
-        if let Some(names) = changed_names(&fields) {
+        if let Some(names) = changed_names(&fields, &[]) {
             reason = format!("{reason}; {names} updated from Entra");
+        }
+        if let Some((f, why)) = self.contract_change(user, Some(c), true) {
+            fields.push(f);
+            reason = format!("{reason}; {why}");
         }
         if c.inactive {
             fields.push(field("inactive", Value::Bool(true), Value::Bool(false)));
@@ -865,6 +1157,9 @@ impl TenantPlanner<'_, '_> {
             Value::Null,
             Value::from(self.tenant.clone()),
         ));
+        if let Some((f, _)) = self.contract_change(user, None, true) {
+            fields.push(f);
+        }
         let mut extra = Map::new();
         extra.insert("client_id".into(), Value::from(client_id));
         extra.insert("site_id".into(), Value::from(site_id));
@@ -898,13 +1193,15 @@ impl TenantPlanner<'_, '_> {
             .iter()
             .filter(|u| !u.inactive)
             .filter(|u| {
-                linked_oid(u, &self.tenant).is_some_and(|oid| !scoped.in_scope.contains_key(&oid))
+                self.owners
+                    .linked_oid(u, &self.tenant)
+                    .is_some_and(|oid| !scoped.in_scope.contains_key(&oid))
             })
             .collect();
         leavers.sort_by_key(|u| u.id);
         let mut out = Vec::new();
         for u in leavers {
-            let Some(oid) = linked_oid(u, &self.tenant) else {
+            let Some(oid) = self.owners.linked_oid(u, &self.tenant) else {
                 continue;
             };
             // Absent from `users` (reported in `deleted_ids` or simply gone): deleted. Present in `users`
@@ -972,7 +1269,7 @@ impl TenantPlanner<'_, '_> {
             .halo
             .users
             .iter()
-            .filter(|u| !u.inactive && linked_oid(u, &self.tenant).is_some())
+            .filter(|u| !u.inactive && self.owners.linked_oid(u, &self.tenant).is_some())
             .count();
         let n = deactivations.len();
         if self.policy.empty_source_guard && (dir.users.is_empty() || scoped.in_scope.is_empty()) {
@@ -1145,6 +1442,7 @@ mod tests {
             ],
             users,
             licences: Vec::new(),
+            assets: Vec::new(),
         }
     }
 
@@ -1180,7 +1478,7 @@ mod tests {
         p: &UsersPolicy,
         seen: &BTreeMap<String, Timestamp>,
     ) -> Vec<TenantPlan> {
-        let plans = plan_users(tenants, h, p, seen, now());
+        let plans = plan_users(tenants, h, p, seen, UsersMemory::none(), now());
         assert_eq!(plans.len(), tenants.len());
         for t in &plans {
             let mut sorted = t.changes.clone();
@@ -1223,6 +1521,8 @@ mod tests {
             "azureoid" => u.azureoid = s,
             "azure_tenant_id" => u.azure_tenant_id = s,
             "inactive" => u.inactive = v.as_bool().unwrap(),
+            "covered_by_contract" => u.covered_by_contract = v.as_bool(),
+            "customfields" => u.customfields = v.clone(),
             other => panic!("unexpected field {other}"),
         }
     }
@@ -1872,11 +2172,13 @@ mod tests {
         assert!(t.changes.is_empty());
         assert!(t.notes[0].contains("grace period starts now"));
         assert_eq!(
-            grace_started(&[input(T1, &d)], &h, &p, &none),
+            grace_started(&[input(T1, &d)], &h, &p, &none, UsersMemory::none()),
             std::slice::from_ref(&key)
         );
-        assert!(grace_started(&[input(T1, &d)], &h, &p, &seen).is_empty());
-        assert!(grace_started(&[input(T1, &d)], &h, &policy(), &none).is_empty());
+        assert!(grace_started(&[input(T1, &d)], &h, &p, &seen, UsersMemory::none()).is_empty());
+        assert!(
+            grace_started(&[input(T1, &d)], &h, &policy(), &none, UsersMemory::none()).is_empty()
+        );
 
         // Grace 0: immediately, whatever the state says.
         let t = run(
@@ -2308,5 +2610,317 @@ mod tests {
                 (Action::Deactivate, "o2", OUT_NO_CONTRACT_LICENCE)
             ]
         );
+    }
+
+    /// A memory of having written `value` to `field` of Halo user `id`.
+    fn written(id: i64, field: &str, value: Value) -> crate::halo_memory::HaloMemory {
+        let mut m = crate::halo_memory::HaloMemory::default();
+        m.written
+            .entry(format!("Users/{id}"))
+            .or_default()
+            .insert(field.to_string(), value);
+        m
+    }
+
+    fn run_mem(
+        d: &TenantDirectory,
+        h: &HaloSnapshot,
+        p: &UsersPolicy,
+        m: &crate::halo_memory::HaloMemory,
+    ) -> TenantPlan {
+        let memory = UsersMemory {
+            memory: m,
+            client_tenants: None,
+        };
+        plan_users(&[input(T1, d)], h, p, &BTreeMap::new(), memory, now()).remove(0)
+    }
+
+    fn flag_policy(skus: &[&str]) -> UsersPolicy {
+        UsersPolicy {
+            contract_skus: skus.iter().map(|s| (*s).to_string()).collect(),
+            contract_mode: ContractMode::Flag,
+            ..policy()
+        }
+    }
+
+    fn with_skus(mut u: EntraUser, skus: &[&str]) -> EntraUser {
+        u.sku_ids = skus.iter().map(|s| (*s).to_string()).collect();
+        u
+    }
+
+    fn flag_of(p: &TenantPlan, label: &str, field: &str) -> Option<Value> {
+        p.changes
+            .iter()
+            .find(|c| c.label == label)
+            .and_then(|c| c.fields.iter().find(|f| f.field == field))
+            .map(|f| f.to.clone())
+    }
+
+    #[test]
+    fn flag_mode_syncs_everyone_and_flags_contract_holders() {
+        let d = dir(vec![
+            entra("o1", "a@acme.com"),
+            with_skus(entra("o2", "b@acme.com"), &[BP]),
+        ]);
+        let mut h = halo(vec![]);
+        let p = flag_policy(&["SPE_E3"]);
+        let t = run1(&d, &h, &p);
+        assert_eq!(t.changes.len(), 2, "{:?}", t.changes);
+        assert_eq!(
+            flag_of(&t, "a@acme.com", "covered_by_contract"),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            flag_of(&t, "b@acme.com", "covered_by_contract"),
+            Some(Value::Bool(false))
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("1 covered, 1 not covered (SPE_E3 covers 1)")),
+            "{:?}",
+            t.notes
+        );
+        // Scope mode leaves b out: holding only a SKU the contract does not cover.
+        let scoped = run1(
+            &d,
+            &h,
+            &UsersPolicy {
+                contract_mode: ContractMode::Scope,
+                ..p.clone()
+            },
+        );
+        assert_eq!(scoped.changes.len(), 1);
+        assert_eq!(flag_of(&scoped, "a@acme.com", "covered_by_contract"), None);
+        // Once applied, a rerun changes nothing.
+        apply(&mut h, std::slice::from_ref(&t));
+        assert!(run1(&d, &h, &p).changes.is_empty());
+    }
+
+    #[test]
+    fn a_licence_change_flips_exactly_that_user_and_deactivates_nobody() {
+        let p = flag_policy(&["SPE_E3"]);
+        let d = dir(vec![
+            entra("o1", "a@acme.com"),
+            with_skus(entra("o2", "b@acme.com"), &[BP]),
+            entra("o3", "c@acme.com"),
+        ]);
+        let mut h = halo(vec![]);
+        let t = run1(&d, &h, &p);
+        apply(&mut h, std::slice::from_ref(&t));
+        // a loses E3 (keeps Business Premium), b gains E3.
+        let d = dir(vec![
+            with_skus(entra("o1", "a@acme.com"), &[BP]),
+            with_skus(entra("o2", "b@acme.com"), &[BP, E3]),
+            entra("o3", "c@acme.com"),
+        ]);
+        let t = run1(&d, &h, &p);
+        assert_eq!(t.changes.len(), 2, "{:?}", t.changes);
+        assert!(t.changes.iter().all(|c| c.action == Action::Update));
+        assert_eq!(
+            flag_of(&t, "a@acme.com", "covered_by_contract"),
+            Some(Value::Bool(false))
+        );
+        assert_eq!(
+            flag_of(&t, "b@acme.com", "covered_by_contract"),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            t.changes
+                .iter()
+                .find(|c| c.label == "a@acme.com")
+                .unwrap()
+                .reason,
+            "holds no contract SKU"
+        );
+    }
+
+    #[test]
+    fn flag_mode_without_contract_skus_flags_nothing() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let t = run1(&d, &halo(vec![]), &flag_policy(&[]));
+        assert_eq!(t.changes.len(), 1);
+        assert_eq!(flag_of(&t, "a@acme.com", "covered_by_contract"), None);
+        assert!(
+            !t.notes.iter().any(|n| n.contains("contract")),
+            "{:?}",
+            t.notes
+        );
+    }
+
+    #[test]
+    fn the_flag_goes_to_a_custom_field_when_configured() {
+        let p = UsersPolicy {
+            contract_field: Some(12),
+            ..flag_policy(&["SPB"])
+        };
+        let d = dir(vec![with_skus(entra("o1", "a@acme.com"), &[BP])]);
+        let mut h = halo(vec![]);
+        let t = run1(&d, &h, &p);
+        assert_eq!(
+            flag_of(&t, "a@acme.com", "customfields"),
+            Some(serde_json::json!([{"id": 12, "value": true}]))
+        );
+        assert_eq!(flag_of(&t, "a@acme.com", "covered_by_contract"), None);
+        apply(&mut h, std::slice::from_ref(&t));
+        assert!(run1(&d, &h, &p).changes.is_empty());
+        // The read without custom fields (no include_custom_fields): the value last written decides.
+        h.users[0].customfields = Value::Null;
+        h.users[0].unread = vec!["customfields".into()];
+        let id = h.users[0].id;
+        let m = written(
+            id,
+            "customfields",
+            serde_json::json!([{"id": 12, "value": true}]),
+        );
+        assert!(run_mem(&d, &h, &p, &m).changes.is_empty());
+        // ... and without that record the flag is written again, once.
+        let t = run1(&d, &h, &p);
+        assert_eq!(t.changes.len(), 1);
+    }
+
+    #[test]
+    fn a_flag_halo_does_not_keep_is_reported_not_rewritten() {
+        let p = flag_policy(&["SPE_E3"]);
+        let mut u = synced(7, "o1", "a@acme.com", T1);
+        // Halo answers false although csp-sync wrote true (it computes the flag from its contracts).
+        u.covered_by_contract = Some(false);
+        let h = halo(vec![u]);
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let m = written(7, "covered_by_contract", Value::Bool(true));
+        let t = run_mem(&d, &h, &p, &m);
+        assert!(t.changes.is_empty(), "{:?}", t.changes);
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("does not keep the contract flag")
+                    && n.contains("contract_field")),
+            "{:?}",
+            t.notes
+        );
+        // Without a record of writing it, the flag is written.
+        assert_eq!(run1(&d, &h, &p).changes.len(), 1);
+    }
+
+    /// A contact as Halo's user list returns it: no `department`, no `azure_tenant_id`.
+    fn listed(mut u: HaloUser) -> HaloUser {
+        u.azure_tenant_id = None;
+        u.department = None;
+        u.unread = vec!["department".into(), "azure_tenant_id".into()];
+        u
+    }
+
+    fn written_all(entries: &[(i64, &str, Value)]) -> HaloMemory {
+        let mut m = HaloMemory::default();
+        for (id, f, v) in entries {
+            m.written
+                .entry(format!("Users/{id}"))
+                .or_default()
+                .insert((*f).to_string(), v.clone());
+        }
+        m
+    }
+
+    #[test]
+    fn a_leaver_is_found_without_azure_tenant_id_under_the_tenants_client() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let h = halo(vec![
+            listed(synced(1, "o1", "a@acme.com", T1)),
+            listed(synced(2, "o2", "b@acme.com", T1)),
+        ]);
+        let mem = written_all(&[(1, "azure_tenant_id", json!(T1))]);
+        let clients = BTreeMap::from([(CLIENT, vec![T1.to_string()])]);
+        let m = UsersMemory {
+            memory: &mem,
+            client_tenants: Some(&clients),
+        };
+        let plans = plan_users(&[input(T1, &d)], &h, &policy(), &BTreeMap::new(), m, now());
+        let acts: Vec<(Action, Option<i64>)> = plans[0]
+            .changes
+            .iter()
+            .map(|c| (c.action, c.halo_id))
+            .collect();
+        // 2 is a leaver; 1 is in step (its tenant id is what csp-sync wrote), nothing written for it.
+        assert_eq!(acts, vec![(Action::Deactivate, Some(2))], "{plans:?}");
+    }
+
+    #[test]
+    fn with_two_tenants_on_the_client_a_leaver_waits_until_both_are_read() {
+        let d1 = dir(vec![entra("o1", "a@acme.com")]);
+        let d2 = dir(vec![entra("o3", "c@acme.com")]);
+        let h = halo(vec![
+            listed(synced(1, "o1", "a@acme.com", T1)),
+            listed(synced(2, "o2", "b@acme.com", T1)),
+            listed(synced(3, "o3", "c@acme.com", T2)),
+        ]);
+        let clients = BTreeMap::from([(CLIENT, vec![T1.to_string(), T2.to_string()])]);
+        let m = UsersMemory {
+            memory: UsersMemory::none().memory,
+            client_tenants: Some(&clients),
+        };
+        let deactivated = |plans: &[TenantPlan]| -> Vec<i64> {
+            plans
+                .iter()
+                .flat_map(|t| &t.changes)
+                .filter(|c| c.action == Action::Deactivate)
+                .filter_map(|c| c.halo_id)
+                .collect()
+        };
+        // Only T1 in the run: contact 2 might be T2's, so it stays.
+        let only_t1 = plan_users(&[input(T1, &d1)], &h, &policy(), &BTreeMap::new(), m, now());
+        assert!(deactivated(&only_t1).is_empty(), "{only_t1:?}");
+        // T2's read failed: still nobody.
+        let mut failed = input(T2, &d2);
+        failed.directory = Err("refused".into());
+        let partial = plan_users(
+            &[input(T1, &d1), failed],
+            &h,
+            &policy(),
+            &BTreeMap::new(),
+            m,
+            now(),
+        );
+        assert!(deactivated(&partial).is_empty(), "{partial:?}");
+        // Both read: contact 2 is a leaver, deactivated once; 1 and 3 stay with their tenants.
+        let both = plan_users(
+            &[input(T1, &d1), input(T2, &d2)],
+            &h,
+            &policy(),
+            &BTreeMap::new(),
+            m,
+            now(),
+        );
+        assert_eq!(deactivated(&both), vec![2], "{both:?}");
+    }
+
+    #[test]
+    fn a_listless_field_is_written_once_then_only_when_entra_changes() {
+        let mut e = entra("o1", "a@acme.com");
+        e.department = Some("Sales".into());
+        let d = dir(vec![e.clone()]);
+        let h = halo(vec![listed(synced(1, "o1", "a@acme.com", T1))]);
+        let fields_of = |mem: &HaloMemory, d: &TenantDirectory| -> Vec<String> {
+            let m = UsersMemory {
+                memory: mem,
+                client_tenants: None,
+            };
+            plan_users(&[input(T1, d)], &h, &policy(), &BTreeMap::new(), m, now())[0]
+                .changes
+                .iter()
+                .flat_map(|c| c.fields.iter().map(|f| f.field.clone()))
+                .collect()
+        };
+        // Nothing remembered (a first run, or a lost state): both list-less fields are written.
+        assert_eq!(
+            fields_of(&HaloMemory::default(), &d),
+            vec!["department", "azure_tenant_id"]
+        );
+        let mem = written_all(&[
+            (1, "department", json!("Sales")),
+            (1, "azure_tenant_id", json!(T1)),
+        ]);
+        assert!(fields_of(&mem, &d).is_empty());
+        e.department = Some("Marketing".into());
+        assert_eq!(fields_of(&mem, &dir(vec![e])), vec!["department"]);
     }
 }

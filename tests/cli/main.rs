@@ -3,10 +3,16 @@
 mod estate;
 mod support;
 
+mod assets;
 mod basics;
 mod billing;
 mod billing_reader;
+mod contract;
+mod doctor;
 mod faults;
+mod fidelity;
 mod licences;
+mod metrics;
+mod secrets;
 mod tenants;
 mod users;

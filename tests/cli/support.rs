@@ -60,10 +60,15 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_at(&now(), args)
+    }
+
+    /// Runs csp-sync with its clock at `at` (RFC 3339), e.g. days after [`now`] to let a period pass.
+    pub fn run_at(&self, at: &str, args: &[&str]) -> Output {
         let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
         cmd.current_dir(self.dir.path())
             .env_remove("CSP_SYNC_CONFIG")
-            .env("CSP_SYNC_NOW", now())
+            .env("CSP_SYNC_NOW", at)
             .args(args);
         for (k, v) in estate::secret_env(&self.em) {
             if k == "CSP_SYNC_PARTNER_CENTER_REFRESH_TOKEN" && !self.partner_refresh_token {
@@ -71,7 +76,34 @@ impl Env {
             }
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        let out = cmd.output().unwrap();
+        self.assert_no_leak(args, &out);
+        out
+    }
+
+    /// Every run of the black-box suite checks that no secret the emulator knows or issued (client
+    /// secrets, refresh tokens, every access token) shows in its stdout, its stderr, or the plan and state
+    /// files it wrote (SPEC section 5).
+    pub fn assert_no_leak(&self, args: &[&str], out: &Output) {
+        let secrets = self.em.issued_secrets();
+        let mut shown = vec![
+            ("stdout".to_string(), text(&out.stdout)),
+            ("stderr".to_string(), text(&out.stderr)),
+        ];
+        for path in written_files(self.dir.path()) {
+            if let Ok(body) = std::fs::read_to_string(&path) {
+                shown.push((path.display().to_string(), body));
+            }
+        }
+        for (what, body) in &shown {
+            for secret in &secrets {
+                assert!(
+                    !body.contains(secret.as_str()),
+                    "`csp-sync {}`: a secret or token the emulator issued appeared in {what}",
+                    args.join(" ")
+                );
+            }
+        }
     }
 
     pub fn halo_posts(&self) -> usize {
@@ -98,4 +130,55 @@ pub fn clean() -> estate::ConfigOptions {
 /// Output bytes as text for messages and `contains` checks.
 pub fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
+}
+
+/// The plan and state files under a test directory (not the config, nor secret files a test wrote on
+/// purpose for `CSP_SYNC_*_FILE`).
+fn written_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|x| x == "json" || x == "jsonl")
+            {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Runs csp-sync and asserts it exited 0, showing its output otherwise.
+pub fn run_ok(env: &Env, args: &[&str]) -> Output {
+    let out = env.run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// Every record POSTed to the Halo path (e.g. `/api/Users`) so far, in order (batches flattened).
+pub fn posted(env: &Env, path: &str) -> Vec<serde_json::Value> {
+    env.em
+        .requests()
+        .iter()
+        .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path == path)
+        .flat_map(|r| match r.body.clone() {
+            Some(serde_json::Value::Array(a)) => a,
+            Some(v) => vec![v],
+            None => vec![],
+        })
+        .collect()
 }

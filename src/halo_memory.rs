@@ -1,0 +1,169 @@
+//! What csp-sync remembers about Halo between runs because Halo's reads do not say it (SPEC 7 "What a read
+//! returns", SPEC 9): the values it last wrote to fields a list read does not return (or that Halo does not
+//! keep), the fields Halo was seen not to keep, and, for an older Halo whose user list has no `azureoid`,
+//! each user's `azureoid` read once by id.
+//!
+//! A field whose Halo value is unknown is compared with the value csp-sync last wrote there, never with the
+//! missing value: it is written at create and link, then only when its source value changes. Losing this
+//! memory costs one rewrite of such fields (with the values the source has), never a wrong change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::plan::{Change, HaloEntity};
+
+/// Fields csp-sync writes that Halo's user list never returns (`Users_List` of Halo's OpenAPI document,
+/// halo-api.md 3.3), whatever this run's read showed: remembered on every write.
+pub const USER_LISTLESS: &[&str] = &["azure_tenant_id", "department"];
+
+/// Fields csp-sync writes that Halo's asset list never returns (`Device_List`, SPEC 7).
+pub const ASSET_LISTLESS: &[&str] = &["users", "azure_userprincipalname"];
+
+/// The contract flag fields (`[users] contract_mode = "flag"`): remembered on every write too, because Halo
+/// may compute `covered_by_contract` from its own contracts rather than keep what was written, and the user
+/// custom field is read back only when asked for (see `plan::contract`).
+pub const USER_CONTRACT_FLAGS: &[&str] = &["covered_by_contract", "customfields"];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HaloMemory {
+    /// `"Users/1234"` -> field -> the value csp-sync last wrote there.
+    #[serde(default)]
+    pub written: BTreeMap<String, BTreeMap<String, Value>>,
+    /// `"SoftwareLicence.licences_in_use"`: fields Halo accepted in a POST but did not keep.
+    #[serde(default)]
+    pub unkept: BTreeSet<String>,
+    /// Halo user id -> its `azureoid` (`""` when it has none), read by id from an older Halo whose user
+    /// list lacks the field.
+    #[serde(default)]
+    pub azureoid: BTreeMap<i64, String>,
+}
+
+fn record_key(entity: HaloEntity, id: i64) -> String {
+    format!("{}/{id}", entity.path())
+}
+
+fn field_key(entity: HaloEntity, field: &str) -> String {
+    format!("{}.{field}", entity.path())
+}
+
+impl HaloMemory {
+    /// The value csp-sync last wrote to `field` of a record, if it remembers one.
+    pub fn last_written(&self, entity: HaloEntity, id: i64, field: &str) -> Option<&Value> {
+        self.written.get(&record_key(entity, id))?.get(field)
+    }
+
+    /// Remembers `value` as if csp-sync had written it to `field` of a record (found already there).
+    pub fn remember(&mut self, entity: HaloEntity, id: i64, field: &str, value: Value) {
+        self.written
+            .entry(record_key(entity, id))
+            .or_default()
+            .insert(field.to_string(), value);
+    }
+
+    /// Whether Halo was seen not to keep `field` of `entity`.
+    pub fn is_unkept(&self, entity: HaloEntity, field: &str) -> bool {
+        self.unkept.contains(&field_key(entity, field))
+    }
+
+    /// Records that Halo does not keep `field` of `entity`; `true` when this is news.
+    pub fn mark_unkept(&mut self, entity: HaloEntity, field: &str) -> bool {
+        self.unkept.insert(field_key(entity, field))
+    }
+
+    /// Forgets what it remembers of `entity` records other than `ids` (those Halo still lists), so the
+    /// memory stays as large as Halo.
+    pub fn retain_records(&mut self, entity: HaloEntity, ids: &BTreeSet<i64>) {
+        let prefix = format!("{}/", entity.path());
+        self.written.retain(|k, _| {
+            k.strip_prefix(&prefix)
+                .is_none_or(|id| id.parse::<i64>().is_ok_and(|id| ids.contains(&id)))
+        });
+    }
+
+    /// Remembers what an applied change wrote to the fields in `remembered` (the entity's list-less
+    /// fields, those Halo does not keep, and those this run's read lacked), and a written `azureoid` when
+    /// the memory holds azureoids (older Halo).
+    pub fn record(&mut self, change: &Change, halo_id: i64, remembered: &BTreeSet<String>) {
+        let key = record_key(change.entity, halo_id);
+        for f in &change.fields {
+            let keep = remembered.contains(&f.field)
+                || self.is_unkept(change.entity, &f.field)
+                || (change.entity == HaloEntity::Users
+                    && (USER_LISTLESS.contains(&f.field.as_str())
+                        || USER_CONTRACT_FLAGS.contains(&f.field.as_str())))
+                || (change.entity == HaloEntity::Asset
+                    && ASSET_LISTLESS.contains(&f.field.as_str()));
+            if keep {
+                self.written
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(f.field.clone(), f.to.clone());
+            }
+            if change.entity == HaloEntity::Users
+                && f.field == "azureoid"
+                && !self.azureoid.is_empty()
+                && let Some(oid) = f.to.as_str()
+            {
+                self.azureoid.insert(halo_id, oid.to_string());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, FieldChange, Module};
+    use serde_json::{Map, json};
+
+    fn change(fields: &[(&str, Value)]) -> Change {
+        Change {
+            module: Module::Users,
+            action: Action::Update,
+            entity: HaloEntity::Users,
+            halo_id: Some(7),
+            source_key: "oid".into(),
+            label: "a@b".into(),
+            reason: String::new(),
+            fields: fields
+                .iter()
+                .map(|(f, v)| FieldChange {
+                    field: (*f).to_string(),
+                    from: Value::Null,
+                    to: v.clone(),
+                })
+                .collect(),
+            extra: Map::new(),
+        }
+    }
+
+    #[test]
+    fn remembers_only_listless_and_unkept_fields() {
+        let mut m = HaloMemory::default();
+        assert!(m.mark_unkept(HaloEntity::Users, "title"));
+        assert!(!m.mark_unkept(HaloEntity::Users, "title"));
+        let c = change(&[
+            ("department", json!("Sales")),
+            ("name", json!("A")),
+            ("title", json!("Boss")),
+        ]);
+        m.record(&c, 7, &BTreeSet::new());
+        assert_eq!(
+            m.last_written(HaloEntity::Users, 7, "department"),
+            Some(&json!("Sales"))
+        );
+        assert_eq!(
+            m.last_written(HaloEntity::Users, 7, "title"),
+            Some(&json!("Boss"))
+        );
+        assert_eq!(m.last_written(HaloEntity::Users, 7, "name"), None);
+        let back: HaloMemory = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        m.retain_records(HaloEntity::SoftwareLicence, &BTreeSet::new());
+        assert!(m.last_written(HaloEntity::Users, 7, "department").is_some());
+        m.retain_records(HaloEntity::Users, &BTreeSet::from([8]));
+        assert!(m.written.is_empty());
+    }
+}

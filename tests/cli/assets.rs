@@ -1,0 +1,152 @@
+//! The assets module against the emulator: Intune devices -> Halo assets (list-schema reads).
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::estate::ConfigOptions;
+use crate::support::{self, Env, text};
+
+/// Contoso and Fabrikam have Intune (3 devices each), Litware has none.
+fn opts() -> ConfigOptions {
+    ConfigOptions {
+        modules: vec!["users", "assets"],
+        extra: vec![(
+            "[assets]",
+            "asset_types = { windows = 1, ios = 3, default = 1 }\n\
+             fields = { serialNumber = 2, model = 3, complianceState = 4, lastSyncDateTime = 5 }\n\
+             stale_after_days = 30"
+                .into(),
+        )],
+        ..support::clean()
+    }
+}
+
+fn run_ok(env: &Env, at: &str, args: &[&str]) -> Output {
+    let out = env.run_at(at, args);
+    assert!(
+        out.status.success(),
+        "csp-sync {args:?} failed: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    out
+}
+
+fn assets(env: &Env) -> Vec<Value> {
+    env.em.with_state(|s| s.halo_records("Asset").clone())
+}
+
+fn devices(env: &Env, tenant: &str) -> Vec<Value> {
+    env.em.with_state(|s| s.tenant_mut(tenant).devices.clone())
+}
+
+fn days_later(days: i64) -> String {
+    (support::now_ts() + jiff::SignedDuration::from_hours(24 * days)).to_string()
+}
+
+fn no_deletes(env: &Env) {
+    assert!(
+        !env.em
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.starts_with("/api/")),
+        "csp-sync deleted a Halo record"
+    );
+}
+
+#[test]
+fn first_sync_creates_linked_assets_and_a_second_sync_writes_nothing() {
+    let env = Env::new(&opts());
+    let now = support::now();
+    run_ok(&env, &now, &["sync", "users"]);
+    let out = run_ok(&env, &now, &["-o", "json", "sync"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = assets(&env);
+    assert_eq!(all.len(), 6, "one asset per Intune device: {all:#?}");
+    for tenant in ["Contoso Ltd", "Fabrikam Inc"] {
+        for d in devices(&env, tenant) {
+            let id = d["id"].as_str().unwrap();
+            let a = all
+                .iter()
+                .find(|a| a["intune_id"] == id)
+                .unwrap_or_else(|| panic!("no asset for device {id}"));
+            assert_eq!(a["inventory_number"], d["deviceName"]);
+            let want_type = if d["operatingSystem"] == "iOS" { 3 } else { 1 };
+            assert_eq!(a["assettype_id"], want_type);
+            let serial = a["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["id"] == 2)
+                .unwrap();
+            assert_eq!(serial["value"], d["serialNumber"]);
+            let user = env.em.with_state(|s| {
+                s.halo_records("Users")
+                    .iter()
+                    .find(|u| u["azureoid"] == d["userId"])
+                    .cloned()
+                    .unwrap()
+            });
+            assert_eq!(a["users"], serde_json::json!([{"id": user["id"]}]));
+            assert_eq!(a["azure_userprincipalname"], d["userPrincipalName"]);
+        }
+    }
+    // A tenant without Intune is a note, not an error; the device summary is in the plan.
+    let litware = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Litware Inc")
+        .unwrap();
+    assert!(litware["errors"].as_array().unwrap().is_empty());
+    assert!(text(litware["notes"].to_string().as_bytes()).contains("no Intune"));
+    assert_eq!(plan["devices"].as_array().unwrap().len(), 2);
+
+    let writes = env.halo_posts();
+    let out = run_ok(&env, &now, &["-o", "json", "sync"]);
+    assert_eq!(
+        env.halo_posts(),
+        writes,
+        "the second sync wrote to Halo: {}",
+        text(&out.stdout)
+    );
+    no_deletes(&env);
+}
+
+#[test]
+fn a_removed_device_goes_inactive_only_after_the_stale_period_and_comes_back_active() {
+    let env = Env::new(&opts());
+    let now = support::now();
+    run_ok(&env, &now, &["sync", "users"]);
+    run_ok(&env, &now, &["sync"]);
+    let gone = env
+        .em
+        .with_state(|s| s.tenant_mut("Contoso Ltd").devices.remove(0));
+    let gone_id = gone["id"].as_str().unwrap().to_string();
+    let asset = |env: &Env| {
+        assets(env)
+            .into_iter()
+            .find(|a| a["intune_id"] == gone_id.as_str())
+            .unwrap()
+    };
+    run_ok(&env, &days_later(29), &["sync"]);
+    assert_eq!(
+        asset(&env)["inactive"],
+        false,
+        "made inactive inside stale_after_days"
+    );
+    run_ok(&env, &days_later(31), &["sync"]);
+    assert_eq!(
+        asset(&env)["inactive"],
+        true,
+        "not made inactive after stale_after_days"
+    );
+    assert_eq!(assets(&env).len(), 6, "an asset was deleted or duplicated");
+    env.em
+        .with_state(|s| s.tenant_mut("Contoso Ltd").devices.push(gone.clone()));
+    let out = run_ok(&env, &days_later(32), &["-o", "json", "sync"]);
+    assert_eq!(asset(&env)["inactive"], false, "{}", text(&out.stdout));
+    assert_eq!(assets(&env).len(), 6);
+    no_deletes(&env);
+}
