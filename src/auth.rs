@@ -522,13 +522,22 @@ impl TokenProvider {
 
     /// Halo token (client credentials at `{token_url}?tenant=`).
     pub async fn halo_token(&self) -> Result<SecretString, AuthError> {
+        // [halo] is a required section, so no Halo settings here means its client secret was not found.
         let Some(halo) = &self.halo else {
-            return Err(AuthError::new(
+            let name = crate::secrets::SecretName::HaloClientSecret;
+            let mut e = AuthError::new(
                 "Halo",
-                "(not configured)",
+                "(no client secret)",
                 "missing_secret",
-                "no [halo] section configured".into(),
-            ));
+                crate::secrets::SecretError::Missing {
+                    description: name.description(),
+                    env: name.env_var(),
+                    entry: name.keyring_entry(),
+                }
+                .to_string(),
+            );
+            e.login_target = Some("halo");
+            return Err(e);
         };
         let key = self
             .halo_key()
@@ -1202,6 +1211,16 @@ pub(crate) mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap(), "tok-1");
         }
+    }
+
+    #[tokio::test]
+    async fn a_missing_halo_secret_names_where_it_goes() {
+        let provider = TokenProvider::new(test_http(), "http://127.0.0.1:9", None);
+        let e = provider.halo_token().await.unwrap_err().to_string();
+        assert!(e.contains("CSP_SYNC_HALO_CLIENT_SECRET"), "{e}");
+        assert!(e.contains("CSP_SYNC_HALO_CLIENT_SECRET_FILE"), "{e}");
+        assert!(e.contains("auth set halo"), "{e}");
+        assert!(!e.contains("[halo] section"), "{e}");
     }
 
     #[tokio::test]

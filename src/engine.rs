@@ -411,9 +411,26 @@ pub async fn plan(
         })
         .buffered(config.sync.concurrency.max(1))
         .collect::<Vec<_>>();
-    let (halo, partner, reads) = tokio::join!(halo_fut, partner_fut, reads_fut);
+    let (halo, partner, mut reads) = tokio::join!(halo_fut, partner_fut, reads_fut);
     bar.finish_and_clear();
     let halo = halo?;
+    for (t, r) in targets.iter().zip(reads.iter_mut()) {
+        let source = TenantSource::new(&t.entry.customer_id);
+        let cx = TenantCx {
+            config,
+            apis,
+            target: t,
+            state,
+            now,
+            pc_user,
+            source: &source,
+        };
+        for (m, read) in run.iter().zip(r.iter_mut()) {
+            if let Some(read) = read {
+                m.recheck(&cx, &halo, read.as_mut()).await;
+            }
+        }
+    }
 
     let mut by_tenant: BTreeMap<String, TenantPlan> = targets
         .iter()

@@ -277,3 +277,14 @@ fn a_state_directory_other_users_can_read_is_warned_about() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failing_tenant_is_labelled_error_not_warning() {
+    // Woodgrove Bank's Graph app is not consented (the small scenario): its read fails, the exit code is 1.
+    let env = Env::new(&ConfigOptions::default());
+    let out = env.run(&["-o", "json", "diff"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: Woodgrove Bank:"), "{err}");
+    assert!(!err.contains("warning: Woodgrove Bank:"), "{err}");
+}
