@@ -3,8 +3,11 @@
 //! its own. Prints Halo requests next to their minimum, wall time and peak memory (VmHWM).
 //!
 //! ```sh
-//! cargo build --release --bin csp-sync && cargo run --release --example bench -- [TENANTS] [USERS]
+//! cargo build --release --bin csp-sync && cargo run --release --example bench -- [TENANTS] [USERS] [DEVICES]
 //! ```
+//!
+//! With DEVICES (Intune devices per tenant) the assets module runs too, and each run also prints Graph
+//! device requests per tenant and Halo asset requests next to their minimum.
 
 #[path = "../tests/cli/estate.rs"]
 mod estate;
@@ -108,6 +111,40 @@ fn pages(n: usize) -> usize {
     n.div_ceil(100).max(1)
 }
 
+/// The assets module's requests of the last run next to their minimum: Graph `managedDevices` pages per
+/// tenant (ceil(devices / page size), one page here), Halo asset list pages, full-record reads (only for a
+/// user link on an existing asset), and asset writes (ceil(records / 100)).
+fn asset_counts(em: &Emulator, tenants: usize, devices: usize, assets_before: usize) {
+    let reqs = em.requests();
+    let graph = reqs
+        .iter()
+        .filter(|r| r.api == Api::Graph && r.path.ends_with("/deviceManagement/managedDevices"))
+        .count();
+    let halo = |method: &str, pred: &dyn Fn(&str) -> bool| {
+        reqs.iter()
+            .filter(|r| r.api == Api::Halo && r.method == method && pred(&r.path))
+            .collect::<Vec<_>>()
+    };
+    let lists = halo("GET", &|p| p.eq_ignore_ascii_case("/api/Asset")).len();
+    let by_id = halo("GET", &|p| p.to_lowercase().starts_with("/api/asset/")).len();
+    let posts = halo("POST", &|p| p.eq_ignore_ascii_case("/api/Asset"));
+    let records: usize = posts
+        .iter()
+        .filter_map(|r| r.body.as_ref().and_then(|b| b.as_array().map(Vec::len)))
+        .sum();
+    println!(
+        "  assets: Graph managedDevices requests {graph} for {tenants} tenants ({:.2} per tenant, minimum \
+         {} per tenant); Halo asset list GETs {lists} (minimum {}), asset reads by id {by_id}, asset POSTs {} \
+         for {records} records (minimum {}); {} assets in Halo",
+        graph as f64 / tenants.max(1) as f64,
+        devices.div_ceil(100),
+        pages(assets_before),
+        posts.len(),
+        records.div_ceil(100),
+        halo_len(em, "Asset"),
+    );
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -115,34 +152,57 @@ fn main() {
         .collect();
     let tenants = args.first().copied().unwrap_or(200);
     let users = args.get(1).copied().unwrap_or(100);
+    let devices = args.get(2).copied().unwrap_or(0);
     let bin = binary();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     // One instant for the estate's dates and csp-sync's clock.
     let now = jiff::Timestamp::now();
     let em = rt
-        .block_on(Emulator::start(Scenario::large_at(now, tenants, users, 0)))
+        .block_on(Emulator::start(Scenario::large_at(
+            now, tenants, users, devices,
+        )))
         .expect("emulator");
     let dir = tempfile::tempdir().expect("temp dir");
-    let opts = estate::ConfigOptions {
+    let mut opts = estate::ConfigOptions {
         modules: vec!["users"],
         // The benchmark counts requests; Halo cloud's 300 per 5 minutes would only add waiting.
         rate_limit: (100_000, 1),
         extra: vec![("[safety]", "max_deactivations = 1000000".into())],
         ..estate::ConfigOptions::default()
     };
+    if devices > 0 {
+        opts.modules.push("assets");
+        opts.extra.push((
+            "[assets]",
+            "asset_types = { windows = 1, ios = 3, default = 1 }\n\
+             fields = { serialNumber = 2, model = 3, complianceState = 4 }"
+                .into(),
+        ));
+    }
     let config = estate::write_config(&em, dir.path(), &opts);
     let mut env = estate::secret_env(&em);
     env.push(("CSP_SYNC_RETRY_SCALE".into(), "1".into()));
     env.push(("CSP_SYNC_NOW".into(), now.to_string()));
     println!(
-        "estate: {tenants} tenants x {users} users; csp-sync {}",
+        "estate: {tenants} tenants x {users} users x {devices} devices; csp-sync {}",
         bin.display()
     );
 
-    for (label, nth) in [("first sync", 1), ("steady-state sync", 2)] {
+    // With assets, the second sync links the assets to the contacts the first one created.
+    let runs: &[(&str, usize)] = if devices > 0 {
+        &[
+            ("first sync", 1),
+            ("second sync", 2),
+            ("steady-state sync", 3),
+        ]
+    } else {
+        &[("first sync", 1), ("steady-state sync", 2)]
+    };
+    for &(label, nth) in runs {
         let clients = halo_len(&em, "Client");
         let sites = halo_len(&em, "Site");
         let halo_users_before = halo_len(&em, "Users");
+        let assets_before = halo_len(&em, "Asset");
         em.clear_requests();
         let (code, wall, peak_kb, cpu) = run(&bin, &config, &env, &["-q", "-o", "json", "sync"]);
         let c = halo_counts(&em);
@@ -153,7 +213,10 @@ fn main() {
             .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path.starts_with("/api/"))
             .filter_map(|r| r.body.as_ref().and_then(|b| b.as_array().map(Vec::len)))
             .sum::<usize>();
-        let min_reads = pages(clients) + pages(sites) + pages(halo_users_before);
+        let min_reads = pages(clients)
+            + pages(sites)
+            + pages(halo_users_before)
+            + if devices > 0 { pages(assets_before) } else { 0 };
         let min_writes = changed.div_ceil(100);
         println!(
             "{label} (run {nth}): exit {code}, {:.1} s wall ({cpu:.1} s CPU of csp-sync), peak {:.1} MB; \
@@ -164,5 +227,8 @@ fn main() {
             c.reads,
             c.writes,
         );
+        if devices > 0 {
+            asset_counts(&em, tenants, devices, assets_before);
+        }
     }
 }

@@ -35,7 +35,18 @@ fn main() {
         .expect("start the emulator");
     let dir = std::env::temp_dir().join(format!("csp-sync-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = estate::write_config(&em, &dir, &estate::ConfigOptions::default());
+    // The assets module maps the emulator's asset types (1 Laptop, 3 Mobile Phone) and its type fields.
+    let options = estate::ConfigOptions {
+        modules: vec!["users", "licences", "assets"],
+        extra: vec![(
+            "[assets]",
+            "asset_types = { windows = 1, ios = 3, default = 1 }\n\
+             fields = { serialNumber = 2, model = 3, complianceState = 4 }"
+                .into(),
+        )],
+        ..estate::ConfigOptions::default()
+    };
+    let config = estate::write_config(&em, &dir, &options);
     // SAFETY: as below.
     unsafe { std::env::set_var("CSP_SYNC_NOW", now.to_string()) };
     for (k, v) in estate::secret_env(&em) {
@@ -72,7 +83,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "\nWoodgrove Bank's Graph app was not consented, so the first runs report its error (exit 1) and \
-         sync the rest; after `tenants consent` the second sync brings it in and the last diff finds nothing \
-         left to do (exit 0)."
+         sync the rest (users, licences, and Contoso's and Fabrikam's Intune devices as assets); after `tenants \
+         consent` the second sync brings it in and links the assets to the contacts the first sync created, \
+         and the last diff finds nothing left to do (exit 0)."
     );
 }

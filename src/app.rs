@@ -120,6 +120,14 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                 None => result,
             }
         }
+        Command::Runs { run } => {
+            let config = load_config(cli)?;
+            commands::runs::run(&config, ui, *run)
+        }
+        Command::Undo(args) => {
+            let config = load_config(cli)?;
+            runtime()?.block_on(commands::undo::run(&config, ui, args))
+        }
         Command::Doctor => runtime()?.block_on(commands::doctor::run(cli.config.as_deref(), ui)),
     }
 }

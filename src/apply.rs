@@ -89,10 +89,26 @@ pub struct ApplyReport<'a> {
     pub failed: Vec<Failed<'a>>,
     /// POST requests made.
     pub batches: usize,
+    /// Changes never sent because the run was asked to stop (a signal) before their batch.
+    pub not_started: usize,
 }
 
 /// Progress callback: called with the number of records written so far.
 pub type Progress<'a> = &'a (dyn Fn(usize) + Sync);
+
+/// Called after each batch of up to [`BATCH_SIZE`] changes with what it applied and what failed (the run's
+/// journal is appended and fsync'd there).
+pub type BatchDone<'a> = &'a (dyn Fn(&[Applied<'_>], &[Failed<'_>]) + Sync);
+
+/// What the applier reports to, and asks, its caller between batches.
+#[derive(Default, Clone, Copy)]
+pub struct Hooks<'h> {
+    pub progress: Option<Progress<'h>>,
+    /// Asked before each batch; `true` (a signal came) stops the run there. The batch in flight is always
+    /// finished, its unknown creates verified.
+    pub stop: Option<&'h (dyn Fn() -> bool + Sync)>,
+    pub batch_done: Option<BatchDone<'h>>,
+}
 
 /// The write order of entities: a client before its sites, before users, licences and assets.
 fn entity_rank(e: HaloEntity) -> u8 {
@@ -113,7 +129,7 @@ pub async fn apply<'a, W: HaloWriter>(
     writer: &W,
     plan: &'a Plan,
     fire_automations: bool,
-    progress: Option<Progress<'_>>,
+    hooks: Hooks<'_>,
 ) -> ApplyReport<'a> {
     let mut groups: BTreeMap<(u8, bool), (HaloEntity, Vec<Item<'a>>)> = BTreeMap::new();
     for (tenant, change) in plan.changes() {
@@ -126,8 +142,14 @@ pub async fn apply<'a, W: HaloWriter>(
     }
     let mut report = ApplyReport::default();
     let mut done = 0usize;
+    let total = plan.changes().count();
     for ((_, is_update), (entity, items)) in groups {
         for chunk in items.chunks(BATCH_SIZE) {
+            if hooks.stop.is_some_and(|stop| stop()) {
+                report.not_started = total - done;
+                return report;
+            }
+            let (applied_before, failed_before) = (report.applied.len(), report.failed.len());
             write_batch(
                 writer,
                 entity,
@@ -138,7 +160,13 @@ pub async fn apply<'a, W: HaloWriter>(
             )
             .await;
             done += chunk.len();
-            if let Some(p) = progress {
+            if let Some(b) = hooks.batch_done {
+                b(
+                    &report.applied[applied_before..],
+                    &report.failed[failed_before..],
+                );
+            }
+            if let Some(p) = hooks.progress {
                 p(done);
             }
         }
@@ -211,8 +239,9 @@ async fn write_batch<'a, W: HaloWriter>(
                         }
                     }
                     _ => {
-                        if create && attempts < 2 {
-                            // Verified: these creates did not land, so sending them again cannot duplicate.
+                        if attempts < 2 {
+                            // Verified: these creates did not land, so sending them again cannot duplicate;
+                            // an update batch (every record has its id) may simply be sent again.
                             if !remaining.is_empty() {
                                 stack.push((remaining, attempts + 1));
                             }
@@ -360,7 +389,7 @@ mod tests {
     async fn batches_fill_across_tenants() {
         let halo = FakeHalo::default();
         let plan = plan_of(70, 3);
-        let report = apply(&halo, &plan, false, None).await;
+        let report = apply(&halo, &plan, false, Hooks::default()).await;
         assert_eq!(report.applied.len(), 210);
         assert_eq!(*halo.posts.borrow(), vec![100, 100, 10]);
         assert!(report.applied.iter().all(|a| a.halo_id.is_some()));
@@ -373,7 +402,7 @@ mod tests {
             ..FakeHalo::default()
         };
         let plan = plan_of(8, 1);
-        let report = apply(&halo, &plan, false, None).await;
+        let report = apply(&halo, &plan, false, Hooks::default()).await;
         assert_eq!(report.applied.len(), 7);
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].change.source_key, "u0-5");
@@ -388,7 +417,7 @@ mod tests {
             ..FakeHalo::default()
         };
         let plan = plan_of(5, 1);
-        let report = apply(&halo, &plan, false, None).await;
+        let report = apply(&halo, &plan, false, Hooks::default()).await;
         assert_eq!(report.applied.len(), 5);
         assert!(report.failed.is_empty());
         // Landed once, found by reading, never sent again: no duplicates.

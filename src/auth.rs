@@ -321,7 +321,7 @@ fn renew_at(now: Instant, life: Duration) -> Instant {
 }
 
 /// A token as returned by an endpoint.
-struct Fetched {
+pub(crate) struct Fetched {
     access: SecretString,
     lifetime: Duration,
     refresh: Option<SecretString>,
@@ -522,13 +522,22 @@ impl TokenProvider {
 
     /// Halo token (client credentials at `{token_url}?tenant=`).
     pub async fn halo_token(&self) -> Result<SecretString, AuthError> {
+        // [halo] is a required section, so no Halo settings here means its client secret was not found.
         let Some(halo) = &self.halo else {
-            return Err(AuthError::new(
+            let name = crate::secrets::SecretName::HaloClientSecret;
+            let mut e = AuthError::new(
                 "Halo",
-                "(not configured)",
+                "(no client secret)",
                 "missing_secret",
-                "no [halo] section configured".into(),
-            ));
+                crate::secrets::SecretError::Missing {
+                    description: name.description(),
+                    env: name.env_var(),
+                    entry: name.keyring_entry(),
+                }
+                .to_string(),
+            );
+            e.login_target = Some("halo");
+            return Err(e);
         };
         let key = self
             .halo_key()
@@ -604,7 +613,11 @@ fn encode_component(s: &str) -> String {
     out
 }
 
-fn parse_token_body(service: &'static str, tenant: &str, body: &str) -> Result<Fetched, AuthError> {
+pub(crate) fn parse_token_body(
+    service: &'static str,
+    tenant: &str,
+    body: &str,
+) -> Result<Fetched, AuthError> {
     let v: Value = serde_json::from_str(body).map_err(|e| {
         AuthError::new(
             service,
@@ -1168,6 +1181,56 @@ pub(crate) mod tests {
         }
         for t in tasks {
             assert_eq!(t.await.unwrap(), "tok-1");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_halo_secret_names_where_it_goes() {
+        let provider = TokenProvider::new(test_http(), "http://127.0.0.1:9", None);
+        let e = provider.halo_token().await.unwrap_err().to_string();
+        assert!(e.contains("CSP_SYNC_HALO_CLIENT_SECRET"), "{e}");
+        assert!(e.contains("CSP_SYNC_HALO_CLIENT_SECRET_FILE"), "{e}");
+        assert!(e.contains("auth set halo"), "{e}");
+        assert!(!e.contains("[halo] section"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn absurd_token_lifetimes_from_halo_and_microsoft_are_clamped() {
+        for expires_in in ["1e30", "18446744073709551615", "-5", "\"1e30\"", "\"soon\""] {
+            let server = MockServer::start().await;
+            let body = format!(
+                r#"{{"access_token":"tok-1","token_type":"Bearer","expires_in":{expires_in}}}"#
+            );
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(200).set_body_string(body))
+                .mount(&server)
+                .await;
+            let provider = TokenProvider::new(
+                test_http(),
+                server.uri(),
+                Some(HaloAuth {
+                    token_url: format!("{}/auth/token", server.uri()),
+                    tenant: None,
+                    client_id: "hc".into(),
+                    client_secret: SecretString::from("hs"),
+                    scope: "all".into(),
+                }),
+            );
+            // Neither panics (Duration from 1e30 seconds, Instant + u64::MAX seconds).
+            assert_eq!(
+                provider.halo_token().await.unwrap().expose_secret(),
+                "tok-1"
+            );
+            let t = provider
+                .microsoft_app_token(
+                    "t",
+                    "cid",
+                    &SecretString::from("s"),
+                    "https://graph.microsoft.com",
+                )
+                .await
+                .unwrap();
+            assert_eq!(t.expose_secret(), "tok-1", "{expires_in}");
         }
     }
 

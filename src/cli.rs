@@ -141,6 +141,17 @@ pub struct DiffArgs {
     pub detailed_exitcode: bool,
 }
 
+/// `undo` options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UndoArgs {
+    /// The run to take back (its number in `csp-sync runs`).
+    pub run: u64,
+    pub dry_run: bool,
+    /// Deactivate the contacts the run created (they are never deleted).
+    pub deactivate_created: bool,
+    pub allow_deactivations: bool,
+}
+
 /// A command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -154,6 +165,8 @@ pub enum Command {
     TenantsHealth,
     Sync(SyncArgs),
     Diff(DiffArgs),
+    Runs { run: Option<u64> },
+    Undo(UndoArgs),
     Doctor,
     Completions { shell: Shell },
 }
@@ -163,7 +176,7 @@ pub enum Command {
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success (diff --detailed-exitcode: no changes), 1 error, 2 changes pending \
-(diff --detailed-exitcode only), 3 a safety guard held changes back.
+(diff --detailed-exitcode only), 3 a safety guard held changes back, 130/143 stopped by SIGINT/SIGTERM.
 Config: --config, else $CSP_SYNC_CONFIG, else ./csp-sync.toml, else the user's config directory.";
 
 #[derive(Debug, Parser)]
@@ -257,6 +270,27 @@ enum RawCommand {
     Sync(RawSync),
     /// Show the changes a sync would make, without writing anything
     Diff(RawDiff),
+    /// The journal of applied runs, newest first; with RUN, that run's changes
+    Runs {
+        /// A run number (from `csp-sync runs`)
+        #[arg(value_name = "RUN")]
+        run: Option<u64>,
+    },
+    /// Take back one run's deactivations, reactivations and field changes where Halo still holds what it wrote
+    Undo {
+        /// The run number (from `csp-sync runs`)
+        #[arg(value_name = "RUN")]
+        run: u64,
+        /// Show the inverse plan and write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Also deactivate the contacts the run created (records are never deleted)
+        #[arg(long)]
+        deactivate_created: bool,
+        /// Apply deactivations that the safety guard would hold back
+        #[arg(long)]
+        allow_deactivations: bool,
+    },
     /// Check every credential, permission, GDAP role and config value a sync needs, in set-up order
     Doctor,
     /// Print a shell completion script on stdout
@@ -478,6 +512,18 @@ impl From<RawCli> for Cli {
                 tenants: d.tenants,
                 out: d.out,
                 detailed_exitcode: d.detailed_exitcode,
+            }),
+            RawCommand::Runs { run } => Command::Runs { run },
+            RawCommand::Undo {
+                run,
+                dry_run,
+                deactivate_created,
+                allow_deactivations,
+            } => Command::Undo(UndoArgs {
+                run,
+                dry_run,
+                deactivate_created,
+                allow_deactivations,
             }),
             RawCommand::Doctor => Command::Doctor,
             RawCommand::Completions { shell } => Command::Completions { shell },

@@ -84,6 +84,25 @@ pub struct RateLimit {
     pub per_seconds: u32,
 }
 
+/// `[users] contract_mode`: what `contract_skus` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContractMode {
+    /// Only users holding a contract SKU are synced; the others are left out or deactivated like leavers.
+    #[default]
+    Scope,
+    /// Every in-scope user is synced and flagged: covered by the contract or not.
+    Flag,
+}
+
+impl ContractMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractMode::Scope => "scope",
+            ContractMode::Flag => "flag",
+        }
+    }
+}
+
 /// How Halo entities are read in bulk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BulkRead {
@@ -221,6 +240,11 @@ pub struct UsersConfig {
     pub require_licence: bool,
     /// skuPartNumbers or skuIds (as written).
     pub contract_skus: Vec<String>,
+    /// What `contract_skus` does: limit the scope, or flag each user.
+    pub contract_mode: ContractMode,
+    /// With `contract_mode = "flag"`: the user custom field id the flag is written to, instead of
+    /// `covered_by_contract`.
+    pub contract_field: Option<i64>,
     pub exclude_upn: Vec<Regex>,
     pub leaver_grace_days: u32,
     pub protect: Vec<Regex>,
@@ -606,7 +630,7 @@ fn describe(item: &Item) -> String {
 
 fn describe_value(v: &Value) -> String {
     match v {
-        Value::String(s) => format!("the string {:?}", s.value()),
+        Value::String(s) => format!("the string {:?}", bounded::shorten(s.value(), 60)),
         Value::Integer(i) => format!("the integer {}", i.value()),
         Value::Float(x) => format!("the number {}", x.value()),
         Value::Boolean(b) => format!("the boolean {}", b.value()),
@@ -1405,19 +1429,58 @@ fn parse_users(s: Option<&Section>) -> Result<UsersConfig, ConfigError> {
             protect: Vec::new(),
             welcome_email: false,
             delta: true,
+            contract_mode: ContractMode::Scope,
+            contract_field: None,
         });
     };
     s.check_keys(&[
         "include_guests",
         "require_licence",
         "contract_skus",
+        "contract_mode",
+        "contract_field",
         "exclude_upn",
         "leaver_grace_days",
         "protect",
         "welcome_email",
         "delta",
     ])?;
+    let contract_mode = match s.string("contract_mode")? {
+        None => ContractMode::Scope,
+        Some((v, _)) if v == "scope" => ContractMode::Scope,
+        Some((v, _)) if v == "flag" => ContractMode::Flag,
+        Some((v, span)) => {
+            return Err(s.src.err(
+                &span,
+                &s.key_path("contract_mode"),
+                format!("{v:?} is not a contract mode"),
+                Some("use \"scope\" (only contract users are synced) or \"flag\" (everyone, flagged)".into()),
+            ));
+        }
+    };
+    let contract_field = match s.int("contract_field")? {
+        None => None,
+        Some((i, span)) if i < 1 => {
+            return Err(s.src.err(
+                &span,
+                &s.key_path("contract_field"),
+                format!("{i} is not a custom field id"),
+                Some("use the id of a Halo user custom field (Configuration > Custom Objects > Custom Fields)".into()),
+            ));
+        }
+        Some((_, span)) if contract_mode != ContractMode::Flag => {
+            return Err(s.src.err(
+                &span,
+                &s.key_path("contract_field"),
+                "contract_field is only used with contract_mode = \"flag\"",
+                Some("set [users] contract_mode = \"flag\", or remove contract_field".into()),
+            ));
+        }
+        Some((i, _)) => Some(i),
+    };
     Ok(UsersConfig {
+        contract_mode,
+        contract_field,
         include_guests: s.bool("include_guests", false)?,
         require_licence: s.bool("require_licence", true)?,
         contract_skus: s
@@ -1892,6 +1955,30 @@ client_id = "44444444-4444-4444-4444-444444444444"
         assert_eq!(c.tenants.len(), 1);
         assert_eq!(c.tenants[0].halo_client_id, Some(42));
         assert_eq!(c.tenants[0].name.as_deref(), Some("Acme Corp"));
+    }
+
+    #[test]
+    fn contract_mode_and_field() {
+        let c = p(MINIMAL).unwrap();
+        assert_eq!(c.users.contract_mode, ContractMode::Scope);
+        assert_eq!(c.users.contract_field, None);
+        let c = p(&format!(
+            "{MINIMAL}\n[users]\ncontract_mode = \"flag\"\ncontract_field = 12\n"
+        ))
+        .unwrap();
+        assert_eq!(c.users.contract_mode, ContractMode::Flag);
+        assert_eq!(c.users.contract_field, Some(12));
+        let e = err(&format!("{MINIMAL}\n[users]\ncontract_mode = \"block\"\n"));
+        assert!(
+            e.contains("users.contract_mode") && e.contains("\"flag\""),
+            "{e}"
+        );
+        let e = err(&format!("{MINIMAL}\n[users]\ncontract_field = 12\n"));
+        assert!(e.contains("only used with contract_mode = \"flag\""), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[users]\ncontract_mode = \"flag\"\ncontract_field = 0\n"
+        ));
+        assert!(e.contains("not a custom field id"), "{e}");
     }
 
     #[test]

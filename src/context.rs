@@ -54,6 +54,7 @@ impl Apis {
         };
         let http = Arc::new(Http::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);
         let halo_secret = optional(&secrets, SecretName::HaloClientSecret)?;
+        let halo_source = halo_secret.as_ref().map(|(_, s)| s.clone());
         let halo = halo_secret.map(|(secret, _)| HaloAuth {
             token_url: config.halo.token_url.clone(),
             tenant: config.halo.tenant.clone(),
@@ -65,6 +66,36 @@ impl Apis {
         let pc_refresh = optional(&secrets, SecretName::PartnerCenterRefreshToken)?;
         let graph_secret = optional(&secrets, SecretName::GraphClientSecret)?;
         let graph_refresh = optional(&secrets, SecretName::GraphRefreshToken)?;
+        let mut found = Vec::new();
+        for (name, source) in [
+            (SecretName::HaloClientSecret, halo_source),
+            (
+                SecretName::PartnerCenterClientSecret,
+                pc_secret.as_ref().map(|(_, s)| s.clone()),
+            ),
+            (
+                SecretName::PartnerCenterRefreshToken,
+                pc_refresh.as_ref().map(|(_, s)| s.clone()),
+            ),
+            (
+                SecretName::GraphClientSecret,
+                graph_secret.as_ref().map(|(_, s)| s.clone()),
+            ),
+            (
+                SecretName::GraphRefreshToken,
+                graph_refresh.as_ref().map(|(_, s)| s.clone()),
+            ),
+        ] {
+            if let Some(SecretSource::File(path)) = source
+                && let Some(w) =
+                    crate::permissions::secret_file_warning(&name.file_env_var(), &path)
+            {
+                found.push(w);
+            }
+        }
+        if let Some(w) = crate::permissions::state_dir_warning(&config.sync.state_dir) {
+            found.push(w);
+        }
         let sources: Vec<(RefreshTokenName, SecretName, SecretSource)> = [
             (
                 RefreshTokenName::PartnerCenter,
@@ -96,7 +127,7 @@ impl Apis {
             graph_resource: config.microsoft.graph_scope_resource.clone(),
         };
         let provider = TokenProvider::new(http.clone(), config.microsoft.login_url.clone(), halo);
-        let warnings = Arc::new(Mutex::new(Vec::new()));
+        let warnings = Arc::new(Mutex::new(found));
         let sink = warnings.clone();
         let secrets = Arc::new(secrets);
         let creds = Credentials::new(provider, settings).with_rotation_callback(Box::new(

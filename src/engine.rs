@@ -119,6 +119,8 @@ const CLIENTS: HaloRead = HaloRead {
 pub struct HaloNeeds {
     modules: &'static [&'static dyn Runner],
     wanted: [bool; modules::REGISTRY.len()],
+    /// `[users] contract_field`: the user custom field read back with `include_custom_fields`.
+    user_custom_field: Option<i64>,
 }
 
 impl HaloNeeds {
@@ -131,7 +133,16 @@ impl HaloNeeds {
         HaloNeeds {
             modules: modules::REGISTRY,
             wanted,
+            user_custom_field: None,
         }
+    }
+
+    /// Also reads this user custom field (`include_custom_fields=ID`, halo-api.md 3.3), for
+    /// `[users] contract_field`.
+    #[must_use]
+    pub fn with_user_custom_field(mut self, id: Option<i64>) -> HaloNeeds {
+        self.user_custom_field = id;
+        self
     }
 
     fn runners(&self) -> impl Iterator<Item = &'static dyn Runner> + '_ {
@@ -158,10 +169,24 @@ impl HaloNeeds {
 /// always, the rest as the modules of `needs` say (keyed by entity path: "Client", "Site", ...).
 pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
     let reads = needs.reads();
+    let custom = needs.user_custom_field.map(|id| id.to_string());
+    let params: Vec<Vec<(&str, &str)>> = reads
+        .iter()
+        .map(|r| {
+            let mut p = r.params.to_vec();
+            if r.entity == HaloEntity::Users
+                && let Some(c) = &custom
+            {
+                p.push(("include_custom_fields", c.as_str()));
+            }
+            p
+        })
+        .collect();
     let lists = futures_util::future::join_all(
         reads
             .iter()
-            .map(|r| apis.halo.list(r.entity.path(), r.key, r.params)),
+            .zip(&params)
+            .map(|(r, p)| apis.halo.list(r.entity.path(), r.key, p)),
     )
     .await;
     let mut raw = HaloRaw::new();
@@ -344,7 +369,9 @@ pub async fn plan(
         .collect();
     let mut memory = state.halo_memory();
     let halo_fut = async {
-        let mut raw = read_halo_raw(apis, HaloNeeds::for_modules(modules)).await?;
+        let needs =
+            HaloNeeds::for_modules(modules).with_user_custom_field(config.users.contract_field);
+        let mut raw = read_halo_raw(apis, needs).await?;
         for entity in [HaloEntity::Users, HaloEntity::SoftwareLicence] {
             if let Some(records) = raw.get(entity.path()) {
                 let ids: BTreeSet<i64> = records
@@ -382,9 +409,26 @@ pub async fn plan(
         })
         .buffered(config.sync.concurrency.max(1))
         .collect::<Vec<_>>();
-    let (halo, partner, reads) = tokio::join!(halo_fut, partner_fut, reads_fut);
+    let (halo, partner, mut reads) = tokio::join!(halo_fut, partner_fut, reads_fut);
     bar.finish_and_clear();
     let halo = halo?;
+    for (t, r) in targets.iter().zip(reads.iter_mut()) {
+        let source = TenantSource::new(&t.entry.customer_id);
+        let cx = TenantCx {
+            config,
+            apis,
+            target: t,
+            state,
+            now,
+            pc_user,
+            source: &source,
+        };
+        for (m, read) in run.iter().zip(r.iter_mut()) {
+            if let Some(read) = read {
+                m.recheck(&cx, &halo, read.as_mut()).await;
+            }
+        }
+    }
 
     let mut by_tenant: BTreeMap<String, TenantPlan> = targets
         .iter()

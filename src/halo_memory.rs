@@ -21,6 +21,11 @@ pub const USER_LISTLESS: &[&str] = &["azure_tenant_id", "department"];
 /// Fields csp-sync writes that Halo's asset list never returns (`Device_List`, SPEC 7).
 pub const ASSET_LISTLESS: &[&str] = &["users", "azure_userprincipalname"];
 
+/// The contract flag fields (`[users] contract_mode = "flag"`): remembered on every write too, because Halo
+/// may compute `covered_by_contract` from its own contracts rather than keep what was written, and the user
+/// custom field is read back only when asked for (see `plan::contract`).
+pub const USER_CONTRACT_FLAGS: &[&str] = &["covered_by_contract", "customfields"];
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HaloMemory {
     /// `"Users/1234"` -> field -> the value csp-sync last wrote there.
@@ -86,7 +91,8 @@ impl HaloMemory {
             let keep = remembered.contains(&f.field)
                 || self.is_unkept(change.entity, &f.field)
                 || (change.entity == HaloEntity::Users
-                    && USER_LISTLESS.contains(&f.field.as_str()))
+                    && (USER_LISTLESS.contains(&f.field.as_str())
+                        || USER_CONTRACT_FLAGS.contains(&f.field.as_str())))
                 || (change.entity == HaloEntity::Asset
                     && ASSET_LISTLESS.contains(&f.field.as_str()));
             if keep {

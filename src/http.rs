@@ -159,7 +159,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
+            request_timeout: request_timeout_from_env(),
             microsoft_retry: RetryPolicy::microsoft(),
             halo_retry: RetryPolicy::halo(),
             halo_rate_limit: Some(RateLimit {
@@ -170,6 +170,17 @@ impl Default for HttpOptions {
             user_agent: format!("csp-sync/{}", env!("CARGO_PKG_VERSION")),
         }
     }
+}
+
+/// Overrides the whole-request timeout (seconds, 1 to 600; default 60), for slow links and the fault tests.
+pub const REQUEST_TIMEOUT_ENV: &str = "CSP_SYNC_HTTP_TIMEOUT";
+
+fn request_timeout_from_env() -> Duration {
+    std::env::var(REQUEST_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|v| (1..=600).contains(v))
+        .map_or(Duration::from_secs(60), Duration::from_secs)
 }
 
 /// Reads [`RETRY_SCALE_ENV`]; anything missing, unparsable, negative or not finite gives 1.0.

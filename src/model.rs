@@ -105,6 +105,12 @@ pub struct HaloUser {
     pub azureoid: Option<String>,
     /// Entra tenant id this contact is linked to, lower-case.
     pub azure_tenant_id: Option<String>,
+    /// `covered_by_contract` as read; `None` when the read did not carry it.
+    #[serde(default)]
+    pub covered_by_contract: Option<bool>,
+    /// `customfields` as read (`[{"id", "value", …}]`); `Null` when the read did not carry them.
+    #[serde(default)]
+    pub customfields: serde_json::Value,
     /// Compared fields the read did not return (Halo's user list has no `department` or
     /// `azure_tenant_id`, SPEC 7): their values above are unknown, never compared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -3,18 +3,15 @@
 //! written atomically (write, fsync, rename: `config::write_atomic`). Losing the directory costs a full read, never a wrong change.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::lock::RunLock;
 use crate::model::EntraUser;
-
-/// How many runs the journal keeps.
-pub const JOURNAL_RUNS: usize = 100;
 
 /// A tenant's Graph users as of the last read, with the delta link that continues from there.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -23,27 +20,9 @@ pub struct TenantUsersState {
     /// RFC 3339 time of the last full (non-delta) read.
     pub last_full_read: Option<String>,
     pub users: Vec<EntraUser>,
-}
-
-/// One applied change in the journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    pub customer_id: String,
-    pub module: String,
-    pub action: String,
-    pub entity: String,
-    pub halo_id: Option<i64>,
-    pub source_key: String,
-    pub label: String,
-}
-
-/// The record of one sync run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JournalRun {
-    pub started_at: String,
-    pub finished_at: String,
-    pub applied: Vec<JournalEntry>,
-    pub failed: usize,
+    /// Object ids Graph reported `@removed` since the last full read (see `delta_guard`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// The state directory of one configuration.
@@ -62,7 +41,12 @@ impl StateDir {
     }
 
     fn ensure(&self) -> Result<()> {
-        fs::create_dir_all(&self.path).with_context(|| {
+        // Private to this user (0700 on Unix): it holds every tenant's users and the journal.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&self.path).with_context(|| {
             format!(
                 "cannot create the state directory {} (set [sync] state_dir to a writable place)",
                 self.path.display()
@@ -130,23 +114,24 @@ impl StateDir {
         write_json(&self.path.join("halo-memory.json"), memory)
     }
 
-    /// The journal, oldest run first.
-    pub fn journal(&self) -> Vec<JournalRun> {
-        read_json(&self.path.join("journal.json")).unwrap_or_default()
-    }
-
-    /// Appends a run to the journal, keeping the last [`JOURNAL_RUNS`].
-    pub fn append_journal(&self, run: JournalRun) -> Result<()> {
-        let mut runs = self.journal();
-        runs.push(run);
-        let excess = runs.len().saturating_sub(JOURNAL_RUNS);
-        runs.drain(..excess);
-        write_json(&self.path.join("journal.json"), &runs)
+    /// The journal of applied runs.
+    pub fn journal(&self) -> crate::journal::Journal {
+        crate::journal::Journal::new(&self.path)
     }
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    let text = fs::read(path).ok()?;
+    let text = match crate::bounded::read(path, crate::bounded::STATE_BYTES) {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            tracing::warn!(
+                "ignoring state file {}: {e}; the next run reads in full",
+                path.display()
+            );
+            return None;
+        }
+    };
     match serde_json::from_slice(&text) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -168,115 +153,9 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         .with_context(|| format!("cannot write the state file {}", path.display()))
 }
 
-/// The run lock: a file holding the owner's pid, removed when dropped. A lock left by a process that no
-/// longer exists is taken over.
-#[derive(Debug)]
-pub struct RunLock {
-    path: PathBuf,
-}
-
-impl RunLock {
-    fn acquire(path: &Path) -> Result<RunLock> {
-        let me = format!("{}\n{}\n", std::process::id(), jiff::Timestamp::now());
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut f) => {
-                    f.write_all(me.as_bytes())
-                        .and_then(|()| f.sync_all())
-                        .with_context(|| format!("cannot write the lock {}", path.display()))?;
-                    return Ok(RunLock {
-                        path: path.to_path_buf(),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = fs::read_to_string(path).unwrap_or_default();
-                    let mut lines = text.lines();
-                    let pid = lines.next().and_then(|l| l.trim().parse::<u32>().ok());
-                    let since = lines.next().unwrap_or("an unknown time").trim().to_string();
-                    match pid {
-                        Some(pid) if process_alive(pid) => bail!(
-                            "another csp-sync run (pid {pid}, started {since}) holds the lock {}; \
-                             wait for it to finish (one run at a time per state directory)",
-                            path.display()
-                        ),
-                        _ => {
-                            tracing::warn!(
-                                "taking over the stale lock {} (its process is gone)",
-                                path.display()
-                            );
-                            let _ = fs::remove_file(path);
-                        }
-                    }
-                }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot create the lock {}", path.display()));
-                }
-            }
-        }
-        bail!("cannot take the lock {}", path.display())
-    }
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Whether a process with this pid exists. Where that cannot be known, it is assumed alive (safe side).
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn second_lock_is_refused_and_released_on_drop() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path().join("s"));
-        let lock = state.lock().unwrap();
-        let err = state.lock().unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
-        drop(lock);
-        state.lock().unwrap();
-    }
-
-    #[test]
-    fn stale_lock_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path());
-        fs::write(dir.path().join("lock"), "999999999\nyesterday\n").unwrap();
-        state.lock().unwrap();
-    }
-
-    #[test]
-    fn journal_keeps_the_last_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path());
-        for i in 0..(JOURNAL_RUNS + 3) {
-            state
-                .append_journal(JournalRun {
-                    started_at: i.to_string(),
-                    finished_at: String::new(),
-                    applied: vec![],
-                    failed: 0,
-                })
-                .unwrap();
-        }
-        let runs = state.journal();
-        assert_eq!(runs.len(), JOURNAL_RUNS);
-        assert_eq!(runs[0].started_at, "3");
-    }
 
     #[test]
     fn corrupt_state_reads_as_absent() {

@@ -111,6 +111,16 @@ pub enum FaultKind {
     DropAfterWrite,
     /// The request is handled normally after this delay.
     Latency(Duration),
+    /// The request is handled at once (a write lands, and is logged), and its reply sent after this delay;
+    /// a client that gives up or dies meanwhile never learns the outcome.
+    SlowReply(Duration),
+    /// The request is handled normally (a write lands), but its reply's body is replaced by this text with
+    /// `Content-Type: text/html`, as a proxy or gateway in front of the service may answer. A network-level
+    /// fault, not behaviour of the services' own: no reference document describes it.
+    ReplyBody(String),
+    /// The request is handled normally (a write lands); the reply promises its whole body
+    /// (`Content-Length`) but the connection is closed after the first half of it.
+    TruncatedReply,
 }
 
 /// The running servers. Dropping it shuts them down.
@@ -236,6 +246,25 @@ impl Emulator {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().rt.log.clone()
+    }
+
+    /// How many requests to `api` with this method whose `path?query` contains `path_contains` have
+    /// arrived so far, answered or not (a request held by [`FaultKind::Latency`] counts at once).
+    pub fn arrived(&self, api: Api, method: &str, path_contains: &str) -> usize {
+        self.shared
+            .lock()
+            .rt
+            .arrivals
+            .iter()
+            .filter(|(a, m, p)| {
+                *a == api && m.eq_ignore_ascii_case(method) && p.contains(path_contains)
+            })
+            .count()
+    }
+
+    /// How many injected fault firings are still queued (a fault with `times` N counts N until it fires).
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().rt.faults.iter().map(|f| f.times).sum()
     }
 
     /// Makes every error reply echo the request it answers: request line, headers (`Authorization`

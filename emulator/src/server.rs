@@ -71,6 +71,8 @@ pub(crate) struct Runtime {
     pub revoked_refresh: bool,
     pub faults: Vec<Fault>,
     pub log: Vec<RequestRecord>,
+    /// (api, method, `path?query`) of every request as it arrives.
+    pub arrivals: Vec<(Api, String, String)>,
     pub pages: HashMap<String, PendingPages>,
     pub delta_sessions: HashMap<String, PendingPages>,
     pub delta_tokens: HashMap<String, DeltaToken>,
@@ -284,13 +286,31 @@ async fn handle_http(
         body,
     };
 
-    let fault = take_fault(&mut shared.lock(), api, &req);
+    let fault = {
+        let mut st = shared.lock();
+        st.rt.arrivals.push((
+            api,
+            req.method.clone(),
+            format!("{}?{}", req.path, req.query),
+        ));
+        take_fault(&mut st, api, &req)
+    };
     let resp = match fault {
         Some(FaultKind::Latency(d)) => {
             tokio::time::sleep(d).await;
             let mut st = shared.lock();
             let r = dispatch(&mut st, &shared.urls, api, &req);
             log(&mut st, api, &req, r.status);
+            r
+        }
+        Some(FaultKind::SlowReply(d)) => {
+            let r = {
+                let mut st = shared.lock();
+                let r = dispatch(&mut st, &shared.urls, api, &req);
+                log(&mut st, api, &req, r.status);
+                r
+            };
+            tokio::time::sleep(d).await;
             r
         }
         Some(FaultKind::DropBeforeResponse) => {
@@ -306,6 +326,36 @@ async fn handle_http(
             }
             kill.notify_one();
             return std::future::pending().await;
+        }
+        Some(FaultKind::ReplyBody(text)) => {
+            let mut st = shared.lock();
+            let r = dispatch(&mut st, &shared.urls, api, &req);
+            log(&mut st, api, &req, r.status);
+            let mut out = Resp::text(r.status, &text);
+            out.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+            out.with_header("content-type", "text/html; charset=utf-8")
+        }
+        Some(FaultKind::TruncatedReply) => {
+            let r = {
+                let mut st = shared.lock();
+                let r = dispatch(&mut st, &shared.urls, api, &req);
+                log(&mut st, api, &req, r.status);
+                r
+            };
+            let full = r.body.len();
+            let mut out = to_hyper(Resp {
+                body: Vec::new(),
+                ..r
+            });
+            let body = HalfThenClose {
+                half: Some(r.body[..full / 2].to_vec()),
+                kill,
+            };
+            *out.body_mut() = Body::new(body);
+            out.headers_mut()
+                .insert(hyper::http::header::CONTENT_LENGTH, HeaderValue::from(full));
+            return Ok(out);
         }
         Some(kind) => {
             let r = fault_response(api, &kind);
@@ -325,6 +375,30 @@ async fn handle_http(
         resp
     };
     Ok(to_hyper(resp))
+}
+
+/// A body that sends its first half, then has the connection closed (see [`FaultKind::TruncatedReply`]).
+struct HalfThenClose {
+    half: Option<Vec<u8>>,
+    kill: Arc<Notify>,
+}
+
+impl hyper::body::Body for HalfThenClose {
+    type Data = hyper::body::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.half.take() {
+            Some(half) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(half.into())))),
+            None => {
+                self.kill.notify_one();
+                std::task::Poll::Pending
+            }
+        }
+    }
 }
 
 fn to_hyper(resp: Resp) -> Response<Body> {

@@ -230,6 +230,10 @@ pub struct HaloUserRecord {
     pub azureoid: Option<String>,
     #[serde(default, deserialize_with = "de_opt_string")]
     pub azure_tenant_id: Option<String>,
+    /// In `Users_List` (Halo's OpenAPI document); Halo may compute it from its own contracts
+    /// (reference halo-api.md 2.3), so what it returns may not be what was written.
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    pub covered_by_contract: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -262,6 +266,12 @@ impl HaloUserRecord {
             inactive: self.inactive.unwrap_or(false),
             azureoid: guid_or_none(self.azureoid.as_ref()),
             azure_tenant_id: guid_or_none(self.azure_tenant_id.as_ref()),
+            covered_by_contract: self.covered_by_contract,
+            customfields: self
+                .extra
+                .get("customfields")
+                .cloned()
+                .unwrap_or(Value::Null),
             unread: Vec::new(),
         }
     }

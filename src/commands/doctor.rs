@@ -186,7 +186,7 @@ async fn check_all(config: &Config, f: &mut Findings) -> Result<()> {
     let names: Vec<&str> = modules.iter().map(|m| m.as_str()).collect();
     let unavailable: Vec<&str> = modules
         .iter()
-        .filter(|m| matches!(m, Module::Assets | Module::Billing))
+        .filter(|m| crate::modules::find(**m).is_none())
         .map(|m| m.as_str())
         .collect();
     if unavailable.is_empty() {

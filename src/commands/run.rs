@@ -92,10 +92,76 @@ pub fn show_plan(ui: &Ui, p: &Prepared) {
         ui.out(&render::plan(&p.plan.plan, ui.format));
     }
     ui.info(&format!("csp-sync: {}", render::summary_line(&p.plan.plan)));
-    // A tenant's errors also go to stderr, so cron mail and CI logs carry them whatever the output format.
-    for t in &p.plan.plan.tenants {
+    // A tenant's errors also go to stderr, so cron mail and CI logs carry them whatever the output format;
+    // labelled "error:" because they make the exit code 1. One line per cause: a wrong secret that fails
+    // every tenant is one line naming them, not one line each.
+    for line in error_lines(&p.plan.plan) {
+        ui.error(&line);
+    }
+}
+
+/// The plan's tenant errors, one line per cause: errors that differ only by the tenant's id are merged
+/// into one line listing the tenants.
+pub fn error_lines(plan: &crate::plan::Plan) -> Vec<String> {
+    let mut causes: Vec<(String, Vec<&str>)> = Vec::new();
+    for t in &plan.tenants {
         for e in &t.errors {
-            ui.warn(&format!("{}: {e}", t.name));
+            let cause = if t.customer_id.is_empty() {
+                e.clone()
+            } else {
+                e.replace(&t.customer_id, "<tenant>")
+            };
+            match causes.iter_mut().find(|(c, _)| *c == cause) {
+                Some((_, names)) => names.push(&t.name),
+                None => causes.push((cause, vec![&t.name])),
+            }
         }
+    }
+    causes
+        .into_iter()
+        .map(|(cause, names)| match names.as_slice() {
+            [one] => {
+                let id = plan
+                    .tenants
+                    .iter()
+                    .find(|t| t.name == *one)
+                    .map_or("", |t| t.customer_id.as_str());
+                format!("{one}: {}", cause.replace("<tenant>", id))
+            }
+            many => format!("{} tenants ({}): {cause}", many.len(), many.join(", ")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{Module, Plan, TenantPlan};
+
+    #[test]
+    fn one_error_line_per_cause() {
+        let tenant = |id: &str, name: &str, err: String| TenantPlan {
+            customer_id: id.into(),
+            name: name.into(),
+            errors: vec![err],
+            ..TenantPlan::default()
+        };
+        let wrong = |id: &str| format!("Graph token for tenant {id}: the client secret is wrong");
+        let plan = Plan::new(
+            "2026-11-27T09:00:00Z".into(),
+            vec![Module::Users],
+            vec![
+                tenant("c-1", "A", wrong("c-1")),
+                tenant("c-2", "B", wrong("c-2")),
+                tenant("c-3", "C", "Halo refused".into()),
+            ],
+        );
+        assert_eq!(
+            super::error_lines(&plan),
+            vec![
+                "2 tenants (A, B): Graph token for tenant <tenant>: the client secret is wrong"
+                    .to_string(),
+                "C: Halo refused".to_string(),
+            ]
+        );
     }
 }

@@ -17,19 +17,24 @@ use crate::engine::HaloNeeds;
 use crate::engine::{self, HaloRaw};
 use crate::error::Exit;
 use crate::http::ErrorKind;
-use crate::plan::{Action, Change, HaloEntity, Plan};
-use crate::state::{JournalEntry, JournalRun, StateDir};
+use crate::interrupt::Interrupt;
+use crate::journal::RunStart;
+use crate::plan::{Action, Change, HaloEntity, Plan, same_value as same};
+use crate::state::StateDir;
 use crate::ui::Ui;
 
 /// Halo as the applier sees it.
-struct HaloApi<'a> {
-    apis: &'a Apis,
+pub(crate) struct HaloApi<'a> {
+    pub apis: &'a Apis,
 }
 
-fn write_error(e: api::Error) -> WriteError {
+fn write_error(e: api::Error, create: bool) -> WriteError {
     match e {
         api::Error::Api(a) => match a.kind {
             ErrorKind::BadRequest => WriteError::Refused(a.message.clone()),
+            // A 2xx whose body cannot be read: the records may have landed (SPEC 8), so creates are
+            // verified by reading Halo, like a lost reply.
+            ErrorKind::Decode if create => WriteError::Uncertain(a.to_string()),
             ErrorKind::Uncertain
             | ErrorKind::Timeout
             | ErrorKind::Transport
@@ -67,7 +72,7 @@ impl HaloWriter for HaloApi<'_> {
             .halo
             .post(entity.path(), records, kind)
             .await
-            .map_err(write_error)
+            .map_err(|e| write_error(e, create))
     }
 
     async fn find_created(
@@ -99,7 +104,7 @@ impl HaloWriter for HaloApi<'_> {
                     .halo
                     .list(entity.path(), list_key(entity), &query)
                     .await
-                    .map_err(write_error)?,
+                    .map_err(|e| write_error(e, false))?,
             );
         }
         Ok(creates
@@ -116,17 +121,6 @@ impl HaloWriter for HaloApi<'_> {
             })
             .collect())
     }
-}
-
-/// Loose equality of Halo values: strings case-insensitively and trimmed, `null` = missing = "".
-fn same(a: &Value, b: &Value) -> bool {
-    let norm = |v: &Value| match v {
-        Value::Null => Value::String(String::new()),
-        Value::String(s) => Value::String(s.trim().to_lowercase()),
-        Value::Number(n) => n.as_f64().map_or(v.clone(), Value::from),
-        other => other.clone(),
-    };
-    norm(a) == norm(b)
 }
 
 /// The changes of a saved plan whose Halo record changed since the plan was made.
@@ -188,6 +182,7 @@ pub async fn run(
     if let Some(path) = &args.plan {
         let state = StateDir::new(config.sync.state_dir.clone());
         let lock = state.lock()?;
+        let interrupt = Interrupt::install()?;
         let started = crate::context::now()?;
         let plan = read_plan(path)?;
         crate::commands::plan_file::check(&plan, path)?;
@@ -195,7 +190,12 @@ pub async fn run(
         let apis = Apis::new(config, crate::secrets::Secrets::from_env())?;
         metrics.plan(&plan);
         metrics.http(&apis.http);
-        let raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&plan.modules)).await?;
+        let needs = HaloNeeds::for_modules(&plan.modules)
+            .with_user_custom_field(config.users.contract_field);
+        let raw = tokio::select! {
+            raw = engine::read_halo_raw(&apis, needs) => raw?,
+            exit = interrupt.wait() => return Ok(stopped_before_writing(ui, exit)),
+        };
         let stale = stale_changes(&plan, &raw);
         if !stale.is_empty() {
             bail!(
@@ -204,28 +204,24 @@ pub async fn run(
                 stale.join("; ")
             );
         }
+        let run = RunInfo {
+            command: "sync --plan",
+            undo_of: None,
+        };
         return apply_and_record(
-            config, ui, &state, lock, started, &plan, &apis, None, metrics,
+            config, ui, &state, lock, &interrupt, started, &plan, &apis, None, &run, metrics,
         )
         .await;
     }
     // A dry run takes no lock and writes no state: it is a `diff`.
     let state = StateDir::new(config.sync.state_dir.clone());
-    let lock = if args.dry_run {
-        None
-    } else {
-        Some(state.lock()?)
-    };
+    let (lock, interrupt) = lock_unless_dry(&state, args.dry_run)?;
     let started = crate::context::now()?;
     let modules = run::modules(config, &args.modules);
-    let prepared = run::prepare(
-        config,
-        ui,
-        &modules,
-        &args.tenants,
-        args.allow_deactivations,
-    )
-    .await?;
+    let prepared = tokio::select! {
+        p = run::prepare(config, ui, &modules, &args.tenants, args.allow_deactivations) => p?,
+        exit = interrupt.wait() => return Ok(stopped_before_writing(ui, exit)),
+    };
     metrics.plan(&prepared.plan.plan);
     metrics.http(&prepared.apis.http);
     run::show_plan(ui, &prepared);
@@ -237,18 +233,58 @@ pub async fn run(
         });
     };
     crate::commands::tenants_sync::adopt(config, ui, &prepared.plan.adopt)?;
+    let run = RunInfo {
+        command: "sync",
+        undo_of: None,
+    };
     apply_and_record(
         config,
         ui,
         &state,
         lock,
+        &interrupt,
         started,
         &prepared.plan.plan,
         &prepared.apis,
         Some(&prepared.plan),
+        &run,
         metrics,
     )
     .await
+}
+
+/// A writing run takes the lock and listens for signals; a dry run does neither (it is a `diff`).
+pub(crate) fn lock_unless_dry(
+    state: &StateDir,
+    dry_run: bool,
+) -> Result<(Option<crate::lock::RunLock>, Interrupt)> {
+    if dry_run {
+        return Ok((None, Interrupt::never()));
+    }
+    Ok((Some(state.lock()?), Interrupt::install()?))
+}
+
+/// A signal before anything was written: nothing to verify or journal; the lock goes with the run.
+fn stopped_before_writing(ui: &Ui, exit: Exit) -> Exit {
+    ui.warn(&format!(
+        "csp-sync: stopped by {} before writing anything to Halo",
+        signal_name(exit)
+    ));
+    exit
+}
+
+fn signal_name(exit: Exit) -> &'static str {
+    if exit == Exit::Terminated {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    }
+}
+
+/// What the journal says about the command that applies.
+pub(crate) struct RunInfo {
+    pub command: &'static str,
+    pub undo_of: Option<u64>,
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan> {
@@ -271,31 +307,68 @@ fn read_plan(path: &std::path::Path) -> Result<Plan> {
     Ok(plan)
 }
 
-/// Applies a plan, then records state (for a freshly read plan) and the journal; the lock is held until
-/// the end.
+/// Applies a plan batch by batch, journaling each batch as it lands, then records state (for a freshly
+/// read plan) and ends the journal; the lock is held until the end. A signal stops it between batches.
 #[allow(clippy::too_many_arguments)]
-async fn apply_and_record(
+pub(crate) async fn apply_and_record(
     config: &Config,
     ui: &Ui,
     state: &StateDir,
-    _lock: crate::state::RunLock,
+    _lock: crate::lock::RunLock,
+    interrupt: &Interrupt,
     started: jiff::Timestamp,
     plan: &Plan,
     apis: &Apis,
     planned: Option<&engine::Planned>,
+    info: &RunInfo,
     metrics: &crate::metrics::Recorder,
 ) -> Result<Exit> {
+    // A run with nothing to write is not journaled: the last 100 runs stay the ones that changed something.
+    let journal = if plan.changes().next().is_some() {
+        Some(state.journal().begin(RunStart {
+            started_at: started.to_string(),
+            command: info.command.to_string(),
+            modules: plan.modules.clone(),
+            tenants: plan.tenants.iter().map(|t| t.customer_id.clone()).collect(),
+            undo_of: info.undo_of,
+            pid: std::process::id(),
+        })?)
+    } else {
+        None
+    };
+    let names: BTreeMap<&str, &str> = plan
+        .tenants
+        .iter()
+        .map(|t| (t.customer_id.as_str(), t.name.as_str()))
+        .collect();
+    let tenant_name = |id: &str| {
+        names
+            .get(id)
+            .map_or_else(|| id.to_string(), |n| (*n).to_string())
+    };
     let total = plan.changes().count();
     let bar = ui.bar("records written", total as u64);
     let progress = |n: usize| bar.set_position(n as u64);
+    let stop = || interrupt.requested().is_some();
+    let batch_done = |a: &[apply::Applied<'_>], f: &[apply::Failed<'_>]| {
+        if let Some(j) = &journal {
+            j.batch(&tenant_name, a, f);
+        }
+    };
     let writer = HaloApi { apis };
-    let report = apply::apply(&writer, plan, config.halo.fire_automations, Some(&progress)).await;
+    let hooks = apply::Hooks {
+        progress: Some(&progress),
+        stop: Some(&stop),
+        batch_done: Some(&batch_done),
+    };
+    let report = apply::apply(&writer, plan, config.halo.fire_automations, hooks).await;
     bar.finish_and_clear();
     metrics.applied(plan, &report);
     let recorded = crate::commands::tenants_sync::record_created(config, ui, &report);
 
+    // Failed writes make the exit code 1: labelled "error:".
     for f in &report.failed {
-        ui.warn(&format!(
+        ui.error(&format!(
             "{}: {} {}: {}",
             f.customer_id,
             f.change.action.as_str(),
@@ -325,25 +398,6 @@ async fn apply_and_record(
         state.save_last_seen(&seen)?;
         crate::modules::assets::record(state, planned, started)?;
     }
-    let finished = crate::context::now()?;
-    state.append_journal(JournalRun {
-        started_at: started.to_string(),
-        finished_at: finished.to_string(),
-        applied: report
-            .applied
-            .iter()
-            .map(|a| JournalEntry {
-                customer_id: a.customer_id.to_string(),
-                module: a.change.module.to_string(),
-                action: a.change.action.as_str().into(),
-                entity: a.change.entity.path().into(),
-                halo_id: a.halo_id,
-                source_key: a.change.source_key.clone(),
-                label: a.change.label.clone(),
-            })
-            .collect(),
-        failed: report.failed.len(),
-    })?;
     let mut by_action: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &report.applied {
         *by_action.entry(a.change.action.as_str()).or_default() += 1;
@@ -379,6 +433,22 @@ async fn apply_and_record(
     }
     if plan.has_errors() || !report.failed.is_empty() {
         exit = exit.worst(Exit::Error);
+    }
+    let stopped = interrupt.requested();
+    if let Some(signal) = stopped {
+        ui.warn(&format!(
+            "csp-sync: stopped by {}: {} changes not started (a plain `csp-sync sync` finishes them)",
+            signal_name(signal),
+            report.not_started
+        ));
+        exit = exit.worst(signal);
+    }
+    if let Some(j) = journal {
+        j.finish(
+            crate::context::now()?.to_string(),
+            exit.code(),
+            stopped.map(signal_name),
+        )?;
     }
     recorded?;
     Ok(exit)

@@ -31,6 +31,8 @@ pub struct TenantRow {
 #[derive(Serialize)]
 struct Doc<'a> {
     version: u32,
+    /// `[users] contract_mode`: `scope` or `flag`.
+    contract_mode: &'static str,
     tenants: &'a [TenantRow],
 }
 
@@ -70,6 +72,7 @@ pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> 
     match ui.format {
         Format::Json => ui.out_json(&Doc {
             version: 1,
+            contract_mode: config.users.contract_mode.as_str(),
             tenants: &rows,
         }),
         f => {
@@ -92,8 +95,9 @@ pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> 
     }
     let unmapped = rows.iter().filter(|r| r.mapping == "unmapped").count();
     ui.info(&format!(
-        "csp-sync: {} customers, {unmapped} unmapped",
-        rows.len()
+        "csp-sync: {} customers, {unmapped} unmapped; contract mode {}",
+        rows.len(),
+        config.users.contract_mode.as_str()
     ));
     Ok(Exit::Ok)
 }

@@ -138,6 +138,18 @@ pub trait SyncModule: Sync + 'static {
         async { Self::Read::default() }
     }
 
+    /// Checks one tenant's read against Halo once both are in, and reads again where the read alone would
+    /// mislead the planner (the users module reads in full when a delta-based read lacks linked users that
+    /// Graph never reported removed).
+    fn recheck<'a>(
+        &'a self,
+        _cx: &'a TenantCx<'a>,
+        _halo: &'a HaloSnapshot,
+        _read: &'a mut Self::Read,
+    ) -> impl Future<Output = ()> + 'a {
+        async {}
+    }
+
     /// Source records in a tenant's read, for the "records compared" progress bar.
     fn records(_read: &Self::Read) -> usize {
         0
@@ -174,6 +186,12 @@ pub trait Runner: Sync {
     fn check_halo(&self, raw: &HaloRaw) -> Result<()>;
     fn read_partner<'a>(&'a self, cx: &'a PartnerCx<'a>) -> LocalBoxFuture<'a, Box<dyn Any>>;
     fn read_tenant<'a>(&'a self, cx: &'a TenantCx<'a>) -> LocalBoxFuture<'a, Box<dyn Any>>;
+    fn recheck<'a>(
+        &'a self,
+        cx: &'a TenantCx<'a>,
+        halo: &'a HaloSnapshot,
+        read: &'a mut dyn Any,
+    ) -> LocalBoxFuture<'a, ()>;
     fn records(&self, read: &dyn Any) -> usize;
     fn plan(
         &self,
@@ -214,6 +232,18 @@ impl<M: SyncModule> Runner for M {
         SyncModule::read_tenant(self, cx)
             .map(|r| Box::new(r) as Box<dyn Any>)
             .boxed_local()
+    }
+
+    fn recheck<'a>(
+        &'a self,
+        cx: &'a TenantCx<'a>,
+        halo: &'a HaloSnapshot,
+        read: &'a mut dyn Any,
+    ) -> LocalBoxFuture<'a, ()> {
+        match read.downcast_mut::<M::Read>() {
+            Some(read) => SyncModule::recheck(self, cx, halo, read).boxed_local(),
+            None => async {}.boxed_local(),
+        }
     }
 
     fn records(&self, read: &dyn Any) -> usize {

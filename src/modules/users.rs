@@ -10,7 +10,7 @@ use crate::api::{self, graph::GraphUser};
 use crate::config::Config;
 use crate::context::Apis;
 use crate::engine::Target;
-use crate::model::{EntraUser, TenantDirectory};
+use crate::model::{EntraUser, HaloSnapshot, TenantDirectory};
 use crate::modules::{HaloRead, Outputs, PlanCx, SyncModule, TenantCx};
 use crate::plan::users::{self, TenantUsersInput, UsersPolicy};
 use crate::plan::{HaloEntity, Module, TenantPlan};
@@ -24,6 +24,8 @@ pub struct UsersRead {
     /// `None` only for a tenant that was not read.
     pub directory: Option<Result<TenantDirectory, String>>,
     pub state: Option<TenantUsersState>,
+    /// Whether the users came from a delta round on the stored read (not a full read).
+    pub via_delta: bool,
 }
 
 const INACTIVE: &[(&str, &str)] = &[("includeinactive", "true")];
@@ -54,8 +56,9 @@ impl SyncModule for Users {
             Err(e) => Err(e.clone()),
             Ok(skus) => read_users(cx.config, cx.apis, id, cx.state.tenant_users(id), cx.now)
                 .await
-                .map(|(users, st)| {
+                .map(|(users, st, via_delta)| {
                     r.state = Some(st);
+                    r.via_delta = via_delta;
                     TenantDirectory {
                         users,
                         deleted_ids: Vec::new(),
@@ -68,6 +71,47 @@ impl SyncModule for Users {
         };
         r.directory = Some(directory);
         r
+    }
+
+    /// A delta-based read that would leave active linked Halo contacts without their Entra user, with no
+    /// `@removed` for them, is replaced by a full read (see [`crate::delta_guard`]).
+    async fn recheck(&self, cx: &TenantCx<'_>, halo: &HaloSnapshot, r: &mut UsersRead) {
+        let (Some(Ok(dir)), Some(st)) = (&r.directory, &r.state) else {
+            return;
+        };
+        if !r.via_delta {
+            return;
+        }
+        let id = &cx.target.entry.customer_id;
+        let missing = crate::delta_guard::unexplained_missing(
+            halo,
+            cx.target.entry.halo_client_id.unwrap_or(0),
+            id,
+            &dir.users,
+            &st.removed,
+        );
+        if missing.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            tenant = %id,
+            "the stored read lacks {} linked user(s) Graph never reported removed ({}); reading all users",
+            missing.len(),
+            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        );
+        match read_users(cx.config, cx.apis, id, None, cx.now).await {
+            Ok((users, st, _)) => {
+                if let Some(Ok(dir)) = &mut r.directory {
+                    dir.users = users;
+                }
+                r.state = Some(st);
+                r.via_delta = false;
+            }
+            Err(e) => {
+                r.directory = Some(Err(e));
+                r.state = None;
+            }
+        }
     }
 
     fn records(read: &UsersRead) -> usize {
@@ -143,6 +187,8 @@ pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
         include_guests: config.users.include_guests,
         require_licence: config.users.require_licence,
         contract_skus: config.users.contract_skus.clone(),
+        contract_mode: config.users.contract_mode,
+        contract_field: config.users.contract_field,
         exclude_upn: config.users.exclude_upn.clone(),
         leaver_grace_days: config.users.leaver_grace_days,
         protect: config.users.protect.clone(),
@@ -162,7 +208,7 @@ async fn read_users(
     tenant: &str,
     stored: Option<TenantUsersState>,
     now: jiff::Timestamp,
-) -> Result<(Vec<EntraUser>, TenantUsersState), String> {
+) -> Result<(Vec<EntraUser>, TenantUsersState, bool), String> {
     if !config.users.delta {
         let users: Vec<EntraUser> = apis
             .graph
@@ -176,8 +222,9 @@ async fn read_users(
             delta_link: None,
             last_full_read: Some(now.to_string()),
             users: Vec::new(),
+            removed: Vec::new(),
         };
-        return Ok((users, state));
+        return Ok((users, state, false));
     }
     if let Some(st) = stored
         && let Some(link) = st.delta_link.as_deref()
@@ -186,9 +233,13 @@ async fn read_users(
             Ok(d) => {
                 let mut by_id: BTreeMap<String, EntraUser> =
                     st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+                let mut removed = st.removed;
                 for (id, _reason) in &d.removed {
                     by_id.remove(id);
+                    removed.push(id.to_lowercase());
                 }
+                removed.sort();
+                removed.dedup();
                 for u in &d.users {
                     let u = u.to_model();
                     by_id.insert(u.id.clone(), u);
@@ -198,8 +249,9 @@ async fn read_users(
                     delta_link: Some(d.delta_link),
                     last_full_read: st.last_full_read,
                     users: users.clone(),
+                    removed,
                 };
-                return Ok((users, state));
+                return Ok((users, state, true));
             }
             Err(api::Error::DeltaExpired { .. }) => {
                 tracing::info!(tenant, "delta link expired; reading all users");
@@ -217,6 +269,7 @@ async fn read_users(
         delta_link: Some(d.delta_link),
         last_full_read: Some(now.to_string()),
         users: users.clone(),
+        removed: Vec::new(),
     };
-    Ok((users, state))
+    Ok((users, state, false))
 }

@@ -5,9 +5,11 @@
 //! `sync --plan` reads it back and applies exactly its changes.
 
 pub mod assets;
+pub mod contract;
 pub mod licences;
 pub mod schema;
 pub mod tenants;
+pub mod undo;
 pub mod users;
 
 use serde::{Deserialize, Serialize};
@@ -347,6 +349,17 @@ impl Summary {
 /// Lower-cases and trims an identifier or e-mail address for comparison.
 pub fn norm(s: &str) -> String {
     s.trim().to_lowercase()
+}
+
+/// Loose equality of Halo values: strings case-insensitively and trimmed, `null` = missing = "".
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    let norm = |v: &Value| match v {
+        Value::Null => Value::String(String::new()),
+        Value::String(s) => Value::String(s.trim().to_lowercase()),
+        Value::Number(n) => n.as_f64().map_or(v.clone(), Value::from),
+        other => other.clone(),
+    };
+    norm(a) == norm(b)
 }
 
 #[cfg(test)]

@@ -38,19 +38,8 @@ pub const SCHEMA: &[ModuleSchema] = &[
             Action::Deactivate,
             Action::Reactivate,
         ],
-        fields: &[
-            "name",
-            "firstname",
-            "surname",
-            "emailaddress",
-            "title",
-            "department",
-            "phonenumber",
-            "mobilenumber",
-            "azureoid",
-            "azure_tenant_id",
-            "inactive",
-        ],
+        // Every field the users planner compares is one it may write.
+        fields: super::users::COMPARED_FIELDS,
         extra: &["client_id", "site_id", "sendwelcomeemail"],
     },
     ModuleSchema {

@@ -30,9 +30,11 @@ use jiff::{SignedDuration, Timestamp};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::contract::{self, Decision};
 use super::{
     Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, norm,
 };
+use crate::config::ContractMode;
 use crate::halo_memory::HaloMemory;
 use crate::model::{EntraUser, HaloClient, HaloSnapshot, HaloUser, TenantDirectory, UserType};
 
@@ -49,6 +51,8 @@ pub const COMPARED_FIELDS: &[&str] = &[
     "inactive",
     "azureoid",
     "azure_tenant_id",
+    "covered_by_contract",
+    "customfields",
 ];
 
 /// What the users planner knows beyond this run's reads.
@@ -89,8 +93,13 @@ pub const OUT_NO_CONTRACT_LICENCE: &str = "no contract licence";
 pub struct UsersPolicy {
     pub include_guests: bool,
     pub require_licence: bool,
-    /// `skuPartNumber` or `skuId` values, any case. Empty: no contract filter.
+    /// `skuPartNumber` or `skuId` values, any case. Empty: no contract filter and nothing flagged.
     pub contract_skus: Vec<String>,
+    /// `"scope"`: only contract users are in scope; `"flag"`: everyone in scope, flagged (see
+    /// [`super::contract`]).
+    pub contract_mode: ContractMode,
+    /// With `"flag"`: the user custom field the flag goes to instead of `covered_by_contract`.
+    pub contract_field: Option<i64>,
     /// Regular expressions on `userPrincipalName`, already compiled case-insensitive.
     pub exclude_upn: Vec<Regex>,
     pub leaver_grace_days: u32,
@@ -111,6 +120,8 @@ impl Default for UsersPolicy {
             include_guests: false,
             require_licence: true,
             contract_skus: Vec::new(),
+            contract_mode: ContractMode::Scope,
+            contract_field: None,
             exclude_upn: Vec::new(),
             leaver_grace_days: 0,
             protect: Vec::new(),
@@ -178,18 +189,11 @@ pub fn in_scope(
     if policy.require_licence && skus.is_empty() {
         return Err(OUT_NO_LICENCE);
     }
-    if !policy.contract_skus.is_empty() {
-        let wanted: BTreeSet<String> = policy.contract_skus.iter().map(|s| norm(s)).collect();
-        let holds = skus.iter().any(|id| {
-            wanted.contains(id)
-                || sku_part_numbers
-                    .iter()
-                    .filter(|(sku, _)| norm(sku) == *id)
-                    .any(|(_, part)| wanted.contains(&norm(part)))
-        });
-        if !holds {
-            return Err(OUT_NO_CONTRACT_LICENCE);
-        }
+    if policy.contract_mode == ContractMode::Scope
+        && !policy.contract_skus.is_empty()
+        && !contract::holds_contract_sku(user, policy, sku_part_numbers)
+    {
+        return Err(OUT_NO_CONTRACT_LICENCE);
     }
     Ok(())
 }
@@ -294,6 +298,7 @@ pub fn plan_users(
                 idx: &idx,
                 policy,
                 claims: &claims,
+                contract: ContractCounts::default(),
                 memory: memory.memory,
                 owners: &owners,
                 plan: TenantPlan {
@@ -633,6 +638,15 @@ fn ids(users: &[&HaloUser]) -> String {
         .join(", ")
 }
 
+/// Per tenant in `"flag"` mode: users covered and not, per contract SKU, and flags Halo did not keep.
+#[derive(Default)]
+struct ContractCounts {
+    covered: usize,
+    not_covered: usize,
+    by_sku: BTreeMap<String, usize>,
+    not_kept: usize,
+}
+
 struct TenantPlanner<'a, 'h> {
     input: &'a TenantUsersInput<'a>,
     /// Lower-case tenant id.
@@ -641,6 +655,7 @@ struct TenantPlanner<'a, 'h> {
     idx: &'a Index<'h>,
     policy: &'a UsersPolicy,
     claims: &'a HashMap<i64, BTreeMap<(String, String), String>>,
+    contract: ContractCounts,
     memory: &'a HaloMemory,
     owners: &'a Owners,
     plan: TenantPlan,
@@ -678,6 +693,20 @@ impl TenantPlanner<'_, '_> {
         }
         let site = self.resolve_site(client);
 
+        for user in scoped.in_scope.values() {
+            match contract::cover(user, self.policy, &dir.sku_part_numbers) {
+                Some(true) => {
+                    self.contract.covered += 1;
+                    for sku in
+                        contract::contract_skus_held(user, self.policy, &dir.sku_part_numbers)
+                    {
+                        *self.contract.by_sku.entry(sku).or_default() += 1;
+                    }
+                }
+                Some(false) => self.contract.not_covered += 1,
+                None => {}
+            }
+        }
         let mut creates_blocked = 0usize;
         for (oid, user) in &scoped.in_scope {
             if !self.plan_in_scope(oid, user, client, site.as_ref()) {
@@ -694,6 +723,7 @@ impl TenantPlanner<'_, '_> {
 
         let deactivations = self.plan_leavers(&scoped, last_seen, now);
         self.guard(deactivations, &scoped, dir);
+        self.contract_notes();
 
         self.plan.changes.sort_by(order);
         self.plan.conflicts.sort_by(|a, b| {
@@ -733,6 +763,87 @@ impl TenantPlanner<'_, '_> {
                  in the tenant's [[tenant]] entry"
             )
         })
+    }
+
+    /// The contract flag change of a user (`u`: the Halo user when there is one; `fresh`: a create or a
+    /// link, which always writes it), with its reason.
+    fn contract_change(
+        &mut self,
+        user: &EntraUser,
+        u: Option<&HaloUser>,
+        fresh: bool,
+    ) -> Option<(FieldChange, &'static str)> {
+        let skus = self
+            .input
+            .directory
+            .as_ref()
+            .ok()?
+            .sku_part_numbers
+            .as_slice();
+        let want = contract::cover(user, self.policy, skus)?;
+        if !fresh && let Some(u) = u {
+            let name = contract::field_name(self.policy);
+            // What the read returned, unless Halo's read lacks the field or Halo was seen not to keep it;
+            // and what csp-sync last wrote there (remembered on every write, halo_memory).
+            let have = (!unknown(u, name, self.memory))
+                .then(|| contract::read_flag(u, self.policy))
+                .flatten();
+            let last = self
+                .memory
+                .last_written(super::HaloEntity::Users, u.id, name)
+                .and_then(|v| contract::written_flag(name, v));
+            match contract::decide(want, have, last) {
+                Decision::InStep => return None,
+                Decision::NotKept => {
+                    self.contract.not_kept += 1;
+                    return None;
+                }
+                Decision::Write => {}
+            }
+        }
+        let reason = if want {
+            "holds a contract SKU"
+        } else {
+            "holds no contract SKU"
+        };
+        Some((
+            field(
+                contract::field_name(self.policy),
+                contract::from_value(u, self.policy),
+                contract::to_value(want, self.policy),
+            ),
+            reason,
+        ))
+    }
+
+    /// The per-tenant contract note of `"flag"` mode.
+    fn contract_notes(&mut self) {
+        if self.policy.contract_mode != ContractMode::Flag || self.policy.contract_skus.is_empty() {
+            return;
+        }
+        let c = &self.contract;
+        let skus: Vec<String> = c
+            .by_sku
+            .iter()
+            .map(|(sku, n)| format!("{sku} covers {n}"))
+            .collect();
+        self.plan.notes.push(format!(
+            "users: contract (flag mode): {} covered, {} not covered{}",
+            c.covered,
+            c.not_covered,
+            if skus.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", skus.join(", "))
+            }
+        ));
+        if c.not_kept > 0 {
+            self.plan.notes.push(format!(
+                "users: Halo does not keep the contract flag csp-sync wrote for {} user(s) ({} reads back                  otherwise; Halo may compute it from its contracts); not rewritten. To drive ticket rules                  from it, write it to a user custom field: [users] contract_field = ID",
+                c.not_kept,
+                contract::field_name(self.policy)
+            ));
+        }
     }
 
     fn protected(&self, u: &HaloUser) -> bool {
@@ -937,6 +1048,10 @@ impl TenantPlanner<'_, '_> {
                     .into()
             });
         }
+        if let Some((f, why)) = self.contract_change(user, Some(u), false) {
+            fields.push(f);
+            reasons.push(why.to_string());
+        }
         if u.inactive {
             reasons.insert(0, "back in Entra".into());
             let reason = reasons.join("; ");
@@ -998,6 +1113,10 @@ impl TenantPlanner<'_, '_> {
         if let Some(names) = changed_names(&fields, &[]) {
             reason = format!("{reason}; {names} updated from Entra");
         }
+        if let Some((f, why)) = self.contract_change(user, Some(c), true) {
+            fields.push(f);
+            reason = format!("{reason}; {why}");
+        }
         if c.inactive {
             fields.push(field("inactive", Value::Bool(true), Value::Bool(false)));
             reason.push_str("; reactivated (the contact was inactive in Halo)");
@@ -1038,6 +1157,9 @@ impl TenantPlanner<'_, '_> {
             Value::Null,
             Value::from(self.tenant.clone()),
         ));
+        if let Some((f, _)) = self.contract_change(user, None, true) {
+            fields.push(f);
+        }
         let mut extra = Map::new();
         extra.insert("client_id".into(), Value::from(client_id));
         extra.insert("site_id".into(), Value::from(site_id));
@@ -1399,6 +1521,8 @@ mod tests {
             "azureoid" => u.azureoid = s,
             "azure_tenant_id" => u.azure_tenant_id = s,
             "inactive" => u.inactive = v.as_bool().unwrap(),
+            "covered_by_contract" => u.covered_by_contract = v.as_bool(),
+            "customfields" => u.customfields = v.clone(),
             other => panic!("unexpected field {other}"),
         }
     }
@@ -2488,6 +2612,196 @@ mod tests {
         );
     }
 
+    /// A memory of having written `value` to `field` of Halo user `id`.
+    fn written(id: i64, field: &str, value: Value) -> crate::halo_memory::HaloMemory {
+        let mut m = crate::halo_memory::HaloMemory::default();
+        m.written
+            .entry(format!("Users/{id}"))
+            .or_default()
+            .insert(field.to_string(), value);
+        m
+    }
+
+    fn run_mem(
+        d: &TenantDirectory,
+        h: &HaloSnapshot,
+        p: &UsersPolicy,
+        m: &crate::halo_memory::HaloMemory,
+    ) -> TenantPlan {
+        let memory = UsersMemory {
+            memory: m,
+            client_tenants: None,
+        };
+        plan_users(&[input(T1, d)], h, p, &BTreeMap::new(), memory, now()).remove(0)
+    }
+
+    fn flag_policy(skus: &[&str]) -> UsersPolicy {
+        UsersPolicy {
+            contract_skus: skus.iter().map(|s| (*s).to_string()).collect(),
+            contract_mode: ContractMode::Flag,
+            ..policy()
+        }
+    }
+
+    fn with_skus(mut u: EntraUser, skus: &[&str]) -> EntraUser {
+        u.sku_ids = skus.iter().map(|s| (*s).to_string()).collect();
+        u
+    }
+
+    fn flag_of(p: &TenantPlan, label: &str, field: &str) -> Option<Value> {
+        p.changes
+            .iter()
+            .find(|c| c.label == label)
+            .and_then(|c| c.fields.iter().find(|f| f.field == field))
+            .map(|f| f.to.clone())
+    }
+
+    #[test]
+    fn flag_mode_syncs_everyone_and_flags_contract_holders() {
+        let d = dir(vec![
+            entra("o1", "a@acme.com"),
+            with_skus(entra("o2", "b@acme.com"), &[BP]),
+        ]);
+        let mut h = halo(vec![]);
+        let p = flag_policy(&["SPE_E3"]);
+        let t = run1(&d, &h, &p);
+        assert_eq!(t.changes.len(), 2, "{:?}", t.changes);
+        assert_eq!(
+            flag_of(&t, "a@acme.com", "covered_by_contract"),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            flag_of(&t, "b@acme.com", "covered_by_contract"),
+            Some(Value::Bool(false))
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("1 covered, 1 not covered (SPE_E3 covers 1)")),
+            "{:?}",
+            t.notes
+        );
+        // Scope mode leaves b out: holding only a SKU the contract does not cover.
+        let scoped = run1(
+            &d,
+            &h,
+            &UsersPolicy {
+                contract_mode: ContractMode::Scope,
+                ..p.clone()
+            },
+        );
+        assert_eq!(scoped.changes.len(), 1);
+        assert_eq!(flag_of(&scoped, "a@acme.com", "covered_by_contract"), None);
+        // Once applied, a rerun changes nothing.
+        apply(&mut h, std::slice::from_ref(&t));
+        assert!(run1(&d, &h, &p).changes.is_empty());
+    }
+
+    #[test]
+    fn a_licence_change_flips_exactly_that_user_and_deactivates_nobody() {
+        let p = flag_policy(&["SPE_E3"]);
+        let d = dir(vec![
+            entra("o1", "a@acme.com"),
+            with_skus(entra("o2", "b@acme.com"), &[BP]),
+            entra("o3", "c@acme.com"),
+        ]);
+        let mut h = halo(vec![]);
+        let t = run1(&d, &h, &p);
+        apply(&mut h, std::slice::from_ref(&t));
+        // a loses E3 (keeps Business Premium), b gains E3.
+        let d = dir(vec![
+            with_skus(entra("o1", "a@acme.com"), &[BP]),
+            with_skus(entra("o2", "b@acme.com"), &[BP, E3]),
+            entra("o3", "c@acme.com"),
+        ]);
+        let t = run1(&d, &h, &p);
+        assert_eq!(t.changes.len(), 2, "{:?}", t.changes);
+        assert!(t.changes.iter().all(|c| c.action == Action::Update));
+        assert_eq!(
+            flag_of(&t, "a@acme.com", "covered_by_contract"),
+            Some(Value::Bool(false))
+        );
+        assert_eq!(
+            flag_of(&t, "b@acme.com", "covered_by_contract"),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            t.changes
+                .iter()
+                .find(|c| c.label == "a@acme.com")
+                .unwrap()
+                .reason,
+            "holds no contract SKU"
+        );
+    }
+
+    #[test]
+    fn flag_mode_without_contract_skus_flags_nothing() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let t = run1(&d, &halo(vec![]), &flag_policy(&[]));
+        assert_eq!(t.changes.len(), 1);
+        assert_eq!(flag_of(&t, "a@acme.com", "covered_by_contract"), None);
+        assert!(
+            !t.notes.iter().any(|n| n.contains("contract")),
+            "{:?}",
+            t.notes
+        );
+    }
+
+    #[test]
+    fn the_flag_goes_to_a_custom_field_when_configured() {
+        let p = UsersPolicy {
+            contract_field: Some(12),
+            ..flag_policy(&["SPB"])
+        };
+        let d = dir(vec![with_skus(entra("o1", "a@acme.com"), &[BP])]);
+        let mut h = halo(vec![]);
+        let t = run1(&d, &h, &p);
+        assert_eq!(
+            flag_of(&t, "a@acme.com", "customfields"),
+            Some(serde_json::json!([{"id": 12, "value": true}]))
+        );
+        assert_eq!(flag_of(&t, "a@acme.com", "covered_by_contract"), None);
+        apply(&mut h, std::slice::from_ref(&t));
+        assert!(run1(&d, &h, &p).changes.is_empty());
+        // The read without custom fields (no include_custom_fields): the value last written decides.
+        h.users[0].customfields = Value::Null;
+        h.users[0].unread = vec!["customfields".into()];
+        let id = h.users[0].id;
+        let m = written(
+            id,
+            "customfields",
+            serde_json::json!([{"id": 12, "value": true}]),
+        );
+        assert!(run_mem(&d, &h, &p, &m).changes.is_empty());
+        // ... and without that record the flag is written again, once.
+        let t = run1(&d, &h, &p);
+        assert_eq!(t.changes.len(), 1);
+    }
+
+    #[test]
+    fn a_flag_halo_does_not_keep_is_reported_not_rewritten() {
+        let p = flag_policy(&["SPE_E3"]);
+        let mut u = synced(7, "o1", "a@acme.com", T1);
+        // Halo answers false although csp-sync wrote true (it computes the flag from its contracts).
+        u.covered_by_contract = Some(false);
+        let h = halo(vec![u]);
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let m = written(7, "covered_by_contract", Value::Bool(true));
+        let t = run_mem(&d, &h, &p, &m);
+        assert!(t.changes.is_empty(), "{:?}", t.changes);
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("does not keep the contract flag")
+                    && n.contains("contract_field")),
+            "{:?}",
+            t.notes
+        );
+        // Without a record of writing it, the flag is written.
+        assert_eq!(run1(&d, &h, &p).changes.len(), 1);
+    }
+
     /// A contact as Halo's user list returns it: no `department`, no `azure_tenant_id`.
     fn listed(mut u: HaloUser) -> HaloUser {
         u.azure_tenant_id = None;
@@ -2496,7 +2810,7 @@ mod tests {
         u
     }
 
-    fn written(entries: &[(i64, &str, Value)]) -> HaloMemory {
+    fn written_all(entries: &[(i64, &str, Value)]) -> HaloMemory {
         let mut m = HaloMemory::default();
         for (id, f, v) in entries {
             m.written
@@ -2514,7 +2828,7 @@ mod tests {
             listed(synced(1, "o1", "a@acme.com", T1)),
             listed(synced(2, "o2", "b@acme.com", T1)),
         ]);
-        let mem = written(&[(1, "azure_tenant_id", json!(T1))]);
+        let mem = written_all(&[(1, "azure_tenant_id", json!(T1))]);
         let clients = BTreeMap::from([(CLIENT, vec![T1.to_string()])]);
         let m = UsersMemory {
             memory: &mem,
@@ -2601,7 +2915,7 @@ mod tests {
             fields_of(&HaloMemory::default(), &d),
             vec!["department", "azure_tenant_id"]
         );
-        let mem = written(&[
+        let mem = written_all(&[
             (1, "department", json!("Sales")),
             (1, "azure_tenant_id", json!(T1)),
         ]);

@@ -150,3 +150,43 @@ fn a_removed_device_goes_inactive_only_after_the_stale_period_and_comes_back_act
     assert_eq!(assets(&env).len(), 6);
     no_deletes(&env);
 }
+
+#[test]
+fn an_imported_asset_is_adopted_and_a_technicians_user_is_never_dropped() {
+    let env = Env::new(&opts());
+    let now = support::now();
+    run_ok(&env, &now, &["sync", "users"]);
+    let contoso = devices(&env, "Contoso Ltd");
+    // Halo's own Intune import made two of the assets: one with a user a technician chose, one with none.
+    env.em.with_state(|s| {
+        let recs = s.halo_records_mut("Asset");
+        for (id, d, users) in [
+            (501, &contoso[0], serde_json::json!([{"id": 1003}])),
+            (502, &contoso[1], serde_json::json!([])),
+        ] {
+            recs.push(serde_json::json!({
+                "id": id, "inventory_number": d["deviceName"], "client_id": 101, "site_id": 201,
+                "assettype_id": 1, "inactive": false, "intune_id": d["id"], "fields": [], "users": users
+            }));
+        }
+    });
+    let out = run_ok(&env, &now, &["-o", "json", "sync"]);
+    let all = assets(&env);
+    assert_eq!(all.len(), 6, "an imported asset was duplicated");
+    let by_id = |id: i64| all.iter().find(|a| a["id"] == id).unwrap().clone();
+    assert_eq!(
+        by_id(501)["users"],
+        serde_json::json!([{"id": 1003}]),
+        "a technician's user was dropped"
+    );
+    let linked = env.em.with_state(|s| {
+        s.halo_records("Users")
+            .iter()
+            .find(|u| u["azureoid"] == contoso[1]["userId"])
+            .unwrap()["id"]
+            .clone()
+    });
+    assert_eq!(by_id(502)["users"], serde_json::json!([{"id": linked}]));
+    assert!(text(&out.stdout).contains("lists users csp-sync did not set"));
+    no_deletes(&env);
+}

@@ -279,3 +279,37 @@ fn a_config_that_does_not_load_is_the_first_failure() {
     assert_eq!(c["status"], "fail", "{c}");
     assert!(c["detail"].as_str().unwrap().contains("bogus_key"), "{c}");
 }
+
+#[test]
+fn auth_check_tries_the_graph_secret_and_refresh_token_without_tenants() {
+    let env = env_with(set_up(), &ConfigOptions::default());
+    let out = env.run(&["-o", "json", "auth", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["credential"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Partner Center (app)",
+            "Partner Center (app+user)",
+            "Graph (app)",
+            "Graph (partner user)",
+            "Halo"
+        ]
+    );
+    // A wrong Graph secret is found without --tenants.
+    let (out, v) = doctor(&env, &[("CSP_SYNC_GRAPH_CLIENT_SECRET", "wrong")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(check(&v, "Graph (app)")["status"], "fail");
+    assert_eq!(
+        check(&v, "Graph (app)")["command"],
+        "csp-sync auth set graph",
+        "{}",
+        check(&v, "Graph (app)")
+    );
+}

@@ -477,6 +477,26 @@ fn a_tenant_refusing_the_graph_token_fails_alone() {
 
 #[test]
 fn a_create_batch_whose_reply_was_lost_is_not_duplicated() {
+    create_reply_not_read(FaultKind::DropAfterWrite, 0);
+}
+
+#[test]
+fn a_create_batch_whose_200_reply_is_not_json_is_verified_not_failed() {
+    // A gateway's page in place of Halo's reply: the records landed, the reply says nothing readable.
+    create_reply_not_read(
+        FaultKind::ReplyBody("<html><body>Request processed</body></html>".into()),
+        200,
+    );
+}
+
+#[test]
+fn a_create_batch_whose_reply_is_cut_short_is_verified_not_failed() {
+    create_reply_not_read(FaultKind::TruncatedReply, 200);
+}
+
+/// A create batch lands but its reply cannot be read (`kind`, logged with `status`): the run reads Halo
+/// again to see what landed, sends none of it again, and ends cleanly; a rerun has nothing to write.
+fn create_reply_not_read(kind: FaultKind, status: u16) {
     let env = Env::new(&clean());
     let plan = json_of(&env.run(&["-o", "json", "diff"]).stdout);
     let creates: Vec<String> = plan["tenants"]
@@ -490,15 +510,16 @@ fn a_create_batch_whose_reply_was_lost_is_not_duplicated() {
     assert!(creates.len() >= 2, "{creates:?}");
 
     env.em
-        .inject(Fault::new(Api::Halo, "/api/Users", FaultKind::DropAfterWrite).method("POST"));
+        .inject(Fault::new(Api::Halo, "/api/Users", kind).method("POST"));
     let sync = env.run(&["-o", "json", "sync"]);
     // SPEC 8: the same run reads Halo again to see what landed, so it ends cleanly.
     assert_eq!(sync.status.code(), Some(0), "{}", text(&sync.stderr));
     let reqs = env.em.requests();
     let dropped_at = reqs
         .iter()
-        .position(|r| r.api == Api::Halo && r.method == "POST" && r.status == 0)
-        .expect("the injected drop");
+        .position(|r| r.api == Api::Halo && r.method == "POST" && r.path == "/api/Users")
+        .expect("the faulty write");
+    assert_eq!(reqs[dropped_at].status, status);
     let sent = reqs[dropped_at]
         .body
         .as_ref()

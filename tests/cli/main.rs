@@ -1,15 +1,20 @@
 //! Black-box tests: the built binary against the bundled emulator. One test binary; one module per area.
 
+mod converge;
 mod estate;
 mod support;
 
 mod assets;
 mod basics;
+mod contract;
 mod doctor;
+mod fault_matrix;
 mod faults;
 mod fidelity;
 mod licences;
 mod metrics;
+mod reliability;
+mod runs_undo;
 mod secrets;
 mod tenants;
 mod users;

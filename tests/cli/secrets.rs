@@ -256,3 +256,35 @@ fn sync_plan_applies_only_the_named_tenants_and_modules() {
         text(&out.stderr)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_state_directory_other_users_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new(&crate::support::clean());
+    // csp-sync creates it private.
+    let out = env.run(&["-o", "json", "sync"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let state = env.dir.path().join("state");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(!text(&out.stderr).contains("readable by other users"));
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = env.run(&["-o", "json", "sync"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: the state directory") && err.contains("chmod 700"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failing_tenant_is_labelled_error_not_warning() {
+    // Woodgrove Bank's Graph app is not consented (the small scenario): its read fails, the exit code is 1.
+    let env = Env::new(&ConfigOptions::default());
+    let out = env.run(&["-o", "json", "diff"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: Woodgrove Bank:"), "{err}");
+    assert!(!err.contains("warning: Woodgrove Bank:"), "{err}");
+}

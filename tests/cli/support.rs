@@ -65,7 +65,30 @@ impl Env {
 
     /// Runs csp-sync with its clock at `at` (RFC 3339), e.g. days after [`now`] to let a period pass.
     pub fn run_at(&self, at: &str, args: &[&str]) -> Output {
-        let mut cmd = assert_cmd::Command::cargo_bin("csp-sync").unwrap();
+        self.run_with(at, args, &[])
+    }
+
+    /// [`Env::run`] with extra environment variables.
+    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        self.run_with(&now(), args, vars)
+    }
+
+    fn run_with(&self, at: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command_at(at, args);
+        cmd.envs(vars.iter().copied())
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().unwrap();
+        self.assert_no_leak(args, &out);
+        out
+    }
+
+    /// The command [`Env::run`] runs, for a test that starts it, signals it or kills it.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        self.command_at(&now(), args)
+    }
+
+    fn command_at(&self, at: &str, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("csp-sync"));
         cmd.current_dir(self.dir.path())
             .env_remove("CSP_SYNC_CONFIG")
             .env("CSP_SYNC_NOW", at)
@@ -76,9 +99,7 @@ impl Env {
             }
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
-        self.assert_no_leak(args, &out);
-        out
+        cmd
     }
 
     /// Every run of the black-box suite checks that no secret the emulator knows or issued (client
@@ -154,6 +175,24 @@ fn written_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The JSON lines of run `n`'s journal file (`state/runs/00000n.jsonl`).
+pub fn journal_lines(env: &Env, n: u64) -> Vec<serde_json::Value> {
+    let path = env.dir.path().join(format!("state/runs/{n:06}.jsonl"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no journal {}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Whether nobody holds the state directory's run lock (an OS file lock; its file stays behind).
+pub fn lock_released(env: &Env) -> bool {
+    match std::fs::File::open(env.dir.path().join("state/lock")) {
+        Ok(f) => f.try_lock().is_ok(),
+        Err(_) => true,
+    }
 }
 
 /// Runs csp-sync and asserts it exited 0, showing its output otherwise.

@@ -213,14 +213,12 @@ fn first_sync_creates_in_scope_users_on_the_main_site_and_links_contacts() {
         }
     }
     // The journal holds the run with the Halo ids of what it wrote.
-    let journal: Value =
-        serde_json::from_slice(&std::fs::read(env.dir.path().join("state/journal.json")).unwrap())
-            .unwrap();
-    let applied = journal[0]["applied"].as_array().unwrap();
+    let journal = support::journal_lines(&env, 1);
+    let applied: Vec<&Value> = journal.iter().filter(|l| l["type"] == "applied").collect();
     // 6 creates, 3 links, and Megan (linked by Halo's own integration) gets the tenant id the
     // user list does not return, once.
-    assert_eq!(applied.len(), 10, "{journal}");
-    assert!(applied.iter().all(|a| a["halo_id"].is_i64()), "{journal}");
+    assert_eq!(applied.len(), 10, "{journal:?}");
+    assert!(applied.iter().all(|a| a["halo_id"].is_i64()), "{journal:?}");
 }
 
 #[test]
@@ -353,13 +351,13 @@ fn dry_run_and_diff_write_nothing_and_detailed_exitcode_gives_2_then_0() {
     assert_eq!(env.halo_posts(), 0, "dry run or diff wrote to Halo");
     let state = env.dir.path().join("state");
     assert!(
-        !state.join("users").exists() && !state.join("journal.json").exists(),
+        !state.join("users").exists() && !state.join("runs").exists(),
         "a dry run or diff wrote state"
     );
 
     run_ok(&env, &["sync"]);
     assert!(env.halo_posts() > 0);
-    assert!(state.join("journal.json").exists());
+    assert!(state.join("runs/000001.jsonl").exists());
     let diff = env.run(&["-o", "json", "diff", "--detailed-exitcode"]);
     assert_eq!(diff.status.code(), Some(0), "{}", text(&diff.stdout));
 }
@@ -468,10 +466,7 @@ fn a_graph_users_read_that_fails_deactivates_nobody() {
     assert_no_deactivation_written(&env);
     assert_eq!(env.halo_posts(), writes);
     assert_eq!(active_synced(&env, CONTOSO), active);
-    assert!(
-        !env.dir.path().join("state/lock").exists(),
-        "a failed run left its lock"
-    );
+    assert!(support::lock_released(&env), "a failed run left its lock");
 }
 
 #[test]
@@ -533,6 +528,15 @@ fn a_second_run_while_the_lock_is_held_exits_1_at_once_naming_the_pid() {
     let state = env.dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let pid = std::process::id();
+    // The lock is an OS file lock: hold it the way a running csp-sync does, with its pid in the file.
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(state.join("lock"))
+        .unwrap();
+    held.try_lock().unwrap();
     std::fs::write(state.join("lock"), format!("{pid}\n{}\n", support::now())).unwrap();
     let out = env.run(&["sync"]);
     let err = text(&out.stderr);
@@ -548,10 +552,10 @@ fn a_second_run_while_the_lock_is_held_exits_1_at_once_naming_the_pid() {
     let out = env.run(&["sync", "--plan", "nonexistent.json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&format!("pid {pid}")));
-    // Once released, the run proceeds.
-    std::fs::remove_file(state.join("lock")).unwrap();
+    // Once released, the run proceeds, and releases it in turn.
+    drop(held);
     run_ok(&env, &["sync"]);
-    assert!(!state.join("lock").exists(), "the lock was not released");
+    assert!(support::lock_released(&env), "the lock was not released");
 }
 
 #[test]
@@ -617,10 +621,10 @@ fn one_invalid_record_in_a_batch_is_reported_and_the_others_land() {
         one_linked(&env, tenant, upn);
     }
     // The journal records what landed.
-    let journal: Value =
-        serde_json::from_slice(&std::fs::read(env.dir.path().join("state/journal.json")).unwrap())
-            .unwrap();
-    assert_eq!(journal[0]["failed"], json!(1), "{journal}");
+    let journal = support::journal_lines(&env, 1);
+    let end = journal.last().unwrap();
+    assert_eq!(end["type"], "end", "{journal:?}");
+    assert_eq!(end["failed"], json!(1), "{journal:?}");
 
     // Once Halo accepts it, the next run creates it: a failed record is not lost with the delta link.
     env.em.with_state(|s| s.settings.halo_rejects.clear());
@@ -721,10 +725,7 @@ fn sync_plan_refuses_when_a_touched_halo_record_changed() {
         "{err}"
     );
     assert_eq!(env.halo_posts(), writes, "a stale plan wrote to Halo");
-    assert!(
-        !env.dir.path().join("state/lock").exists(),
-        "a refused run left its lock"
-    );
+    assert!(support::lock_released(&env), "a refused run left its lock");
     assert_eq!(halo_user(&env, 1002)["title"], json!("Head of Finance"));
 }
 
