@@ -166,7 +166,7 @@ fn main() {
     let mut opts = estate::ConfigOptions {
         modules: vec!["users"],
         // The benchmark counts requests; Halo cloud's 300 per 5 minutes would only add waiting.
-        rate_limit: (1_000_000, 1),
+        rate_limit: (100_000, 1),
         extra: vec![("[safety]", "max_deactivations = 1000000".into())],
         ..estate::ConfigOptions::default()
     };

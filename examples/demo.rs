@@ -126,6 +126,8 @@ fn main() {
         vec!["tenants", "consent", "--tenant", "Woodgrove Bank"],
         vec!["sync"],
         vec!["diff", "--detailed-exitcode"],
+        // One billing run: last month's Azure usage as draft Halo invoices, this month's as an estimate.
+        vec!["sync", "billing"],
     ] {
         step(&config, &args);
     }
@@ -133,7 +135,9 @@ fn main() {
         "\nWoodgrove Bank's Graph app was not consented, so the first runs report its error (exit 1) and sync \
          the rest\n(users, licences, and Contoso's and Fabrikam's Intune devices as assets); after `tenants \
          consent` the second sync\nbrings it in and links the assets to the contacts the first sync created, \
-         and the last diff finds nothing left\nto do (exit 0)."
+         and the last diff finds nothing left\nto do (exit 0). The billing run turns last month's Azure usage \
+         into one draft invoice per client (an unmapped\ncustomer is listed, not billed) and shows this \
+         month's usage as an estimate."
     );
     println!(
         "\nThe config is kept for a look (the emulator it points at stops with this demo):\n  {}",

@@ -117,7 +117,8 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             }
         }
         Command::Sync(args) => {
-            let config = load_config(cli)?;
+            let mut config = load_config(cli)?;
+            config.billing.period.clone_from(&args.period);
             let metrics = crate::metrics::Recorder::new("sync", cli.metrics_file.clone());
             let result = runtime()?.block_on(commands::sync::run(&config, ui, args, &metrics));
             match metrics.finish(ui, &result) {

@@ -687,6 +687,10 @@ pub enum TokenSource {
     /// GDAP), whatever `[graph] auth` says: `tenants consent` provisions the app's application permissions
     /// with it (reference 1.6, pattern B).
     GraphCustomerDelegated(String),
+    /// Graph in the partner's own tenant as the Partner Center app (client secret, else its refresh
+    /// token): the billing exports need `PartnerBilling.Read.All`, which belongs to the Partner Center app
+    /// (reference microsoft-apis.md 2.6).
+    GraphPartnerBilling,
     Halo,
 }
 
@@ -881,6 +885,31 @@ impl Credentials {
                 Ok(Plan {
                     tenant,
                     client_id: &s.graph_client_id,
+                    resource: &s.graph_resource,
+                    how,
+                    service: "Graph",
+                })
+            }
+            TokenSource::GraphPartnerBilling => {
+                let how = if let Some(secret) = &s.partner_center_client_secret {
+                    How::App(secret)
+                } else if self.has_refresh(RefreshTokenName::PartnerCenter) {
+                    How::Refresh(
+                        RefreshTokenName::PartnerCenter,
+                        s.partner_center_client_secret.as_ref(),
+                    )
+                } else {
+                    return Err(Self::missing(
+                        "Graph",
+                        &partner,
+                        "partner-center",
+                        "the billing export needs a Graph token of the Partner Center app \
+                         (PartnerBilling.Read.All): set CSP_SYNC_PARTNER_CENTER_CLIENT_SECRET or a Partner Center refresh token",
+                    ));
+                };
+                Ok(Plan {
+                    tenant: partner,
+                    client_id: &s.partner_center_client_id,
                     resource: &s.graph_resource,
                     how,
                     service: "Graph",

@@ -131,6 +131,8 @@ pub struct SyncArgs {
     pub dry_run: bool,
     pub plan: Option<PathBuf>,
     pub allow_deactivations: bool,
+    /// `--period YYYY-MM`: the billing module bills that period only.
+    pub period: Option<String>,
 }
 
 /// `diff` options.
@@ -412,6 +414,9 @@ struct RawSync {
     /// Apply deactivations that the safety guard would hold back
     #[arg(long)]
     allow_deactivations: bool,
+    /// Billing: bill this closed period only (YYYY-MM)
+    #[arg(long, value_name = "YYYY-MM", value_parser = parse_period)]
+    period: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -431,6 +436,17 @@ struct RawDiff {
     /// Exit 2 when changes are pending (3 when a guard would hold some back), 0 when none
     #[arg(long)]
     detailed_exitcode: bool,
+}
+
+fn parse_period(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if crate::config::is_month(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a month: write it as YYYY-MM, e.g. 2026-10"
+        ))
+    }
 }
 
 fn parse_module(s: &str) -> Result<Module, String> {
@@ -512,6 +528,7 @@ impl From<RawCli> for Cli {
                 dry_run: s.dry_run,
                 plan: s.plan,
                 allow_deactivations: s.allow_deactivations,
+                period: s.period,
             }),
             RawCommand::Diff(d) => Command::Diff(DiffArgs {
                 modules: merge_modules(d.modules, d.modules_flag),

@@ -308,8 +308,23 @@ impl AssetsConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BillingConfig {
     pub markup_percent: f64,
+    /// Meter category -> markup percent, overriding `markup_percent`.
+    pub markup: BTreeMap<String, f64>,
     /// ISO 4217 code, upper-case.
     pub currency: String,
+    /// `YYYY-MM`: the first period ever billed.
+    pub since: Option<String>,
+    /// `YYYY-MM` from `sync billing --period` (not a config key): bill that period only.
+    pub period: Option<String>,
+}
+
+/// Whether `s` is a `YYYY-MM` month.
+pub fn is_month(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
+        && matches!(s[5..].parse::<u8>(), Ok(1..=12))
 }
 
 /// One `[[tenant]]` entry.
@@ -1565,10 +1580,39 @@ fn parse_assets(s: Option<&Section>) -> Result<AssetsConfig, ConfigError> {
 fn parse_billing(s: Option<&Section>) -> Result<BillingConfig, ConfigError> {
     let mut out = BillingConfig {
         markup_percent: 0.0,
+        markup: BTreeMap::new(),
         currency: "USD".into(),
+        since: None,
+        period: None,
     };
     let Some(s) = s else { return Ok(out) };
-    s.check_keys(&["markup_percent", "currency"])?;
+    s.check_keys(&["markup_percent", "markup", "currency", "since"])?;
+    if let Some(m) = s.sub("markup")? {
+        for (category, _) in m.table.iter() {
+            if let Some((v, span)) = m.float(category)? {
+                if v <= -100.0 {
+                    return Err(m.src.err(
+                        &span,
+                        &m.key_path(category),
+                        format!("{v} would make prices zero or negative"),
+                        Some("use a percentage above -100".into()),
+                    ));
+                }
+                out.markup.insert(category.to_string(), v);
+            }
+        }
+    }
+    if let Some((v, span)) = s.non_empty_string("since")? {
+        if !is_month(&v) {
+            return Err(s.src.err(
+                &span,
+                &s.key_path("since"),
+                format!("{v:?} is not a month"),
+                Some("write the first period to bill as YYYY-MM, e.g. \"2026-10\"".into()),
+            ));
+        }
+        out.since = Some(v);
+    }
     if let Some((m, span)) = s.float("markup_percent")? {
         if m <= -100.0 {
             return Err(s.src.err(

@@ -285,6 +285,8 @@ pub struct Planned {
     pub seen: Vec<String>,
     /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
     pub adopt: Vec<Adoption>,
+    /// The billing state to save after a real sync (running exports, periods done).
+    pub billing_state: Option<crate::billing::state::BillingState>,
     /// Device keys to stamp as last seen after a sync (assets module).
     pub device_seen: Vec<String>,
     /// (asset id, `users`) found already linked (assets module).
@@ -498,6 +500,8 @@ pub async fn plan(
         by_tenant.into_values().collect(),
     );
     plan.seats = out.seats;
+    plan.billing = out.billing;
+    plan.estimates = out.estimates;
     plan.devices = out.devices;
     let unread = unread_fields(&halo);
     Ok(Planned {
@@ -505,6 +509,7 @@ pub async fn plan(
         user_states: out.user_states,
         seen: out.seen,
         adopt: out.adopt,
+        billing_state: out.billing_state,
         device_seen: out.device_seen,
         device_users: out.device_users,
         memory,

@@ -42,10 +42,12 @@ pub enum Api {
     PartnerCenter,
     Graph,
     Halo,
+    /// Azure blob storage (billing export files, read with the SAS of their manifest, never a token).
+    Blob,
 }
 
 impl Api {
-    /// Every API, in a fixed order.
+    /// Every API, in a fixed order (the blob host of billing exports is not one: it is counted apart).
     pub const ALL: [Api; 4] = [Api::Login, Api::PartnerCenter, Api::Graph, Api::Halo];
 
     /// A short lower-case label (`login`, `partner_center`, `graph`, `halo`), for metrics.
@@ -55,6 +57,7 @@ impl Api {
             Api::PartnerCenter => "partner_center",
             Api::Graph => "graph",
             Api::Halo => "halo",
+            Api::Blob => "blob",
         }
     }
 
@@ -64,6 +67,7 @@ impl Api {
             Api::PartnerCenter => 1,
             Api::Graph => 2,
             Api::Halo => 3,
+            Api::Blob => 4,
         }
     }
 
@@ -73,6 +77,7 @@ impl Api {
             Api::PartnerCenter => "Partner Center",
             Api::Graph => "Microsoft Graph",
             Api::Halo => "Halo",
+            Api::Blob => "Azure blob storage",
         }
     }
 }
@@ -484,6 +489,10 @@ impl ApiError {
                 "could not talk to Partner Center; check [microsoft] partner_center_url (or cloud), DNS, \
                  proxy and network"
             }
+            (ErrorKind::Transport, Api::Blob) => {
+                "could not download the billing export file from Azure storage; check the network and \
+                 proxy (the storage host is named by the export's manifest); the next run reads it again"
+            }
             (ErrorKind::Timeout, _) => "the server did not answer in time; try again later",
             (ErrorKind::Uncertain, _) => {
                 "the write may have landed: do not simply re-run it; the next sync reads Halo \
@@ -654,9 +663,9 @@ pub struct Http {
     unreachable: std::sync::Mutex<std::collections::HashMap<String, String>>,
     options: HttpOptions,
     halo_limiter: Option<Arc<RollingWindow>>,
-    counters: [AtomicU64; 4],
+    counters: [AtomicU64; 5],
     /// 429 answers received per API, retried ones included.
-    throttled: [AtomicU64; 4],
+    throttled: [AtomicU64; 5],
 }
 
 impl Http {
@@ -927,6 +936,55 @@ impl Http {
             }
             attempt += 1;
         }
+    }
+
+    /// Opens a GET of a file whose body the caller streams (billing export blobs): no bearer token is
+    /// ever sent (the URL carries its own SAS), and no retry here (a stream that breaks half way is
+    /// restarted by the caller, which alone knows what it has consumed). A non-success status is an
+    /// [`ApiError`] with the URL redacted (the SAS `sig` never appears).
+    pub async fn open_stream(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ApiError> {
+        let redacted = redact_url(url);
+        self.counters[Api::Blob.index()].fetch_add(1, Ordering::Relaxed);
+        let transport = |f: Failure| ApiError {
+            api: Api::Blob,
+            method: "GET".into(),
+            url: redacted.clone(),
+            status: None,
+            kind: if f.timeout {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Transport
+            },
+            code: None,
+            message: f.message,
+            retry_after: None,
+        };
+        let resp = self
+            .client
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport(Failure::from(e)))?;
+        let status = resp.status();
+        tracing::debug!(api = %Api::Blob, method = "GET", url = %redacted, status = status.as_u16(), "http");
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Err(ApiError::from_response(&Response {
+            api: Api::Blob,
+            method: "GET".into(),
+            url: redacted,
+            status,
+            headers,
+            body,
+        }))
     }
 
     async fn execute_once(&self, req: &Request) -> Result<Response, Failure> {

@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod apply;
 pub mod auth;
+pub mod billing;
 pub mod bounded;
 pub mod catalog;
 pub mod cli;

@@ -310,6 +310,11 @@ pub fn plan_with(plan: &Plan, format: Format, layout: Layout) -> String {
                 out.push('\n');
                 out.push_str(&devices_grid(&plan.devices).to_table_width(layout.width));
             }
+            if let Some(billing) = crate::billing::render::grid(plan) {
+                out.push('\n');
+                // Not width-bound yet: its period cells ("current (estimate)") must stay whole.
+                out.push_str(&billing.to_table());
+            }
             out.push('\n');
             for l in wrap("", 2, &summary_line(plan), layout.width) {
                 out.push_str(&l);
@@ -331,6 +336,11 @@ pub fn plan_with(plan: &Plan, format: Format, layout: Layout) -> String {
             if !plan.devices.is_empty() {
                 out.push_str("### Devices\n\n");
                 out.push_str(&devices_grid(&plan.devices).to_markdown());
+                out.push('\n');
+            }
+            if let Some(billing) = crate::billing::render::grid(plan) {
+                out.push_str("### Billing\n\n");
+                out.push_str(&billing.to_markdown());
                 out.push('\n');
             }
             out

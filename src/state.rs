@@ -120,7 +120,7 @@ impl StateDir {
     }
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     let text = match crate::bounded::read(path, crate::bounded::STATE_BYTES) {
         Ok(t) => t,
         Err(e) if e.is_not_found() => return None,
@@ -144,7 +144,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = crate::redact::json(value).context("serialising state")?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

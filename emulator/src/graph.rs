@@ -116,6 +116,9 @@ fn route(st: &mut State, urls: &Urls, req: &Req) -> Resp {
         Err(r) => return r,
     };
     let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    if let ["reports", "partners", "billing", rest @ ..] = segs.as_slice() {
+        return crate::billing::graph(st, urls, req, &token, rest);
+    }
     if let Some(resp) = crate::app_permissions::route(st, urls, req, &token, &segs) {
         return resp;
     }

@@ -14,6 +14,7 @@
 //! caller blocks (e.g. on a child process); dropping the [`Emulator`] stops them and frees the ports.
 
 mod app_permissions;
+mod billing;
 mod echo;
 mod graph;
 mod halo;
@@ -34,6 +35,10 @@ use serde::{Deserialize, Serialize};
 pub use app_permissions::{
     APP_ADMIN_ROLES, CSP_SYNC_APP_ROLES, GRAPH_APP_ID, GRAPH_APP_ROLES, graph_role_id,
 };
+pub use billing::{
+    Billing, ExportData, ExportSettings, Generated, build_blobs, generated_line, invoice,
+    usage_line,
+};
 pub use scenario::{
     BomMode, Customer, GraphApp, HALO_ENTITIES, HaloApp, PartnerCenterApp, Scenario, Settings,
     State,
@@ -47,6 +52,8 @@ pub enum Api {
     PartnerCenter,
     Graph,
     Halo,
+    /// The Azure storage host of billing export blobs.
+    Blob,
 }
 
 /// One request received, with the status it got (`0` when the connection was dropped).
@@ -131,12 +138,12 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Starts the four servers on `127.0.0.1`, each on a free port.
+    /// Starts the five servers on `127.0.0.1`, each on a free port.
     pub async fn start(scenario: Scenario) -> std::io::Result<Emulator> {
         Self::start_on(scenario, "127.0.0.1", None)
     }
 
-    /// Starts the servers on `host`, on `base_port..base_port+3` (login, Partner Center, Graph, Halo) or on
+    /// Starts the servers on `host`, on `base_port..base_port+4` (login, Partner Center, Graph, Halo, blob storage) or on
     /// free ports when `None`.
     pub fn start_on(
         scenario: Scenario,
@@ -144,7 +151,7 @@ impl Emulator {
         base_port: Option<u16>,
     ) -> std::io::Result<Emulator> {
         let mut listeners = Vec::new();
-        for i in 0..4u16 {
+        for i in 0..5u16 {
             let port = base_port.map_or(0, |p| p + i);
             let l = std::net::TcpListener::bind((host, port)).map_err(|e| {
                 std::io::Error::new(
@@ -163,6 +170,7 @@ impl Emulator {
             partner_center: url(&listeners[1])?,
             graph: url(&listeners[2])?,
             halo: url(&listeners[3])?,
+            blob: url(&listeners[4])?,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -181,7 +189,13 @@ impl Emulator {
             .spawn(move || {
                 runtime.block_on(async move {
                     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                    let apis = [Api::Login, Api::PartnerCenter, Api::Graph, Api::Halo];
+                    let apis = [
+                        Api::Login,
+                        Api::PartnerCenter,
+                        Api::Graph,
+                        Api::Halo,
+                        Api::Blob,
+                    ];
                     for (l, api) in listeners.into_iter().zip(apis) {
                         match tokio::net::TcpListener::from_std(l) {
                             Ok(l) => {
@@ -226,6 +240,22 @@ impl Emulator {
     /// Halo root; the API is under `/api/...`, the token at `/auth/token`.
     pub fn halo_url(&self) -> String {
         self.shared.urls.halo.clone()
+    }
+
+    /// The storage host of billing export blobs (the manifests' `rootDirectory` points here).
+    pub fn blob_url(&self) -> String {
+        self.shared.urls.blob.clone()
+    }
+
+    /// Billing exports started so far (invoice ids; `current` for the unbilled estimate), in order.
+    pub fn exports_started(&self) -> Vec<String> {
+        billing::started(&self.shared.lock())
+    }
+
+    /// The gzip'd blobs the export of `key` (an invoice id, or `current`) will serve, built now and kept
+    /// (benchmarks compare them with `gzip -dc`). Later changes to that export's data are not picked up.
+    pub fn export_blobs(&self, key: &str) -> Vec<Vec<u8>> {
+        billing::prebuild(&mut self.shared.lock(), key)
     }
 
     /// A copy of the current data (including every write received).
@@ -307,7 +337,7 @@ impl Drop for Emulator {
     }
 }
 
-/// The standalone emulator: `--port N` (login N, Partner Center N+1, Graph N+2, Halo N+3; default free
+/// The standalone emulator: `--port N` (login N, Partner Center N+1, Graph N+2, Halo N+3, blob storage N+4; default free
 /// ports), `--scenario FILE|small|large` (default small), `--host H` (default 127.0.0.1), `--now RFC3339`
 /// (the instant the built-in scenarios are dated from; default the real time). Prints the URLs
 /// and the credentials it accepts, then serves until the process is stopped.
@@ -342,9 +372,9 @@ pub fn start_standalone(args: Vec<String>) -> Result<Option<Emulator>, String> {
                 port = Some(
                     v.parse::<u16>()
                         .ok()
-                        .filter(|p| *p < u16::MAX - 3)
+                        .filter(|p| *p < u16::MAX - 4)
                         .ok_or_else(|| {
-                            format!("--port {v}: not a port number below 65532; {USAGE}")
+                            format!("--port {v}: not a port number below 65531; {USAGE}")
                         })?,
                 );
             }
@@ -385,6 +415,7 @@ pub fn start_standalone(args: Vec<String>) -> Result<Option<Emulator>, String> {
         emu.halo_url(),
         emu.halo_url()
     );
+    println!("  blob storage   {}", emu.blob_url());
     println!("credentials accepted (emulator-only test values):");
     println!("  partner tenant id        {}", creds.partner_tenant_id);
     println!(

@@ -111,6 +111,7 @@ fn route(st: &mut State, req: &Req) -> Resp {
     };
     match (req.method.as_str(), &segs[1..]) {
         ("GET", ["customers"]) => customers(st, req),
+        ("GET", ["invoices"]) => Resp::json(200, &collection(st.billing.invoices.clone(), None)),
         ("GET", ["customers", id]) => match st.customer(id) {
             Some(c) => Resp::json(200, &customer_json(c)),
             None => not_found_customer(id),

@@ -189,6 +189,9 @@ pub struct Scenario {
     pub halo: BTreeMap<String, Vec<Value>>,
     #[serde(default)]
     pub settings: Settings,
+    /// Partner Center invoices and the Azure usage their exports hold.
+    #[serde(default)]
+    pub billing: crate::billing::Billing,
 }
 
 /// The mutable state handed to [`crate::Emulator::with_state`]: the scenario (reachable through `Deref`)

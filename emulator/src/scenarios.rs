@@ -1335,7 +1335,9 @@ impl Scenario {
                 now: Some(now),
                 ..Settings::default()
             },
+            billing: crate::billing::Billing::default(),
         };
+        sc.billing = crate::billing::sample(&sc.customers, now);
         // Every tenant where the Graph app is consented also has its service principal with the
         // application permissions granted (Woodgrove Bank has neither).
         sc.provision_consented(None);

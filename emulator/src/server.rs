@@ -21,6 +21,7 @@ pub(crate) struct Urls {
     pub partner_center: String,
     pub graph: String,
     pub halo: String,
+    pub blob: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +82,7 @@ pub(crate) struct Runtime {
     pub halo_window: VecDeque<std::time::Instant>,
     /// Device-code flow: device code -> (client id, polls so far).
     pub device_codes: HashMap<String, (String, u32)>,
+    pub billing: crate::billing::BillingRuntime,
     /// Error replies echo the request, headers and body included (see `echo.rs`).
     pub echo_requests: bool,
 }
@@ -240,6 +242,7 @@ fn dispatch(st: &mut State, urls: &Urls, api: Api, req: &Req) -> Resp {
         Api::PartnerCenter => crate::partner_center::handle(st, req),
         Api::Graph => crate::graph::handle(st, urls, req),
         Api::Halo => crate::halo::handle(st, urls, req),
+        Api::Blob => crate::billing::blob(st, req),
     }
 }
 
@@ -249,6 +252,7 @@ fn fault_response(api: Api, kind: &FaultKind) -> Resp {
         Api::PartnerCenter => crate::partner_center::fault_response(kind),
         Api::Graph => crate::graph::fault_response(kind),
         Api::Halo => crate::halo::fault_response(kind),
+        Api::Blob => crate::graph::fault_response(kind),
     }
 }
 

@@ -397,6 +397,9 @@ pub(crate) async fn apply_and_record(
         }
         state.save_last_seen(&seen)?;
         crate::modules::assets::record(state, planned, started)?;
+        if let Some(billing) = &planned.billing_state {
+            crate::billing::record_invoices(billing.clone(), &report).save(state)?;
+        }
     }
     let mut by_action: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &report.applied {

@@ -41,6 +41,7 @@ registry! {
     licences::Licences,
     tenants::Tenants,
     assets::Assets,
+    billing::Billing,
 }
 
 /// The registered module of that name, if it is implemented.
@@ -103,6 +104,12 @@ pub struct Outputs {
     pub seen: Vec<String>,
     /// Existing Halo clients the tenants module adopts (the config is written only by a real sync).
     pub adopt: Vec<tenants::Adoption>,
+    /// The billing module's per-period figures.
+    pub billing: Vec<crate::plan::billing::PeriodBill>,
+    /// The billing module's estimate of the open period.
+    pub estimates: Vec<crate::plan::billing::Estimate>,
+    /// The billing state moved forward (running exports, periods done), saved after a real sync.
+    pub billing_state: Option<crate::billing::state::BillingState>,
     /// The assets module's device summary.
     pub devices: Vec<crate::plan::assets::DeviceSummary>,
     /// Device keys ("tenant/intune id") to stamp as last seen after a sync.

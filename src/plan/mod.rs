@@ -5,6 +5,7 @@
 //! `sync --plan` reads it back and applies exactly its changes.
 
 pub mod assets;
+pub mod billing;
 pub mod contract;
 pub mod licences;
 pub mod schema;
@@ -279,6 +280,13 @@ pub struct Plan {
     /// flags. Informational: `sync --plan` writes nothing from it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seats: Vec<licences::SeatRow>,
+    /// The billing module's figures per billed period: each customer's cost, price and margin, and the
+    /// total next to the export's own. Informational; the invoices themselves are changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub billing: Vec<billing::PeriodBill>,
+    /// The open period's estimate (SPEC 7): never changes, never counted by `--detailed-exitcode`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimates: Vec<billing::Estimate>,
     /// The device summary of the assets module, per tenant. Informational, like `seats`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<assets::DeviceSummary>,
@@ -301,6 +309,8 @@ impl Plan {
             tenants,
             summary,
             seats: Vec::new(),
+            billing: Vec::new(),
+            estimates: Vec::new(),
             devices: Vec::new(),
         }
     }

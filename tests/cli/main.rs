@@ -6,6 +6,8 @@ mod support;
 
 mod assets;
 mod basics;
+mod billing;
+mod billing_reader;
 mod contract;
 mod doctor;
 mod fault_matrix;
