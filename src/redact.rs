@@ -208,8 +208,9 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    fn emit(&mut self, upto: usize) -> std::io::Result<()> {
-        let line: Vec<u8> = self.pending.drain(..upto).collect();
+    /// Masks and writes what is pending (a whole line, or the rest on flush).
+    fn emit(&mut self) -> std::io::Result<()> {
+        let line = std::mem::take(&mut self.pending);
         let shown = text(&String::from_utf8_lossy(&line)).into_owned();
         self.inner.write_all(shown.as_bytes())
     }
@@ -217,16 +218,21 @@ impl<W: Write> Writer<W> {
 
 impl<W: Write> Write for Writer<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        while let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
-            self.emit(i + 1)?;
+        // Only the new bytes are searched for line ends: compact JSON is one long line written in many
+        // small pieces, and searching the whole pending line on every piece made it quadratic.
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            self.pending.extend_from_slice(&rest[..=i]);
+            self.emit()?;
+            rest = &rest[i + 1..];
         }
+        self.pending.extend_from_slice(rest);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
-            self.emit(self.pending.len())?;
+            self.emit()?;
         }
         self.inner.flush()
     }
