@@ -15,6 +15,7 @@
 
 mod app_permissions;
 mod billing;
+mod churn;
 mod echo;
 mod graph;
 mod halo;
@@ -39,6 +40,7 @@ pub use billing::{
     Billing, ExportData, ExportSettings, Generated, build_blobs, generated_line, invoice,
     usage_line,
 };
+pub use churn::Churn;
 pub use scenario::{
     BomMode, Customer, GraphApp, HALO_ENTITIES, HaloApp, PartnerCenterApp, Scenario, Settings,
     State,
@@ -319,6 +321,12 @@ impl Emulator {
         out.extend(st.rt.refresh_tokens.keys().cloned());
         out.retain(|s| !s.is_empty());
         out
+    }
+
+    /// When each Halo request still inside the rate window ([`Scenario::set_halo_rate_limit`]) was
+    /// counted, oldest first (empty without a limit). A benchmark's lower bound on wall time starts from it.
+    pub fn halo_window(&self) -> Vec<std::time::Instant> {
+        self.shared.lock().rt.halo_window.iter().copied().collect()
     }
 
     pub fn clear_requests(&self) {

@@ -141,6 +141,10 @@ pub struct Settings {
     /// Halo access tokens stop working this many seconds after they were issued, whatever `expires_in`
     /// (`token_lifetime_secs`) told the client. `None` = when `expires_in` says.
     pub halo_token_dies_after_secs: Option<u64>,
+    /// Network latency added to every request of every API before it is handled, milliseconds (0 = none).
+    /// Not a documented service behaviour: the round trip to a cloud API, for benchmarks. Requests wait
+    /// concurrently, so a client that overlaps requests pays it once per round of them.
+    pub latency_ms: u64,
 }
 
 impl Default for Settings {
@@ -159,6 +163,7 @@ impl Default for Settings {
             halo_list_azureoid: true,
             halo_unkept_fields: Vec::new(),
             halo_token_dies_after_secs: None,
+            latency_ms: 0,
         }
     }
 }
@@ -448,6 +453,11 @@ impl Scenario {
 
     pub fn set_halo_rate_limit(&mut self, limit: Option<(usize, u64)>) {
         self.settings.halo_rate_limit = limit;
+    }
+
+    /// Every request of every API waits this long before it is handled (see [`Settings::latency_ms`]).
+    pub fn set_latency(&mut self, latency: std::time::Duration) {
+        self.settings.latency_ms = latency.as_millis() as u64;
     }
 
     /// `true` = every second Partner Center response starts with a BOM; `false` = never.

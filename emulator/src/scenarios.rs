@@ -58,23 +58,28 @@ pub(crate) const ROLE_LICENSE_ADMIN: &str = "4d6ac14f-3453-41d0-bef9-a3e0c569773
 pub(crate) const ROLE_INTUNE_ADMIN: &str = "3a2c62db-5318-420d-8d74-23affee5d9d5";
 pub(crate) const ROLE_CLOUD_APP_ADMIN: &str = "158c047a-c907-4556-b7ef-446551a6b5f7";
 
-const DAY: i64 = 86_400;
+pub(crate) const DAY: i64 = 86_400;
 
-fn day_start(now: i64) -> i64 {
+pub(crate) fn day_start(now: i64) -> i64 {
     now - now.rem_euclid(DAY)
 }
 
-struct UserSpec<'a> {
-    upn: &'a str,
-    given: &'a str,
-    surname: &'a str,
-    mail: Option<&'a str>,
-    enabled: bool,
-    guest: bool,
-    skus: &'a [&'a str],
+pub(crate) struct UserSpec<'a> {
+    pub upn: &'a str,
+    pub given: &'a str,
+    pub surname: &'a str,
+    pub mail: Option<&'a str>,
+    pub enabled: bool,
+    pub guest: bool,
+    pub skus: &'a [&'a str],
 }
 
-fn graph_user(rng: &mut fastrand::Rng, u: &UserSpec<'_>, company: &str, created: i64) -> Value {
+pub(crate) fn graph_user(
+    rng: &mut fastrand::Rng,
+    u: &UserSpec<'_>,
+    company: &str,
+    created: i64,
+) -> Value {
     let display = if u.surname.is_empty() {
         u.given.to_string()
     } else {
@@ -290,7 +295,13 @@ fn gdap(
     })
 }
 
-fn device(rng: &mut fastrand::Rng, user: &Value, n: usize, kind: usize, now: i64) -> Value {
+pub(crate) fn device(
+    rng: &mut fastrand::Rng,
+    user: &Value,
+    n: usize,
+    kind: usize,
+    now: i64,
+) -> Value {
     let (os, model, maker, prefix) = match kind % 3 {
         0 => ("Windows", "Latitude 5440", "Dell Inc.", "LT"),
         1 => ("Windows", "ThinkPad T14 Gen 4", "LENOVO", "LT"),

@@ -290,15 +290,18 @@ async fn handle_http(
         body,
     };
 
-    let fault = {
+    let (fault, latency_ms) = {
         let mut st = shared.lock();
         st.rt.arrivals.push((
             api,
             req.method.clone(),
             format!("{}?{}", req.path, req.query),
         ));
-        take_fault(&mut st, api, &req)
+        (take_fault(&mut st, api, &req), st.settings.latency_ms)
     };
+    if latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
+    }
     let resp = match fault {
         Some(FaultKind::Latency(d)) => {
             tokio::time::sleep(d).await;
