@@ -15,6 +15,7 @@ mod faults;
 mod fidelity;
 mod licences;
 mod metrics;
+mod microsoft_requests;
 mod reliability;
 mod render;
 mod runs_undo;
