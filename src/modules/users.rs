@@ -26,6 +26,8 @@ pub struct UsersRead {
     pub state: Option<TenantUsersState>,
     /// Whether the users came from a delta round on the stored read (not a full read).
     pub via_delta: bool,
+    /// The tenant's users as of the last sync (the stored read), for the reasons of the plan.
+    pub previous: Option<Vec<EntraUser>>,
 }
 
 const INACTIVE: &[(&str, &str)] = &[("includeinactive", "true")];
@@ -54,7 +56,13 @@ impl SyncModule for Users {
         let mut r = UsersRead::default();
         let directory = match cx.source.graph_skus(cx.apis).await {
             Err(e) => Err(e.clone()),
-            Ok(skus) => read_users(cx.config, cx.apis, id, cx.state.tenant_users(id), cx.now)
+            Ok(skus) => {
+                let stored = cx.state.tenant_users(id);
+                r.previous = stored
+                    .as_ref()
+                    .filter(|st| !st.users.is_empty())
+                    .map(|st| st.users.clone());
+                read_users(cx.config, cx.apis, id, stored, cx.now)
                 .await
                 .map(|(users, st, via_delta)| {
                     r.state = Some(st);
@@ -67,7 +75,8 @@ impl SyncModule for Users {
                             .map(|s| (s.sku_id.clone(), s.sku_part_number.clone()))
                             .collect(),
                     }
-                }),
+                })
+            }
         };
         r.directory = Some(directory);
         r
@@ -138,6 +147,7 @@ impl SyncModule for Users {
                     halo_client_id: t.entry.halo_client_id.unwrap_or(0),
                     site_id: t.entry.halo_site_id,
                     directory: dir.as_ref().map_err(Clone::clone),
+                    previous: r.previous.as_deref(),
                 });
             }
         }
@@ -218,10 +228,11 @@ async fn read_users(
             .iter()
             .map(GraphUser::to_model)
             .collect();
+        // The users are kept without a delta link too: the next plan's reasons compare with them.
         let state = TenantUsersState {
             delta_link: None,
             last_full_read: Some(now.to_string()),
-            users: Vec::new(),
+            users: users.clone(),
             removed: Vec::new(),
         };
         return Ok((users, state, false));

@@ -2,10 +2,11 @@
 //! the markdown and the JSON. Dates are replaced by `[date]` so the snapshots hold at whatever instant
 //! `CSP_SYNC_TEST_NOW` pins (the estate is dated from it, so day counts do not move).
 
+use crate::demo_script;
 use crate::estate;
 use crate::support::{Env, text};
 
-/// The first diff of the demo (`examples/demo.rs`: the small estate, the default config).
+/// The first diff of the demo (`examples/demo.rs`: the small estate, the demo's config of every module).
 fn first_diff(env: &Env, columns: &str, args: &[&str]) -> String {
     let out = env.run_env(args, &[("COLUMNS", columns)]);
     // Woodgrove Bank's Graph app is not consented in the demo estate: the diff reports it (exit 1).
@@ -31,7 +32,7 @@ fn widest(s: &str) -> usize {
 
 #[test]
 fn the_demo_estates_first_diff_reads_well_in_every_format() {
-    let env = Env::new(&estate::ConfigOptions::default());
+    let env = Env::new(&demo_script::options());
     for columns in ["80", "120"] {
         let table = first_diff(&env, columns, &["-o", "table", "diff"]);
         let width: usize = columns.parse().unwrap();

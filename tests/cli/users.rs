@@ -195,7 +195,25 @@ fn first_sync_creates_in_scope_users_on_the_main_site_and_links_contacts() {
         assert!(linked(&env, &oid(&env, CONTOSO, upn)).is_empty(), "{upn}");
     }
     assert_eq!(halo_user(&env, 1003)["azureoid"], json!(""));
-    assert_eq!(plan["summary"]["conflicts"], json!(2), "{plan}");
+    // One conflict, naming both by UPN and object id (issue 19: it was listed twice, both as grace.hall@).
+    assert_eq!(plan["summary"]["conflicts"], json!(1), "{plan}");
+    let conflict = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["conflicts"].as_array().unwrap())
+        .next()
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for upn in ["grace.hall@contoso.co.uk", "g.hall@contoso.co.uk"] {
+        let o = oid(&env, CONTOSO, upn);
+        assert!(
+            conflict.contains(&format!("{upn} (object id {o})")),
+            "{conflict}"
+        );
+    }
 
     // Exactly six records were created, with integer ids.
     assert_eq!(halo_users(&env).len(), before + 6);
