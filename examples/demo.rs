@@ -65,9 +65,12 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("csp-sync-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = estate::write_config(&em, &dir, &demo_script::options());
+    // The refresh tokens live in files of their own, removed when the demo ends (unlike the config).
+    let secrets = tempfile::tempdir().expect("temp dir for the demo's refresh tokens");
+    let (set, _) = demo_script::secret_vars(estate::secret_env(&em), secrets.path());
     // SAFETY: as below.
     unsafe { std::env::set_var("CSP_SYNC_NOW", now.to_string()) };
-    for (k, v) in estate::secret_env(&em) {
+    for (k, v) in set {
         // SAFETY: set before any csp-sync code runs; the emulator's thread reads no environment.
         unsafe { std::env::set_var(k, v) };
     }

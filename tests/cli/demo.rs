@@ -7,13 +7,22 @@ use crate::support::{Env, text};
 #[test]
 fn the_demo_is_short_and_narrow() {
     let env = Env::new(&demo_script::options());
+    let secrets = tempfile::tempdir().unwrap();
+    let (set, unset) = demo_script::secret_vars(crate::estate::secret_env(&env.em), secrets.path());
     let mut lines =
         vec!["Emulator: Partner Center http://127.0.0.1:65535, Graph ..., Halo ...".to_string()];
     let mut codes = Vec::new();
     for args in demo_script::STEPS {
         let mut full = vec!["-o", "json"];
         full.extend_from_slice(args);
-        let out = env.run(&full);
+        let mut cmd = env.command(&full);
+        for k in &unset {
+            cmd.env_remove(k);
+        }
+        cmd.envs(set.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().unwrap();
+        env.assert_no_leak(&full, &out);
         let code = out.status.code().unwrap_or(1);
         codes.push(code);
         lines.extend(demo_script::step_lines(

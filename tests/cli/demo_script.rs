@@ -41,6 +41,33 @@ pub const STEPS: &[&[&str]] = &[
     &["diff", "--detailed-exitcode"],
 ];
 
+/// The demo's secrets: the client secrets as environment variables, the refresh tokens (which Microsoft
+/// rotates on use) in files named by `CSP_SYNC_*_FILE` under `dir`, so csp-sync keeps them current as a real
+/// set-up would. Returns the variables to set and those to unset; `dir` should not outlive the demo.
+pub fn secret_vars(
+    secrets: Vec<(String, String)>,
+    dir: &Path,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut set = Vec::new();
+    let mut unset = Vec::new();
+    for (k, v) in secrets {
+        if k.ends_with("_REFRESH_TOKEN") {
+            let path = dir.join(k.to_lowercase());
+            std::fs::write(&path, format!("{v}\n")).expect("write a refresh token file");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+            set.push((format!("{k}_FILE"), path.display().to_string()));
+            unset.push(k);
+        } else {
+            set.push((k, v));
+        }
+    }
+    (set, unset)
+}
+
 /// A line of at most [`WIDTH`] columns per piece: longer lines wrap with an indent, nothing is cut off.
 pub fn fit(line: &str) -> Vec<String> {
     if line.chars().count() <= WIDTH {
@@ -86,6 +113,8 @@ pub fn closing_lines(config: &Path) -> Vec<String> {
          estimate, never as a change).\n\
          \nThe config is kept for a look (the emulator it points at stops with this demo; its state is beside it):\n  {}\n\
          Each step ran with -o json and shows its summary; `-o table` shows one line per change, `--wide` every field.\n\
+         The refresh tokens sat in CSP_SYNC_*_REFRESH_TOKEN_FILE files (removed with the demo), so csp-sync could\n\
+         keep the ones Microsoft rotates; client secrets came from CSP_SYNC_* variables (README: \"Secrets\").\n\
          A real set-up needs: a Partner Center app and its refresh token (`csp-sync auth login partner-center`),\n\
          a multi-tenant Graph app consented in each customer (`csp-sync tenants consent`), a Halo API client\n\
          (`csp-sync auth set halo`), then `csp-sync init`, `csp-sync tenants map` and `csp-sync doctor`\n\
