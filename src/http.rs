@@ -30,7 +30,7 @@ use tokio::time::Instant;
 pub const RETRY_SCALE_ENV: &str = "CSP_SYNC_RETRY_SCALE";
 
 /// The longest `Retry-After` honoured before giving up (so a cron job never hangs for hours).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Characters of a response body kept in errors and trace logs.
 const EXCERPT_CHARS: usize = 300;
 
@@ -810,6 +810,21 @@ impl Http {
                 wait,
                 cause,
             });
+    }
+
+    /// Records a retry a caller takes itself for part of a response (a Graph `$batch` item, which
+    /// [`Http::send_raw`] cannot see): listed in [`Http::retries`], and when `throttled` counted in
+    /// [`Http::throttled_count`] like a 429 of a whole request.
+    pub fn note_part_retry(&self, api: Api, attempt: u32, wait: Duration, throttled: bool) {
+        if throttled {
+            self.throttled[api.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        let cause = if throttled {
+            "throttled"
+        } else {
+            "server error"
+        };
+        self.note_retry(api, attempt, wait, cause);
     }
 
     /// Requests sent to `api` so far, retries included.

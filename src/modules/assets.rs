@@ -49,8 +49,7 @@ impl SyncModule for Assets {
     ];
 
     async fn read_tenant(&self, cx: &TenantCx<'_>) -> Option<DeviceRead> {
-        let id = &cx.target.entry.customer_id;
-        Some(match cx.apis.graph.managed_devices(id).await {
+        Some(match cx.source.take_devices(cx.apis).await {
             Ok(devices) => {
                 DeviceRead::Devices(devices.iter().map(GraphManagedDevice::to_model).collect())
             }
