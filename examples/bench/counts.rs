@@ -7,9 +7,9 @@ use csp_sync_emulator::{Api, RequestRecord};
 
 use crate::args::Reads;
 
-/// Halo entities whose reads can be one report each (issue 10: `USERS`, `SITE`, `AREA`, `Licence`);
-/// assets keep their list read.
-const REPORTABLE: [&str; 4] = ["Client", "Site", "Users", "SoftwareLicence"];
+/// Halo entities read with one report each under `bulk_read = "report"` (issue 10: contacts, sites and
+/// licences); clients and assets keep their list reads.
+const REPORTABLE: [&str; 3] = ["Site", "Users", "SoftwareLicence"];
 
 /// Records per Halo list page (Halo caps `page_size` at 100) and per write batch.
 const HALO_PAGE: usize = 100;
@@ -116,9 +116,20 @@ fn join<K: std::fmt::Display, V: std::fmt::Display>(m: &BTreeMap<K, V>) -> Strin
 }
 
 /// Every API's row, and the Halo figures of the bound.
+///
+/// `log` is the emulator's log with Graph `$batch` items after their POST ([`RequestRecord::batch`]): the
+/// requests counted are the HTTP ones, the items are shown in the detail.
 pub fn rows(log: &[RequestRecord], estate: &Estate, reads: Reads) -> (Vec<Row>, HaloFigures) {
-    let of = |api: Api| log.iter().filter(move |r| r.api == api);
-    let too_many = |api: Api| of(api).filter(|r| r.status == 429).count();
+    let of = |api: Api| {
+        log.iter()
+            .filter(move |r| r.api == api && r.batch.is_none())
+    };
+    // A 429 on a `$batch` item is one too (Graph throttles items one by one).
+    let too_many = |api: Api| {
+        log.iter()
+            .filter(|r| r.api == api && r.status == 429)
+            .count()
+    };
 
     // Halo.
     let mut tokens = 0;
@@ -212,16 +223,15 @@ pub fn rows(log: &[RequestRecord], estate: &Estate, reads: Reads) -> (Vec<Row>, 
 
     // Graph.
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut batch_items = 0;
-    for r in of(Api::Graph) {
+    let mut items: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in log.iter().filter(|r| r.api == Api::Graph) {
         let p = r.path.as_str();
         let kind = if p.ends_with("/$batch") {
-            batch_items += r
-                .body
-                .as_ref()
-                .and_then(|b| b["requests"].as_array())
-                .map_or(0, Vec::len);
             "$batch"
+        } else if p.ends_with("/users/delta")
+            && r.query.to_ascii_lowercase().contains("deltatoken=latest")
+        {
+            "users/delta latest"
         } else if p.ends_with("/users/delta") {
             "users/delta"
         } else if p.ends_with("/users") {
@@ -235,7 +245,12 @@ pub fn rows(log: &[RequestRecord], estate: &Estate, reads: Reads) -> (Vec<Row>, 
         } else {
             "other"
         };
-        *kinds.entry(kind).or_default() += 1;
+        let into = if r.batch.is_some() {
+            &mut items
+        } else {
+            &mut kinds
+        };
+        *into.entry(kind).or_default() += 1;
     }
     let with_assets = estate.modules.contains(&"assets");
     let user_pages = if estate.first {
@@ -251,8 +266,13 @@ pub fn rows(log: &[RequestRecord], estate: &Estate, reads: Reads) -> (Vec<Row>, 
     // The first page of each read folds into one $batch; further pages follow their nextLink.
     let graph_per_tenant = user_pages + device_pages - 1;
     let mut detail = join(&kinds);
-    if batch_items > 0 {
-        let _ = write!(detail, " ($batch items {batch_items})");
+    if !items.is_empty() {
+        let _ = write!(
+            detail,
+            " (in the batches: {}, {} items)",
+            join(&items),
+            items.values().sum::<usize>()
+        );
     }
     let graph = Row {
         api: "Graph",

@@ -74,7 +74,10 @@ fn main() {
     };
     let bin = child::build_binary().unwrap_or_else(|e| fail(e));
     // Started while this process is small: see `child`.
-    let mut launcher = child::Launcher::start().unwrap_or_else(|e| fail(e));
+    let mut launchers = [
+        child::Launcher::start().unwrap_or_else(|e| fail(e)),
+        child::Launcher::start().unwrap_or_else(|e| fail(e)),
+    ];
     let planner_lines = if args.planner_users > 0 {
         planners::run(args.planner_users)
     } else {
@@ -82,7 +85,7 @@ fn main() {
     };
     let mut summary = Vec::new();
     for &reads in &args.reads {
-        bench_reads(&mut launcher, &bin, &args, reads, &mut summary);
+        bench_reads(&mut launchers, &bin, &args, reads, &mut summary);
     }
     print_summary(&args, &summary, &planner_lines);
 }
@@ -96,9 +99,40 @@ fn modules(args: &Args) -> Vec<&'static str> {
     m
 }
 
+/// The estate as the next run will find it.
+fn snapshot(em: &Emulator, args: &Args, pc_page: usize) -> counts::Estate {
+    em.with_state(|st| counts::Estate {
+        halo: HALO_ENTITIES
+            .iter()
+            .map(|(e, _)| (e.to_string(), st.halo_records(e).len()))
+            .collect::<BTreeMap<_, _>>(),
+        tenants: st
+            .customers
+            .iter()
+            .filter(|c| c.halo_client_id.is_some())
+            .count(),
+        customers: st.customers.len(),
+        max_users: st
+            .customers
+            .iter()
+            .map(|c| c.users.len())
+            .max()
+            .unwrap_or(0),
+        max_devices: st
+            .customers
+            .iter()
+            .map(|c| c.devices.len())
+            .max()
+            .unwrap_or(0),
+        pc_page,
+        modules: modules(args),
+        first: st.halo_records("Users").is_empty(),
+    })
+}
+
 /// The first, second, steady-state and churn syncs of one fresh estate with one read mode.
 fn bench_reads(
-    launcher: &mut child::Launcher,
+    launchers: &mut [child::Launcher; 2],
     bin: &Path,
     args: &Args,
     reads: Reads,
@@ -168,33 +202,7 @@ fn bench_reads(
                 c.removed_devices
             );
         }
-        let estate = em.with_state(|st| counts::Estate {
-            halo: HALO_ENTITIES
-                .iter()
-                .map(|(e, _)| (e.to_string(), st.halo_records(e).len()))
-                .collect::<BTreeMap<_, _>>(),
-            tenants: st
-                .customers
-                .iter()
-                .filter(|c| c.halo_client_id.is_some())
-                .count(),
-            customers: st.customers.len(),
-            max_users: st
-                .customers
-                .iter()
-                .map(|c| c.users.len())
-                .max()
-                .unwrap_or(0),
-            max_devices: st
-                .customers
-                .iter()
-                .map(|c| c.devices.len())
-                .max()
-                .unwrap_or(0),
-            pc_page,
-            modules: modules(args),
-            first: st.halo_records("Users").is_empty(),
-        });
+        let estate = snapshot(&em, args, pc_page);
         let start = Instant::now();
         let prior: Vec<Duration> = em
             .halo_window()
@@ -202,7 +210,7 @@ fn bench_reads(
             .map(|t| start.saturating_duration_since(t))
             .collect();
         em.clear_requests();
-        let r = launcher
+        let r = launchers[0]
             .run(
                 bin,
                 &["--config", &config_arg, "-q", "-o", "json", "sync"],
@@ -261,6 +269,117 @@ fn bench_reads(
                 .collect(),
         });
     }
+    side_by_side(
+        launchers,
+        bin,
+        &em,
+        args,
+        reads,
+        &config_arg,
+        &env,
+        pc_page,
+        summary,
+    );
+}
+
+/// A cron `sync` and a CI `diff` started together on the same state directory, right after the last
+/// sync (its requests still in Halo's window): together they must never make Halo answer 429 (SPEC 9),
+/// and wait only as long as the window requires.
+#[allow(clippy::too_many_arguments)]
+fn side_by_side(
+    launchers: &mut [child::Launcher; 2],
+    bin: &Path,
+    em: &Emulator,
+    args: &Args,
+    reads: Reads,
+    config: &str,
+    env: &[(String, String)],
+    pc_page: usize,
+    summary: &mut Vec<Summary>,
+) {
+    let run = "sync + diff together";
+    let estate = snapshot(em, args, pc_page);
+    let start = Instant::now();
+    let prior: Vec<Duration> = em
+        .halo_window()
+        .into_iter()
+        .map(|t| start.saturating_duration_since(t))
+        .collect();
+    em.clear_requests();
+    let [a, b] = launchers;
+    let (sync, diff) = std::thread::scope(|s| {
+        let sync = s.spawn(|| a.run(bin, &["--config", config, "-q", "-o", "json", "sync"], env));
+        let diff = b.run(bin, &["--config", config, "-q", "-o", "json", "diff"], env);
+        (sync.join(), diff)
+    });
+    let sync = sync
+        .unwrap_or_else(|_| fail("the sync's thread panicked"))
+        .unwrap_or_else(|e| fail(e));
+    let diff = diff.unwrap_or_else(|e| fail(e));
+    let wall = start.elapsed();
+    let log = em.requests();
+    let (rows, halo) = counts::rows(&log, &estate, reads);
+    let (rate, per) = args.halo_rate;
+    let window = bound::halo_window(
+        &prior,
+        halo.windowed,
+        rate as usize,
+        Duration::from_secs(u64::from(per)),
+    );
+    let trips = bound::round_trips(&halo);
+    let latency = args.latency * trips as u32;
+    let lower = window.max(latency);
+    let cpu = sync.cpu.zip(diff.cpu).map(|(x, y)| x + y);
+    let peak = sync.peak_bytes.zip(diff.peak_bytes).map(|(x, y)| x.max(y));
+    println!(
+        "\n{} / {run}: exit {} (sync) and {} (diff); wall {} (sync {}, diff {}; lower bound {}: Halo window {} \
+         for {} requests of both, {trips} round trips {}; {:.2}x); CPU {} (both); peak {} (larger)",
+        reads.label(),
+        sync.code,
+        diff.code,
+        secs(wall),
+        secs(sync.wall),
+        secs(diff.wall),
+        secs(lower),
+        secs(window),
+        halo.windowed,
+        secs(latency),
+        wall.as_secs_f64() / lower.as_secs_f64().max(1e-3),
+        cpu.map_or("n/a".into(), secs),
+        peak.map_or("n/a".into(), mb),
+    );
+    println!(
+        "  {:<16} {:>8} {:>8} {:>5}  detail (both runs; minimum twice one run's)",
+        "API", "requests", "minimum", "429"
+    );
+    for row in &rows {
+        println!(
+            "  {:<16} {:>8} {:>8} {:>5}  {}",
+            row.api,
+            row.requests,
+            2 * row.minimum,
+            row.too_many,
+            row.detail
+        );
+    }
+    for (what, r) in [("sync", &sync), ("diff", &diff)] {
+        if r.code != 0 {
+            println!("  the {what}'s stderr (end):\n{}", r.stderr_tail.trim_end());
+        }
+    }
+    summary.push(Summary {
+        reads,
+        run,
+        code: if sync.code != 0 { sync.code } else { diff.code },
+        wall,
+        bound: lower,
+        cpu,
+        peak,
+        apis: rows
+            .iter()
+            .map(|r| (r.requests, 2 * r.minimum, r.too_many))
+            .collect(),
+    });
 }
 
 fn print_summary(args: &Args, summary: &[Summary], planner_lines: &[String]) {
