@@ -1371,6 +1371,7 @@ fn licence_change(
 mod tests {
     use super::*;
     use crate::plan::Summary;
+    use crate::plan::test_support::written as field;
     use serde_json::json;
 
     const TENANT: &str = "aaaaaaaa-0000-0000-0000-000000000001";
@@ -1447,10 +1448,6 @@ mod tests {
 
     fn changes(p: &LicencesPlan) -> Vec<&Change> {
         p.tenants.iter().flat_map(|t| &t.changes).collect()
-    }
-
-    fn field<'c>(c: &'c Change, name: &str) -> Option<&'c Value> {
-        c.fields.iter().find(|f| f.field == name).map(|f| &f.to)
     }
 
     /// Applies a plan's changes to the snapshot the way Halo would: creates get the next id, updates and
