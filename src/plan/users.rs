@@ -430,10 +430,25 @@ fn non_empty(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The tenant (lower-case) each linked Halo user belongs to, by Halo id (see the module comment).
-struct Owners(HashMap<i64, String>);
+/// The tenant (lower-case) each linked Halo user belongs to, by Halo id (see the module comment), and
+/// each tenant's users (positions in the snapshot's users), so a tenant's leavers are found without a scan
+/// of every Halo user per tenant.
+struct Owners(HashMap<i64, String>, HashMap<String, Vec<usize>>);
 
 impl Owners {
+    /// The Halo users owned by `tenant` (lower-case), in snapshot order.
+    fn users_of<'h>(
+        &'h self,
+        tenant: &str,
+        users: &'h [HaloUser],
+    ) -> impl Iterator<Item = &'h HaloUser> + 'h {
+        self.1
+            .get(tenant)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|&i| users.get(i))
+    }
+
     /// The object id a Halo user is linked to when it is linked to `tenant` (lower-case).
     fn linked_oid(&self, u: &HaloUser, tenant: &str) -> Option<String> {
         let oid = non_empty(u.azureoid.as_deref())?;
@@ -498,7 +513,13 @@ fn link_owners(tenants: &[TenantUsersInput], halo: &HaloSnapshot, memory: UsersM
             out.insert(u.id, t);
         }
     }
-    Owners(out)
+    let mut by_tenant: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, u) in halo.users.iter().enumerate() {
+        if let Some(t) = out.get(&u.id) {
+            by_tenant.entry(t.clone()).or_default().push(i);
+        }
+    }
+    Owners(out, by_tenant)
 }
 
 /// The e-mail address Halo should hold for a user: `mail`, else the UPN.
@@ -1287,9 +1308,8 @@ impl TenantPlanner<'_, '_> {
     ) -> Vec<Change> {
         let grace = self.policy.leaver_grace_days;
         let mut leavers: Vec<&HaloUser> = self
-            .halo
-            .users
-            .iter()
+            .owners
+            .users_of(&self.tenant, &self.halo.users)
             .filter(|u| !u.inactive)
             .filter(|u| {
                 self.owners
@@ -1365,9 +1385,8 @@ impl TenantPlanner<'_, '_> {
         deactivations.sort_by(change_order);
         let name = self.input.name;
         let active_linked = self
-            .halo
-            .users
-            .iter()
+            .owners
+            .users_of(&self.tenant, &self.halo.users)
             .filter(|u| !u.inactive && self.owners.linked_oid(u, &self.tenant).is_some())
             .count();
         let n = deactivations.len();

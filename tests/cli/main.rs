@@ -17,6 +17,8 @@ mod faults;
 mod fidelity;
 mod licences;
 mod metrics;
+mod microsoft_requests;
+mod rate_window;
 mod reliability;
 mod render;
 mod runs_undo;

@@ -1,6 +1,6 @@
 //! Snapshots of how the demo estate's first diff reads: the table at 80 and 120 columns (and `--wide`),
-//! the markdown and the JSON. Dates are replaced by `[date]` so the snapshots hold at whatever instant
-//! `CSP_SYNC_TEST_NOW` pins (the estate is dated from it, so day counts do not move).
+//! the markdown and the JSON. Dates, billing months and invoice ids are replaced so the snapshots hold
+//! at whatever instant `CSP_SYNC_TEST_NOW` pins (the estate is dated from it, so day counts do not move).
 
 use crate::demo_script;
 use crate::estate;
@@ -19,6 +19,9 @@ fn snapshot(name: &str, value: &str) {
         filters => vec![
             (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[time]"),
             (r"\d{4}-\d{2}-\d{2}", "[date]"),
+            // The billing period and its Partner Center invoice id move with the pinned instant too.
+            (r"\b\d{4}-\d{2}\b", "[month]"),
+            (r"\bG\d{6}(\d{4})\b", "G[yyyymm]$1"),
         ],
         prepend_module_to_snapshot => false,
     }, {
