@@ -28,7 +28,7 @@ use crate::halo_memory::HaloMemory;
 use crate::model::{HaloAsset, HaloSnapshot, IntuneDevice};
 use crate::plan::users::{GUARD_DEACTIVATION, GUARD_EMPTY_SOURCE};
 use crate::plan::{
-    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan,
+    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, change_order,
 };
 
 /// The Intune property of the serial number.
@@ -439,7 +439,7 @@ impl TenantPlanner<'_> {
             if deactivations.is_empty() {
                 self.plan.notes.push(why);
             } else {
-                deactivations.sort_by(order);
+                deactivations.sort_by(change_order);
                 self.plan.held_back.push(HeldBack {
                     module: Module::Assets,
                     guard: GUARD_EMPTY_SOURCE.into(),
@@ -459,7 +459,7 @@ impl TenantPlanner<'_> {
             ));
         }
         self.guard(deactivations, active_synced);
-        self.plan.changes.sort_by(order);
+        self.plan.changes.sort_by(change_order);
         for c in &self.plan.changes {
             match c.action {
                 Action::Create => summary.created += 1,
@@ -802,7 +802,7 @@ impl TenantPlanner<'_> {
         if deactivations.is_empty() {
             return;
         }
-        deactivations.sort_by(order);
+        deactivations.sort_by(change_order);
         let n = deactivations.len();
         let percent = if active_synced == 0 {
             100.0
@@ -851,18 +851,11 @@ fn fc(field: &str, from: Value, to: Value) -> FieldChange {
     }
 }
 
-fn order(a: &Change, b: &Change) -> std::cmp::Ordering {
-    (a.action, a.label.to_lowercase(), &a.source_key).cmp(&(
-        b.action,
-        b.label.to_lowercase(),
-        &b.source_key,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{HaloClient, HaloUser};
+    use crate::model::HaloUser;
+    use crate::plan::test_support::{client, written as field};
 
     const T: &str = "c0a7b1d2-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
     const CLIENT: i64 = 101;
@@ -900,12 +893,7 @@ mod tests {
 
     fn halo(assets: Vec<HaloAsset>) -> HaloSnapshot {
         HaloSnapshot {
-            clients: vec![HaloClient {
-                id: CLIENT,
-                name: "Contoso".into(),
-                main_site_id: Some(201),
-                ..HaloClient::default()
-            }],
+            clients: vec![client(CLIENT, "Contoso", 201)],
             users: vec![HaloUser {
                 id: 1001,
                 client_id: CLIENT,
@@ -1004,10 +992,6 @@ mod tests {
         )
         .tenants
         .remove(0)
-    }
-
-    fn field<'a>(c: &'a Change, name: &str) -> Option<&'a Value> {
-        c.fields.iter().find(|f| f.field == name).map(|f| &f.to)
     }
 
     #[test]
@@ -1151,18 +1135,22 @@ mod tests {
         // Another device still in Intune, so the read is not empty (the empty-source guard's case).
         let other = device("d2", "PC-2", "Windows", "5CG2");
         let h = halo(vec![synced(7, &d), synced(8, &other)]);
-        let others = || DeviceRead::Devices(vec![other.clone()]);
-        let seen_days_ago = |days: i64| {
-            BTreeMap::from([(
-                device_key(T, "d1"),
-                DeviceState {
-                    last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * days)),
-                },
-            )])
-        };
         let policy = AssetsPolicy::default();
+        // Plans with `d` last seen `days` ago (`None`: never seen by the state).
+        let gone_for = |days: Option<i64>| {
+            let state = days.map_or_else(BTreeMap::new, |n| {
+                seen_days_ago(std::slice::from_ref(&d), n)
+            });
+            run_mem(
+                DeviceRead::Devices(vec![other.clone()]),
+                &h,
+                &policy,
+                &state,
+                &wrote(8, &other),
+            )
+        };
         // Inside the period: nothing but a note.
-        let p = run_mem(others(), &h, &policy, &seen_days_ago(29), &wrote(8, &other));
+        let p = gone_for(Some(29));
         assert!(p.tenants[0].changes.is_empty());
         assert!(
             p.tenants[0]
@@ -1171,13 +1159,13 @@ mod tests {
                 .any(|n| n.contains("stale_after_days = 30"))
         );
         // Outside: made inactive, never deleted.
-        let p = run_mem(others(), &h, &policy, &seen_days_ago(31), &wrote(8, &other));
+        let p = gone_for(Some(31));
         let c = &p.tenants[0].changes[0];
         assert_eq!((c.action, c.halo_id), (Action::Deactivate, Some(7)));
         assert_eq!(c.payload(true)["inactive"], json!(true));
         assert_eq!(p.summary[0].made_inactive, 1);
         // Never seen by this state: the clock starts now.
-        let p = run_mem(others(), &h, &policy, &BTreeMap::new(), &wrote(8, &other));
+        let p = gone_for(None);
         assert!(p.tenants[0].changes.is_empty());
         assert_eq!(p.seen, vec![device_key(T, "d2"), device_key(T, "d1")]);
         // Back in Intune: reactivated.
@@ -1330,9 +1318,9 @@ mod tests {
         assert!(fields.contains(&json!({"id": 121, "value": ago(1)})));
     }
 
-    #[test]
-    fn the_deactivation_guard_holds_a_tenants_wave_of_gone_devices() {
-        let gone: Vec<IntuneDevice> = (0..10)
+    /// `n` Windows devices and a Halo holding a synced asset for each (ids 1..=n).
+    fn synced_devices(n: usize) -> (Vec<IntuneDevice>, HaloSnapshot) {
+        let devices: Vec<IntuneDevice> = (0..n)
             .map(|i| {
                 device(
                     &format!("d{i}"),
@@ -1343,22 +1331,34 @@ mod tests {
             })
             .collect();
         let h = halo(
-            gone.iter()
+            devices
+                .iter()
                 .enumerate()
                 .map(|(i, d)| synced(i as i64 + 1, d))
                 .collect(),
         );
-        let state: BTreeMap<String, DeviceState> = gone
+        (devices, h)
+    }
+
+    /// A state that last saw each of `devices` `days` ago.
+    fn seen_days_ago(devices: &[IntuneDevice], days: i64) -> BTreeMap<String, DeviceState> {
+        devices
             .iter()
             .map(|d| {
                 (
                     device_key(T, &d.id),
                     DeviceState {
-                        last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * 40)),
+                        last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * days)),
                     },
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_deactivation_guard_holds_a_tenants_wave_of_gone_devices() {
+        let (gone, h) = synced_devices(10);
+        let state = seen_days_ago(&gone, 40);
         let policy = AssetsPolicy {
             max_deactivations: 2,
             ..AssetsPolicy::default()
@@ -1388,34 +1388,9 @@ mod tests {
 
     #[test]
     fn an_empty_device_read_makes_nothing_inactive_and_starts_no_clock() {
-        let gone: Vec<IntuneDevice> = (0..3)
-            .map(|i| {
-                device(
-                    &format!("d{i}"),
-                    &format!("PC-{i}"),
-                    "Windows",
-                    &format!("S{i}"),
-                )
-            })
-            .collect();
-        let h = halo(
-            gone.iter()
-                .enumerate()
-                .map(|(i, d)| synced(i as i64 + 1, d))
-                .collect(),
-        );
+        let (gone, h) = synced_devices(3);
         // Two long gone by the state, one never seen by it.
-        let state: BTreeMap<String, DeviceState> = gone[..2]
-            .iter()
-            .map(|d| {
-                (
-                    device_key(T, &d.id),
-                    DeviceState {
-                        last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * 40)),
-                    },
-                )
-            })
-            .collect();
+        let state = seen_days_ago(&gone[..2], 40);
         let policy = AssetsPolicy {
             allow_deactivations: true,
             ..AssetsPolicy::default()

@@ -32,7 +32,8 @@ use serde_json::{Map, Value};
 
 use super::contract::{self, Decision};
 use super::{
-    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, norm,
+    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, change_order,
+    norm,
 };
 use crate::config::ContractMode;
 use crate::halo_memory::HaloMemory;
@@ -765,7 +766,7 @@ impl TenantPlanner<'_, '_> {
         self.guard(deactivations, &scoped, dir);
         self.contract_notes();
 
-        self.plan.changes.sort_by(order);
+        self.plan.changes.sort_by(change_order);
         self.plan.conflicts.sort_by(|a, b| {
             (a.label.to_lowercase(), &a.source_key).cmp(&(b.label.to_lowercase(), &b.source_key))
         });
@@ -1381,7 +1382,7 @@ impl TenantPlanner<'_, '_> {
         if deactivations.is_empty() {
             return;
         }
-        deactivations.sort_by(order);
+        deactivations.sort_by(change_order);
         let name = self.input.name;
         let active_linked = self
             .owners
@@ -1432,20 +1433,12 @@ impl TenantPlanner<'_, '_> {
     }
 }
 
-/// Deterministic order of changes: by action, then label (case-insensitive), then source key.
-fn order(a: &Change, b: &Change) -> std::cmp::Ordering {
-    (a.action, a.label.to_lowercase(), &a.source_key).cmp(&(
-        b.action,
-        b.label.to_lowercase(),
-        &b.source_key,
-    ))
-}
-
 #[cfg(test)]
 #[allow(clippy::many_single_char_names)]
 mod tests {
     use super::*;
     use crate::model::{HaloSite, TenantDirectory};
+    use crate::plan::test_support::{client, field_changes as fields};
     use serde_json::json;
 
     const T1: &str = "aaaaaaaa-0000-0000-0000-000000000001";
@@ -1524,18 +1517,10 @@ mod tests {
         HaloSnapshot {
             clients: vec![
                 HaloClient {
-                    id: CLIENT,
-                    name: "Acme".into(),
-                    main_site_id: Some(420),
                     azure_tenant_ids: vec![T1.into(), T2.into()],
-                    ..HaloClient::default()
+                    ..client(CLIENT, "Acme", 420)
                 },
-                HaloClient {
-                    id: OTHER,
-                    name: "Other Ltd".into(),
-                    main_site_id: Some(500),
-                    ..HaloClient::default()
-                },
+                client(OTHER, "Other Ltd", 500),
             ],
             sites: vec![
                 HaloSite {
@@ -1600,7 +1585,7 @@ mod tests {
         assert_eq!(plans.len(), tenants.len());
         for t in &plans {
             let mut sorted = t.changes.clone();
-            sorted.sort_by(order);
+            sorted.sort_by(change_order);
             assert_eq!(
                 sorted, t.changes,
                 "changes are ordered by action then label"
@@ -1680,13 +1665,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    fn fields(c: &Change) -> BTreeMap<String, (Value, Value)> {
-        c.fields
-            .iter()
-            .map(|f| (f.field.clone(), (f.from.clone(), f.to.clone())))
-            .collect()
     }
 
     fn actions(t: &TenantPlan) -> Vec<(Action, String)> {
