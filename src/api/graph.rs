@@ -697,7 +697,9 @@ impl Graph {
             let wait = wait.unwrap_or_else(|| policy.backoff(attempt));
             tracing::warn!(
                 tenant = %lower(tenant), items = throttled.len(), attempt,
-                wait_ms = wait.as_millis() as u64, "$batch items throttled; retrying them"
+                wait_ms = wait.as_millis() as u64,
+                "Graph throttled {} $batch item(s) in tenant {}; retrying them (attempt {} of {})",
+                throttled.len(), lower(tenant), attempt + 1, policy.max_attempts
             );
             self.http.retry_sleep(wait).await;
             pending = throttled.into_iter().map(|(q, _)| q).collect();

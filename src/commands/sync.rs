@@ -420,9 +420,13 @@ pub(crate) async fn apply_and_record(
         )
     };
     ui.info(&format!(
-        "csp-sync: {applied}, {} failed; {} Halo requests",
+        "csp-sync: {applied}, {} failed; {}",
         report.failed.len(),
-        apis.http.request_count(crate::http::Api::Halo),
+        crate::render::count(
+            usize::try_from(apis.http.request_count(crate::http::Api::Halo)).unwrap_or(usize::MAX),
+            "Halo request",
+            "Halo requests"
+        ),
     ));
     for w in apis.take_warnings() {
         ui.warn(&w);
@@ -447,9 +451,9 @@ pub(crate) async fn apply_and_record(
     let stopped = interrupt.requested();
     if let Some(signal) = stopped {
         ui.warn(&format!(
-            "csp-sync: stopped by {}: {} changes not started (a plain `csp-sync sync` finishes them)",
+            "csp-sync: stopped by {}: {} not started (a plain `csp-sync sync` finishes them)",
             signal_name(signal),
-            report.not_started
+            crate::render::count(report.not_started, "change", "changes")
         ));
         exit = exit.worst(signal);
     }

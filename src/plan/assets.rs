@@ -268,10 +268,15 @@ impl TenantPlanner<'_> {
                 return None;
             }
             DeviceRead::Failed(e) => {
+                let advice = if crate::auth::names_a_token_failure(e) {
+                    ""
+                } else {
+                    "; check the Graph permission DeviceManagementManagedDevices.Read.All (or the GDAP \
+                     Intune role) and rerun"
+                };
                 self.plan.errors.push(format!(
-                    "assets: could not read the Intune devices of {name}: {e}. Nothing was planned for its \
-                     assets and none was made inactive; check the Graph permission \
-                     DeviceManagementManagedDevices.Read.All (or the GDAP Intune role) and rerun."
+                    "assets: no asset change was planned and none was made inactive: could not read the \
+                     Intune devices: {e}{advice}"
                 ));
                 return None;
             }
@@ -760,10 +765,12 @@ impl TenantPlanner<'_> {
                 module: Module::Assets,
                 guard: GUARD_DEACTIVATION.into(),
                 reason: format!(
-                    "{n} assets made inactive ({percent:.1}% of {active_synced} active synced assets) exceed \
+                    "{} made inactive ({percent:.1}% of {active_synced} active synced) exceed \
                      both [safety] max_deactivations = {} and max_deactivation_percent = {}; review them \
                      and rerun with --allow-deactivations to apply them",
-                    self.policy.max_deactivations, self.policy.max_deactivation_percent
+                    crate::render::count(n, "asset", "assets"),
+                    self.policy.max_deactivations,
+                    self.policy.max_deactivation_percent
                 ),
                 changes: deactivations,
             });

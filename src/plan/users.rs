@@ -667,11 +667,11 @@ impl TenantPlanner<'_, '_> {
         let dir = match &self.input.directory {
             Ok(dir) => *dir,
             Err(why) => {
+                // `why` names its own fix (a token failure its cause, an API failure its hint), and
+                // names no tenant when the cause is the same in all: then one line reports them all.
                 self.plan.errors.push(format!(
-                    "users: could not read the Entra users of {name} ({}): {why}. Nothing was planned \
-                     for this tenant's users and nobody was deactivated; check the app's consent or GDAP \
-                     roles in that tenant and rerun.",
-                    self.tenant
+                    "users: no user change was planned and nobody was deactivated: could not read the \
+                     Entra users: {why}"
                 ));
                 return self.plan;
             }
@@ -1278,13 +1278,24 @@ impl TenantPlanner<'_, '_> {
             } else {
                 "no users in scope"
             };
+            // --allow-deactivations lifts the count guard only: an empty answer is far more often a
+            // permission or scope fault than a whole tenant leaving (SPEC 8), so the flag says so.
+            let flag = if self.policy.allow_deactivations {
+                ". --allow-deactivations does not override this guard: it only lifts [safety] \
+                 max_deactivations / max_deactivation_percent, and an empty directory is more often a \
+                 permission or scope fault than every user leaving. If the tenant really has no users \
+                 left, set [safety] empty_source_guard = false for one run"
+            } else {
+                ""
+            };
             self.plan.held_back.push(HeldBack {
                 module: Module::Users,
                 guard: GUARD_EMPTY_SOURCE.into(),
                 reason: format!(
                     "the Entra directory of {name} returned {what} while Halo holds {active_linked} active \
                      synced users for it; treated as unknown, {n} deactivation(s) held back. Check the \
-                     Graph permissions and the [users] scope settings"
+                     Graph permissions and the [users] scope settings (include_guests, require_licence, \
+                     contract_skus, exclude_upn){flag}"
                 ),
                 changes: deactivations,
             });
@@ -1302,10 +1313,12 @@ impl TenantPlanner<'_, '_> {
                 module: Module::Users,
                 guard: GUARD_DEACTIVATION.into(),
                 reason: format!(
-                    "{n} deactivations ({percent:.1}% of {active_linked} active synced users) exceed both \
+                    "{} ({percent:.1}% of {active_linked} active synced users) exceed both \
                      [safety] max_deactivations = {} and max_deactivation_percent = {}; review them and \
                      rerun with --allow-deactivations to apply them",
-                    self.policy.max_deactivations, self.policy.max_deactivation_percent
+                    crate::render::count(n, "deactivation", "deactivations"),
+                    self.policy.max_deactivations,
+                    self.policy.max_deactivation_percent
                 ),
                 changes: deactivations,
             });

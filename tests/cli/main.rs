@@ -14,6 +14,7 @@ mod fault_matrix;
 mod faults;
 mod fidelity;
 mod licences;
+mod messages;
 mod metrics;
 mod reliability;
 mod render;
