@@ -155,23 +155,28 @@ impl HaloNeeds {
     }
 }
 
+/// The lists of `needs` with their query parameters (`custom`: the user custom field id as text).
+fn list_params<'a>(reads: &'a [HaloRead], custom: Option<&'a str>) -> Vec<Vec<(&'a str, &'a str)>> {
+    reads
+        .iter()
+        .map(|r| {
+            let mut p = r.params.to_vec();
+            if r.entity == HaloEntity::Users
+                && let Some(c) = custom
+            {
+                p.push(("include_custom_fields", c));
+            }
+            p
+        })
+        .collect()
+}
+
 /// Reads Halo's raw records once per entity, across all clients, inactive records included: clients
 /// always, the rest as the modules of `needs` say (keyed by entity path: "Client", "Site", ...).
 pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
     let reads = needs.reads();
     let custom = needs.user_custom_field.map(|id| id.to_string());
-    let params: Vec<Vec<(&str, &str)>> = reads
-        .iter()
-        .map(|r| {
-            let mut p = r.params.to_vec();
-            if r.entity == HaloEntity::Users
-                && let Some(c) = &custom
-            {
-                p.push(("include_custom_fields", c.as_str()));
-            }
-            p
-        })
-        .collect();
+    let params = list_params(&reads, custom.as_deref());
     let lists = futures_util::future::join_all(
         reads
             .iter()
@@ -184,9 +189,6 @@ pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
         let records =
             list.map_err(|e| anyhow::anyhow!("reading Halo {}: {e}", halo_list_name(r.entity)))?;
         raw.insert(r.entity.path(), records);
-    }
-    for m in needs.runners() {
-        m.check_halo(&raw)?;
     }
     Ok(raw)
 }
@@ -201,6 +203,116 @@ fn halo_list_name(entity: HaloEntity) -> &'static str {
         HaloEntity::Asset => "assets",
         HaloEntity::Invoice => "invoices",
     }
+}
+
+/// One list record as the snapshot holds it, made as its page arrives (see [`read_halo_snapshot`]).
+enum Slim {
+    Client(crate::model::HaloClient),
+    Site(HaloSite),
+    /// The user, and whether its record carried `azureoid` at all (an older Halo's list does not).
+    User(crate::model::HaloUser, bool),
+    Licence(crate::model::HaloLicence),
+    Asset(crate::model::HaloAsset),
+    Other,
+}
+
+fn one<T: serde::de::DeserializeOwned>(
+    entity: HaloEntity,
+    v: Value,
+) -> Result<T, crate::api::Error> {
+    parse_records::<T>(entity.path(), vec![v])?
+        .pop()
+        .ok_or_else(|| crate::api::Error::Invalid(format!("Halo {}: empty record", entity.path())))
+}
+
+fn slim(entity: HaloEntity, v: Value) -> Result<Slim, crate::api::Error> {
+    Ok(match entity {
+        HaloEntity::Client => Slim::Client(one::<HaloClientRecord>(entity, v)?.to_model()),
+        HaloEntity::Site => Slim::Site(one::<HaloSiteRecord>(entity, v)?.to_model()),
+        HaloEntity::Users => {
+            let unread = absent_fields(&v, crate::plan::users::COMPARED_FIELDS);
+            let has_oid = v.get("azureoid").is_some();
+            let mut u = one::<HaloUserRecord>(entity, v)?.to_model();
+            u.unread = unread;
+            Slim::User(u, has_oid)
+        }
+        HaloEntity::SoftwareLicence => {
+            let unread = absent_fields(&v, crate::plan::licences::COMPARED_FIELDS);
+            Slim::Licence(
+                one::<HaloLicenceRecord>(entity, v)?
+                    .to_model()
+                    .with_unread(unread),
+            )
+        }
+        HaloEntity::Asset => Slim::Asset(one::<HaloAssetRecord>(entity, v)?.to_model()),
+        HaloEntity::Invoice => Slim::Other,
+    })
+}
+
+/// Reads Halo like [`read_halo_raw`] straight into the snapshot: each page's records become the
+/// planners' models as they arrive and the raw JSON is dropped, so a large estate's lists are never held
+/// as JSON values in full (issue 15: peak memory). Also forgets what the memory holds of users and
+/// licences Halo no longer lists, and fills `azureoid` on an older Halo whose list lacks it. Returns the
+/// snapshot and a warning about reads by id, if any were made.
+async fn read_halo_snapshot(
+    apis: &Apis,
+    needs: HaloNeeds,
+    memory: &mut HaloMemory,
+) -> Result<(HaloSnapshot, Option<String>)> {
+    let reads = needs.reads();
+    let custom = needs.user_custom_field.map(|id| id.to_string());
+    let params = list_params(&reads, custom.as_deref());
+    let lists = futures_util::future::join_all(reads.iter().zip(&params).map(|(r, p)| {
+        apis.halo
+            .list_map(r.entity.path(), r.key, p, |v| slim(r.entity, v))
+    }))
+    .await;
+    let mut snap = HaloSnapshot::default();
+    let mut users_have_oid = false;
+    for (r, list) in reads.iter().zip(lists) {
+        let records =
+            list.map_err(|e| anyhow::anyhow!("reading Halo {}: {e}", halo_list_name(r.entity)))?;
+        for rec in records {
+            match rec {
+                Slim::Client(c) => snap.clients.push(c),
+                Slim::Site(s) => snap.sites.push(s),
+                Slim::User(u, has_oid) => {
+                    users_have_oid |= has_oid;
+                    snap.users.push(u);
+                }
+                Slim::Licence(l) => snap.licences.push(l),
+                Slim::Asset(a) => snap.assets.push(a),
+                Slim::Other => {}
+            }
+        }
+    }
+    let site_client: BTreeMap<i64, i64> = snap.sites.iter().map(|s| (s.id, s.client_id)).collect();
+    for u in &mut snap.users {
+        // Some Halo versions give only the site; the site knows its client.
+        if u.client_id == 0 {
+            u.client_id = site_client.get(&u.site_id).copied().unwrap_or(0);
+        }
+    }
+    for (entity, ids) in [
+        (
+            HaloEntity::Users,
+            snap.users.iter().map(|u| u.id).collect::<BTreeSet<i64>>(),
+        ),
+        (
+            HaloEntity::SoftwareLicence,
+            snap.licences.iter().map(|l| l.id).collect(),
+        ),
+    ] {
+        if reads.iter().any(|r| r.entity == entity) {
+            memory.retain_records(entity, &ids);
+        }
+    }
+    let warning = if !snap.users.is_empty() && !users_have_oid {
+        crate::halo_users_by_id::fill_azureoid_models(apis, &mut snap.users, memory).await?
+    } else {
+        None
+    };
+    Ok((snap, warning))
 }
 
 /// Reads Halo (see [`read_halo_raw`]) into the snapshot the planners compare against.
@@ -304,7 +416,8 @@ fn unread_fields(halo: &HaloSnapshot) -> BTreeMap<HaloEntity, BTreeSet<String>> 
     out
 }
 
-/// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`].
+/// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`] (its Graph
+/// reads in one request).
 async fn read_tenant(
     config: &Config,
     apis: &Apis,
@@ -314,7 +427,7 @@ async fn read_tenant(
     state: &StateDir,
     now: jiff::Timestamp,
 ) -> Vec<Option<Box<dyn Any>>> {
-    let source = TenantSource::new(&t.entry.customer_id);
+    let source = TenantSource::for_target(config, state, t);
     let cx = TenantCx {
         config,
         apis,
@@ -363,24 +476,11 @@ pub async fn plan(
     let halo_fut = async {
         let needs =
             HaloNeeds::for_modules(modules).with_user_custom_field(config.users.contract_field);
-        let mut raw = read_halo_raw(apis, needs).await?;
-        for entity in [HaloEntity::Users, HaloEntity::SoftwareLicence] {
-            if let Some(records) = raw.get(entity.path()) {
-                let ids: BTreeSet<i64> = records
-                    .iter()
-                    .filter_map(|r| r.get("id").and_then(crate::api::value_to_i64))
-                    .collect();
-                memory.retain_records(entity, &ids);
-            }
-        }
-        if let Some(users) = raw.get_mut("Users")
-            && crate::halo_users_by_id::lacks_azureoid(users)
-            && let Some(warning) =
-                crate::halo_users_by_id::fill_azureoid(apis, users, &mut memory).await?
-        {
+        let (snap, warning) = read_halo_snapshot(apis, needs, &mut memory).await?;
+        if let Some(warning) = warning {
             ui.warn(&warning);
         }
-        halo_snapshot(raw)
+        anyhow::Ok(snap)
     };
     let pcx = PartnerCx {
         config,

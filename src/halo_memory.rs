@@ -87,6 +87,17 @@ impl HaloMemory {
     /// the memory holds azureoids (older Halo).
     pub fn record(&mut self, change: &Change, halo_id: i64, remembered: &BTreeSet<String>) {
         let key = record_key(change.entity, halo_id);
+        if change.entity == HaloEntity::Asset
+            && change.action == crate::plan::Action::Create
+            && !change.fields.iter().any(|f| f.field == "users")
+        {
+            // An asset csp-sync created without a user holds none as far as csp-sync wrote: its primary
+            // user is linked later without reading the asset first (`modules::assets`).
+            self.written
+                .entry(key.clone())
+                .or_default()
+                .insert("users".into(), Value::Array(Vec::new()));
+        }
         for f in &change.fields {
             let keep = remembered.contains(&f.field)
                 || self.is_unkept(change.entity, &f.field)
@@ -94,7 +105,11 @@ impl HaloMemory {
                     && (USER_LISTLESS.contains(&f.field.as_str())
                         || USER_CONTRACT_FLAGS.contains(&f.field.as_str())))
                 || (change.entity == HaloEntity::Asset
-                    && ASSET_LISTLESS.contains(&f.field.as_str()));
+                    && ASSET_LISTLESS.contains(&f.field.as_str()))
+                // Every licence field written: a later reason tells a Halo edit from a Partner Center
+                // change by it (`plan::licences`). Comparisons still read it only where Halo's value is
+                // unknown.
+                || change.entity == HaloEntity::SoftwareLicence;
             if keep {
                 self.written
                     .entry(key.clone())
@@ -165,5 +180,22 @@ mod tests {
         assert!(m.last_written(HaloEntity::Users, 7, "department").is_some());
         m.retain_records(HaloEntity::Users, &BTreeSet::from([8]));
         assert!(m.written.is_empty());
+    }
+
+    #[test]
+    fn remembers_every_licence_field_written() {
+        let mut m = HaloMemory::default();
+        let mut c = change(&[("count", json!(10)), ("name", json!("M365 BP"))]);
+        c.module = Module::Licences;
+        c.entity = HaloEntity::SoftwareLicence;
+        m.record(&c, 3, &BTreeSet::new());
+        assert_eq!(
+            m.last_written(HaloEntity::SoftwareLicence, 3, "count"),
+            Some(&json!(10))
+        );
+        assert_eq!(
+            m.last_written(HaloEntity::SoftwareLicence, 3, "name"),
+            Some(&json!("M365 BP"))
+        );
     }
 }

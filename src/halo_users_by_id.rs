@@ -11,29 +11,22 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use serde_json::Value;
 
-use crate::api::value_to_i64;
 use crate::context::Apis;
 use crate::halo_memory::HaloMemory;
+use crate::model::HaloUser;
 
 /// Requests in flight while reading users one by one (the rate limiter paces them anyway).
 const CONCURRENCY: usize = 4;
 
-/// Whether a user list lacks `azureoid` altogether (an older Halo).
-pub fn lacks_azureoid(users: &[Value]) -> bool {
-    !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some())
-}
-
-/// Fills `azureoid` into list records that lack it, from the memory or, for users it does not know, by
-/// reading them by id; forgets users no longer listed. Returns a warning about the cost when it read any.
-pub async fn fill_azureoid(
+/// Fills `azureoid` into the users of a list that lacks it, from the memory or, for users it does not
+/// know, by reading them by id; forgets users no longer listed. A filled user's `azureoid` counts as read.
+/// Returns a warning about the cost when it read any.
+pub async fn fill_azureoid_models(
     apis: &Apis,
-    users: &mut [Value],
+    users: &mut [HaloUser],
     memory: &mut HaloMemory,
 ) -> Result<Option<String>> {
-    let listed: BTreeSet<i64> = users
-        .iter()
-        .filter_map(|u| u.get("id").and_then(value_to_i64))
-        .collect();
+    let listed: BTreeSet<i64> = users.iter().map(|u| u.id).collect();
     memory.azureoid.retain(|id, _| listed.contains(id));
     let missing: Vec<i64> = listed
         .iter()
@@ -61,11 +54,12 @@ pub async fn fill_azureoid(
         memory.azureoid.insert(id, oid);
     }
     for u in users.iter_mut() {
-        if let Some(id) = u.get("id").and_then(value_to_i64)
-            && let Some(oid) = memory.azureoid.get(&id)
-            && let Some(o) = u.as_object_mut()
-        {
-            o.insert("azureoid".into(), Value::from(oid.clone()));
+        if let Some(oid) = memory.azureoid.get(&u.id) {
+            // As the list's reader takes it: lower case, none when blank or the all-zero GUID.
+            let oid = crate::api::lower(oid);
+            u.azureoid =
+                (!oid.is_empty() && oid != "00000000-0000-0000-0000-000000000000").then_some(oid);
+            u.unread.retain(|f| f != "azureoid");
         }
     }
     Ok((!missing.is_empty()).then(|| {

@@ -253,9 +253,18 @@ fn tenant_filters_say_what_they_found() {
 
 #[test]
 fn allow_deactivations_says_it_cannot_lift_the_empty_source_guard() {
-    let env = Env::new(&support::clean());
+    let env = Env::new(&ConfigOptions {
+        modules: vec!["users", "assets"],
+        extra: vec![(
+            "[assets]",
+            "asset_types = { windows = 1, ios = 3, default = 1 }\nstale_after_days = 30".into(),
+        )],
+        ..support::clean()
+    });
     support::run_ok(&env, &["-o", "json", "sync"]);
     env.em.with_state(|s| {
+        // Fabrikam's Intune answers no device while Halo holds its synced assets.
+        s.tenant_mut(FABRIKAM).devices.clear();
         let upns: Vec<String> = s
             .customer(FABRIKAM)
             .unwrap()
@@ -267,7 +276,9 @@ fn allow_deactivations_says_it_cannot_lift_the_empty_source_guard() {
             assert!(s.remove_user(FABRIKAM, &upn));
         }
     });
-    let out = env.run(&["-o", "json", "sync", "--allow-deactivations"]);
+    // 40 days on: Fabrikam's assets are past stale_after_days (30), so their deactivations are due.
+    let later = (support::now_ts() + jiff::SignedDuration::from_hours(40 * 24)).to_string();
+    let out = env.run_at(&later, &["-o", "json", "sync", "--allow-deactivations"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(
@@ -282,6 +293,18 @@ fn allow_deactivations_says_it_cannot_lift_the_empty_source_guard() {
         .lines()
         .filter(|l| l.contains("held back:"))
         .collect();
+    // Both guards, users' and assets', say it.
+    assert_eq!(held.len(), 2, "{stderr}");
+    assert!(
+        held.iter()
+            .all(|l| l.contains("--allow-deactivations does not override this guard")),
+        "{stderr}"
+    );
+    assert!(
+        held.iter()
+            .any(|l| l.contains("Intune returned no devices")),
+        "{stderr}"
+    );
     snapshot(
         &env,
         "empty_source_guard_with_allow_deactivations",
