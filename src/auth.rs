@@ -234,6 +234,17 @@ impl AuthError {
         ))
     }
 
+    /// A missing secret's own message ("no X found (set the environment variable ..., or ...)") as the
+    /// cause and the fix, so the line leads with the variable to set rather than a generic hint.
+    fn missing_parts(&self) -> Option<(String, String)> {
+        if self.error != "missing_secret" {
+            return None;
+        }
+        let (cause, rest) = self.description.split_once(" (")?;
+        let fix = rest.strip_suffix(')')?;
+        Some((cause.to_string(), fix.to_string()))
+    }
+
     /// The cause in plain words and what to do about it.
     pub fn explain(&self) -> (String, String) {
         let login = self.at.login_target.map_or_else(
@@ -349,7 +360,12 @@ impl AuthError {
                             t.trim_end_matches("-refresh-token")
                         ),
                     ),
-                    _ => ("a secret is missing", format!("store it with {set}")),
+                    _ => {
+                        if let Some(parts) = self.missing_parts() {
+                            return parts;
+                        }
+                        ("a secret is missing", format!("store it with {set}"))
+                    }
                 },
                 "request_failed" if self.service == "Halo" => {
                     return (
@@ -406,8 +422,8 @@ impl fmt::Display for AuthError {
             write!(f, "AADSTS{code}: ")?;
         }
         write!(f, "{cause}; {fix}")?;
-        if self.at.answer.is_some() {
-            // The body is not an OAuth error: its excerpt is in the cause already.
+        if self.at.answer.is_some() || self.missing_parts().is_some() {
+            // The body is not an OAuth error, or the secret's own message is the cause and fix already.
         } else if !self.description.is_empty() {
             write!(f, " ({}: {})", self.error, self.description)?;
         } else if self.error != "unknown_error" {

@@ -368,9 +368,15 @@ pub(crate) async fn apply_and_record(
 
     // Failed writes make the exit code 1: labelled "error:".
     for f in &report.failed {
+        // The tenant by its name, as the plan's lines name it (the id when the plan has none).
+        let tenant = plan
+            .tenants
+            .iter()
+            .find(|t| t.customer_id.eq_ignore_ascii_case(f.customer_id) && !t.name.is_empty())
+            .map_or(f.customer_id, |t| t.name.as_str());
         ui.error(&format!(
             "{}: {} {}: {}",
-            f.customer_id,
+            tenant,
             f.change.action.as_str(),
             f.change.label,
             f.error

@@ -3,6 +3,8 @@
 //! stdout where it carries the message), with the test directory, ports, times and request ids replaced.
 
 use csp_sync_emulator::{Api, Fault, FaultKind};
+use std::fmt::Write as _;
+
 use serde_json::{Value, json};
 
 use crate::estate::{self, ConfigOptions};
@@ -474,12 +476,77 @@ fn small_things_read_right() {
     let out = env.run(&["-o", "json", "diff"]);
     let stderr = text(&out.stderr);
     assert!(stderr.contains(" 1 error\n"), "{stderr}");
+    let summary: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("csp-sync: "))
+        .collect();
+    snapshot(&env, "one_error_summary", &summary.join("\n"));
 }
 
 #[test]
-fn completions_offer_the_module_names() {
+fn a_missing_halo_secret_names_the_variable_to_set() {
     let env = Env::new(&ConfigOptions::default());
-    for (shell, offered) in [
+    let mut cmd = env.command(&["-o", "json", "diff"]);
+    cmd.env_remove("CSP_SYNC_HALO_CLIENT_SECRET")
+        .env_remove("CSP_SYNC_HALO_CLIENT_SECRET_FILE");
+    let out = cmd.output().unwrap();
+    env.assert_no_leak(&["diff"], &out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let errors = error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "one line for the one cause:\n{stderr}");
+    assert!(
+        errors[0].contains("CSP_SYNC_HALO_CLIENT_SECRET"),
+        "{stderr}"
+    );
+    assert!(errors[0].contains("auth set halo"), "{stderr}");
+    // The [halo] section is there: the message must not send anyone looking for it.
+    assert!(!stderr.contains("no [halo] section"), "{stderr}");
+    snapshot(&env, "missing_halo_secret", &errors.join("\n"));
+}
+
+#[test]
+fn failures_that_make_the_exit_code_1_are_errors_not_warnings() {
+    let env = Env::new(&support::clean());
+    // Halo refuses every new contact: the writes fail, so the run fails.
+    env.em.inject(
+        Fault::new(Api::Halo, "/api/Users", FaultKind::Status(400))
+            .method("POST")
+            .times(100),
+    );
+    let out = env.run(&["-o", "json", "sync", "users"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let errors = error_lines(&stderr);
+    assert!(!errors.is_empty(), "{stderr}");
+    assert!(
+        errors
+            .iter()
+            .all(|l| l.contains(": Halo refused the record")),
+        "only the failed writes are errors:\n{stderr}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("HTTP 400")),
+        "a failed write labelled as a warning:\n{stderr}"
+    );
+    let summary: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("csp-sync: applied"))
+        .collect();
+    snapshot(
+        &env,
+        "failed_writes_are_errors",
+        &format!("{}\n{}", errors.join("\n"), summary.join("\n")),
+    );
+}
+
+#[test]
+fn completion_scripts_offer_the_module_names() {
+    let env = Env::new(&ConfigOptions::default());
+    let mut offered = String::new();
+    for (shell, expected) in [
         (
             "bash",
             "compgen -W \"tenants users licences assets billing\"",
@@ -489,9 +556,16 @@ fn completions_offer_the_module_names() {
     ] {
         let out = support::run_ok(&env, &["completions", shell]);
         let script = text(&out.stdout);
+        let lines: Vec<&str> = script
+            .lines()
+            .filter(|l| l.contains("licences") || l.contains("billing\\t"))
+            .map(str::trim)
+            .collect();
         assert!(
-            script.contains(offered),
+            script.contains(expected) && !lines.is_empty(),
             "{shell}: the module names are not offered"
         );
+        let _ = writeln!(offered, "{shell}:\n{}", lines.join("\n"));
     }
+    snapshot(&env, "completions_modules", &offered);
 }
