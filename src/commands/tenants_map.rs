@@ -213,18 +213,21 @@ pub fn mapping_warnings(
             out.push(format!(
                 "{} was mapped to Halo client {}; it now maps to {}. Its users, licences and assets \
                  already in {} stay there (csp-sync never moves or deletes them); the next sync creates \
-                 or links them in the new client",
+                 or links them in the new client. To put it back: `csp-sync tenants map --customer {} \
+                 --client {old}`",
                 customer.company_name,
                 client_label(old),
                 client_label(halo_client_id),
-                client_label(old)
+                client_label(old),
+                customer.id
             ));
         }
         (MappingEdit::Skip, Some(old)) => out.push(format!(
             "{} was mapped to Halo client {}; it is now skipped, so csp-sync stops syncing it (its records \
-             in Halo stay as they are)",
+             in Halo stay as they are). To sync it again: `csp-sync tenants map --customer {} --client {old}`",
             customer.company_name,
-            client_label(old)
+            client_label(old),
+            customer.id
         )),
         (MappingEdit::Client { halo_client_id, .. }, None) if was_skipped => out.push(format!(
             "{} was skipped; it now maps to {} and is synced from the next run",

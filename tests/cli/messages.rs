@@ -326,7 +326,8 @@ fn init_writes_the_config_file_it_is_given() {
     let written = std::fs::read_to_string(env.dir.path().join("new.toml")).unwrap();
     assert!(written.contains("[partner_center]"));
     assert_eq!(std::fs::read_to_string(config_path(&env)).unwrap(), before);
-    assert!(text(&out.stdout).contains("csp-sync --config new.toml auth check"));
+    let written_out = text(&out.stdout);
+    assert!(written_out.contains("csp-sync --config new.toml auth check"));
     // Two different files: refused, nothing written.
     let out = env.run(&["-c", "a.toml", "init", "b.toml"]);
     assert_eq!(out.status.code(), Some(1));
@@ -335,7 +336,11 @@ fn init_writes_the_config_file_it_is_given() {
     snapshot(
         &env,
         "init_paths",
-        &format!("{}---\n{}", text(&out.stdout), text(&out.stderr)),
+        &format!(
+            "{written_out}---\n{}---\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        ),
     );
 }
 
@@ -410,6 +415,10 @@ fn scripted_remaps_are_said_out_loud() {
         "{stderr}"
     );
     assert!(
+        stderr.contains(&format!("tenants map --customer {CONTOSO} --client 101")),
+        "{stderr}"
+    );
+    assert!(
         stderr.contains(&format!(
             "lists the Azure tenant {NORTHWIND} (Northwind Traders)"
         )),
@@ -429,6 +438,10 @@ fn scripted_remaps_are_said_out_loud() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("it is now skipped"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("tenants map --customer {FABRIKAM} --client 102")),
+        "{stderr}"
+    );
     said.push_str(&stderr);
     snapshot(&env, "scripted_remaps", &said);
 }
