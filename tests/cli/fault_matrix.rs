@@ -459,6 +459,24 @@ fn assets_and_billing_cases() -> Vec<Case> {
             ],
         ),
         Case {
+            vars: vec![("CSP_SYNC_HTTP_TIMEOUT", "2")],
+            ..Case::new(
+                "timeouts: an asset create that never landed, an invoice create that landed, answered late",
+                vec![
+                    post(
+                        Halo,
+                        "/api/Asset",
+                        FaultKind::Latency(Duration::from_secs(4)),
+                    ),
+                    post(
+                        Halo,
+                        "/api/Invoice",
+                        FaultKind::SlowReply(Duration::from_secs(4)),
+                    ),
+                ],
+            )
+        },
+        Case {
             kill_at: Some("/api/Asset"),
             ..Case::new(
                 "SIGKILL while the asset create batch has landed but not been answered",
