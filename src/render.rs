@@ -211,7 +211,15 @@ pub fn problems_grid(plan: &Plan) -> Grid {
             g.push([
                 t.name.clone(),
                 format!("held back ({})", h.guard),
-                format!("{} {} changes", h.changes.len(), h.module),
+                format!(
+                    "{} {}",
+                    h.changes.len(),
+                    if h.changes.len() == 1 {
+                        format!("{} change", h.module)
+                    } else {
+                        format!("{} changes", h.module)
+                    }
+                ),
                 h.reason.clone(),
             ]);
         }

@@ -309,10 +309,15 @@ impl TenantPlanner<'_> {
                 return None;
             }
             DeviceRead::Failed(e) => {
+                let advice = if crate::auth::names_a_token_failure(e) {
+                    ""
+                } else {
+                    "; check the Graph permission DeviceManagementManagedDevices.Read.All (or the GDAP \
+                     Intune role) and rerun"
+                };
                 self.plan.errors.push(format!(
-                    "assets: could not read the Intune devices of {name}: {e}. Nothing was planned for its \
-                     assets and none was made inactive; check the Graph permission \
-                     DeviceManagementManagedDevices.Read.All (or the GDAP Intune role) and rerun."
+                    "assets: no asset change was planned and none was made inactive: could not read the \
+                     Intune devices: {e}{advice}"
                 ));
                 return None;
             }
@@ -430,11 +435,20 @@ impl TenantPlanner<'_> {
             }
         }
         if empty_source {
+            // --allow-deactivations lifts the count guard only (SPEC 8), so with the flag this says so.
+            let flag = if self.policy.allow_deactivations {
+                ". --allow-deactivations does not override this guard: it only lifts [safety] \
+                 max_deactivations / max_deactivation_percent, and an empty device list is more often a \
+                 permission fault than every device leaving. If the tenant really has no devices left, \
+                 set [safety] empty_source_guard = false for one run"
+            } else {
+                ""
+            };
             let why = format!(
-                "Intune returned no devices for {name} while Halo holds {active_synced} active synced \
-                 asset(s) for it; treated as unknown: no asset made inactive and no absence clock started. \
-                 Check the Graph permission DeviceManagementManagedDevices.Read.All (or the GDAP Intune \
-                 role) in that tenant"
+                "Intune returned no devices for {name} while Halo holds {} for it; treated as unknown: no \
+                 asset made inactive and no absence clock started. Check the Graph permission \
+                 DeviceManagementManagedDevices.Read.All (or the GDAP Intune role) in that tenant",
+                crate::render::count(active_synced, "active synced asset", "active synced assets")
             );
             if deactivations.is_empty() {
                 self.plan.notes.push(why);
@@ -444,8 +458,8 @@ impl TenantPlanner<'_> {
                     module: Module::Assets,
                     guard: GUARD_EMPTY_SOURCE.into(),
                     reason: format!(
-                        "{why}; {} held back",
-                        crate::render::count(deactivations.len(), "change", "changes")
+                        "{why}; {} held back{flag}",
+                        crate::render::count(deactivations.len(), "deactivation", "deactivations")
                     ),
                     changes: deactivations,
                 });
@@ -453,8 +467,8 @@ impl TenantPlanner<'_> {
             deactivations = Vec::new();
         } else if waiting > 0 {
             self.plan.notes.push(format!(
-                "{waiting} asset(s) whose device is gone from Intune: made inactive once gone for \
-                 stale_after_days = {}",
+                "{} whose device is gone from Intune: made inactive once gone for stale_after_days = {}",
+                crate::render::count(waiting, "asset", "assets"),
                 self.policy.stale_after_days
             ));
         }
@@ -817,10 +831,12 @@ impl TenantPlanner<'_> {
                 module: Module::Assets,
                 guard: GUARD_DEACTIVATION.into(),
                 reason: format!(
-                    "{n} assets made inactive ({percent:.1}% of {active_synced} active synced assets) exceed \
+                    "{} made inactive ({percent:.1}% of {active_synced} active synced) exceed \
                      both [safety] max_deactivations = {} and max_deactivation_percent = {}; review them \
                      and rerun with --allow-deactivations to apply them",
-                    self.policy.max_deactivations, self.policy.max_deactivation_percent
+                    crate::render::count(n, "asset", "assets"),
+                    self.policy.max_deactivations,
+                    self.policy.max_deactivation_percent
                 ),
                 changes: deactivations,
             });

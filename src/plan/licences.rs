@@ -380,7 +380,12 @@ impl<'a> TenantPlanner<'a> {
         }
         if dead_without_record > 0 {
             tp.notes.push(format!(
-                "{dead_without_record} cancelled or expired subscription(s) have no Halo licence; none created"
+                "{} without a Halo licence; none created",
+                crate::render::count(
+                    dead_without_record,
+                    "cancelled or expired subscription",
+                    "cancelled or expired subscriptions"
+                )
             ));
         }
 
