@@ -23,7 +23,7 @@ const SPB: &str = "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46";
 
 /// CPU time of this process so far (user + system).
 #[cfg(unix)]
-fn cpu() -> Duration {
+pub fn cpu() -> Duration {
     // SAFETY: rusage is plain old data, fully written by getrusage.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to a local.
@@ -33,7 +33,7 @@ fn cpu() -> Duration {
 }
 
 #[cfg(not(unix))]
-fn cpu() -> Duration {
+pub fn cpu() -> Duration {
     Duration::ZERO
 }
 
