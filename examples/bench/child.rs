@@ -184,7 +184,8 @@ struct Request {
 /// way).
 pub struct Launcher {
     child: std::process::Child,
-    stdin: std::process::ChildStdin,
+    /// `None` once closed (in `drop`, before waiting: the launcher ends its loop on EOF).
+    stdin: Option<std::process::ChildStdin>,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
@@ -202,7 +203,7 @@ impl Launcher {
         let stdout = BufReader::new(child.stdout.take().ok_or("no launcher stdout")?);
         Ok(Launcher {
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout,
         })
     }
@@ -221,9 +222,10 @@ impl Launcher {
         };
         let mut line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
         line.push('\n');
-        self.stdin
+        let stdin = self.stdin.as_mut().ok_or("the launcher is closed")?;
+        stdin
             .write_all(line.as_bytes())
-            .and_then(|()| self.stdin.flush())
+            .and_then(|()| stdin.flush())
             .map_err(|e| format!("the launcher is gone: {e}"))?;
         let mut reply = String::new();
         self.stdout
@@ -237,7 +239,8 @@ impl Launcher {
 
 impl Drop for Launcher {
     fn drop(&mut self) {
-        // Its stdin closes with us; it ends its loop on EOF.
+        // Close its stdin first (fields drop only after this body): it ends its loop on EOF, then exits.
+        drop(self.stdin.take());
         let _ = self.child.wait();
     }
 }
