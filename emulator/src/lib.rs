@@ -259,6 +259,14 @@ impl Emulator {
         billing::started(&self.shared.lock())
     }
 
+    /// Every billing export still running finishes now, as Microsoft's do between two runs: its manifest
+    /// is produced and its SAS issued now (valid for `export.sas_lifetime_secs`); the next poll says
+    /// `succeeded`.
+    pub fn finish_exports(&self) {
+        let mut st = self.shared.lock();
+        billing::finish_running(&mut st, &self.shared.urls);
+    }
+
     /// The gzip'd blobs the export of `key` (an invoice id, or `current`) will serve, built now and kept
     /// (benchmarks compare them with `gzip -dc`). Later changes to that export's data are not picked up.
     pub fn export_blobs(&self, key: &str) -> Vec<Vec<u8>> {
