@@ -248,6 +248,11 @@ impl Exports<'_> {
 
     /// Polls the operation once.
     pub async fn poll(&self, operation_url: &str) -> Result<Operation, String> {
+        self.poll_gone(operation_url).await.map_err(|(_, m)| m)
+    }
+
+    /// [`Exports::poll`]; the error says whether Graph no longer knows the operation (404/410).
+    pub async fn poll_gone(&self, operation_url: &str) -> Result<Operation, (bool, String)> {
         let url = self.rebase(operation_url);
         let resp = send_authed(
             self.http,
@@ -256,14 +261,17 @@ impl Exports<'_> {
             Request::get(Api::Graph, url),
         )
         .await
-        .map_err(|e| graph_err("polling the billing export", &e))?;
+        .map_err(|e| {
+            let gone = matches!(&e, api::Error::Api(a) if matches!(a.status, Some(404 | 410)));
+            (gone, graph_err("polling the billing export", &e))
+        })?;
         let retry_after = resp
             .headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(crate::http::parse_retry_after);
-        let body: Value = resp.json().map_err(|e| e.to_string())?;
-        parse_operation(&body, retry_after)
+        let body: Value = resp.json().map_err(|e| (false, e.to_string()))?;
+        parse_operation(&body, retry_after).map_err(|m| (false, m))
     }
 
     /// The manifest, fetched when linked.

@@ -97,7 +97,7 @@ pub async fn read_export_within(
     let mut resumed = stored.operation.is_some();
     loop {
         match read_once(exports, request, stored, budget, now, &mut on_lines).await {
-            Err(refused) if resumed => {
+            Err(Stale::Refused(refused)) if resumed => {
                 // "reading billing export blob NAME: REASON": the reason is the same for every blob.
                 let reason = refused
                     .split_once(": ")
@@ -109,7 +109,20 @@ pub async fn read_export_within(
                 stored.operation = None;
                 resumed = false;
             }
-            Err(refused) => return PeriodUsage::Failed(refused),
+            Err(Stale::Gone(m)) if resumed => {
+                tracing::warn!(
+                    "{} resumed from an earlier run is no longer known to Graph ({m}); a new export is started in this run",
+                    describe(request),
+                );
+                stored.operation = None;
+                resumed = false;
+            }
+            Err(Stale::Refused(m)) => return PeriodUsage::Failed(m),
+            // A new operation Graph does not know: started again by the next run.
+            Err(Stale::Gone(m)) => {
+                stored.operation = None;
+                return PeriodUsage::Failed(m);
+            }
             Ok(usage) => return usage,
         }
     }
@@ -124,8 +137,15 @@ fn describe(request: &ExportRequest) -> String {
     }
 }
 
-/// One export, resumed or started, to the end or to the budget; `Err` when the storage host refused
-/// the manifest's SAS.
+/// Why an export cannot be finished, which a new export cures.
+enum Stale {
+    /// The storage host refused the manifest's SAS (401/403): expired since the export finished.
+    Refused(String),
+    /// Graph answers the operation with 404/410.
+    Gone(String),
+}
+
+/// One export, resumed or started, to the end or to the budget; `Err` when it is stale.
 async fn read_once(
     exports: &Exports<'_>,
     request: &ExportRequest,
@@ -133,7 +153,7 @@ async fn read_once(
     budget: PollBudget,
     now: jiff::Timestamp,
     on_lines: &mut impl FnMut(u64),
-) -> Result<PeriodUsage, String> {
+) -> Result<PeriodUsage, Stale> {
     let operation = if let Some(op) = stored.operation.clone() {
         tracing::info!(operation = %crate::http::redact_url(&op), "resuming the billing export started earlier");
         op
@@ -150,8 +170,9 @@ async fn read_once(
     let max_polls = budget.polls.max(1);
     let mut waited = Duration::ZERO;
     for poll in 1..=max_polls {
-        match exports.poll(&operation).await {
-            Err(e) => return Ok(PeriodUsage::Failed(e)),
+        match exports.poll_gone(&operation).await {
+            Err((true, e)) => return Err(Stale::Gone(e)),
+            Err((false, e)) => return Ok(PeriodUsage::Failed(e)),
             Ok(Operation::Running { retry_after }) => {
                 let wait = retry_after.unwrap_or(DEFAULT_POLL_WAIT).min(MAX_POLL_WAIT);
                 if poll == max_polls || waited + wait > budget.wait {
@@ -184,7 +205,7 @@ async fn read_once(
                 };
                 return match exports.aggregate(&manifest, &mut *on_lines).await {
                     Ok(t) => Ok(PeriodUsage::Usage(t)),
-                    Err(e) if e.sas_refused => Err(e.message),
+                    Err(e) if e.sas_refused => Err(Stale::Refused(e.message)),
                     Err(e) => Ok(PeriodUsage::Failed(e.message)),
                 };
             }

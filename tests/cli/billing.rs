@@ -359,4 +359,17 @@ fn only_diff_reads_the_estimate_and_within_a_short_budget() {
         .filter(|q| q.path.contains("/billing/operations/"))
         .count();
     assert_eq!(polls, 6, "the estimate's poll budget");
+
+    // Graph asks for 30 s between polls: the minute allows three polls, none sooner than asked.
+    env.em
+        .with_state(|s| s.billing.export.retry_after = "30".into());
+    let before = env.em.requests().len();
+    let slower = env.run(&["-o", "json", "diff", "billing"]);
+    assert!(slower.status.success(), "{}", text(&slower.stderr));
+    let polls = env.em.requests()[before..]
+        .iter()
+        .filter(|q| q.path.contains("/billing/operations/"))
+        .count();
+    assert_eq!(polls, 3, "a minute of Retry-After: 30");
+    assert_eq!(unbilled(&env), 3);
 }

@@ -324,3 +324,32 @@ fn the_blob_host_takes_only_the_sas_it_issued_within_its_time() {
         "a new export is not replaced"
     );
 }
+
+#[test]
+fn a_resumed_operation_graph_no_longer_knows_is_replaced_once() {
+    let mut sc = support::small();
+    sc.billing.export.running_polls = 10;
+    let r = Reader::new(sc);
+    let mut st = InvoiceState::default();
+    assert!(matches!(r.read(&mut st, 2), PeriodUsage::Pending { .. }));
+    r.em.with_state(|s| s.billing.export.running_polls = 0);
+    r.em.inject(Fault::new(
+        Api::Graph,
+        "/billing/operations/",
+        FaultKind::Status(404),
+    ));
+    let t = usage(r.read(&mut st, 5));
+    assert_eq!(t.total_nanos, 129_530_900_000);
+    assert_eq!(r.em.exports_started().len(), 2);
+
+    // A new operation answered 404 is not replaced in a loop: it fails, and is not kept for the next run.
+    r.em.inject(Fault::new(
+        Api::Graph,
+        "/billing/operations/",
+        FaultKind::Status(404),
+    ));
+    let mut fresh = InvoiceState::default();
+    assert!(matches!(r.read(&mut fresh, 5), PeriodUsage::Failed(_)));
+    assert!(fresh.operation.is_none());
+    assert_eq!(r.em.exports_started().len(), 3);
+}
