@@ -15,9 +15,10 @@ use crate::api::halo::{
     HaloAssetRecord, HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord,
     absent_fields, parse_records,
 };
-use crate::config::{Config, TenantEntry};
+use crate::config::{BulkRead, Config, TenantEntry};
 use crate::context::Apis;
 use crate::halo_memory::HaloMemory;
+use crate::halo_read::{ReadPath, ReadPaths};
 use crate::model::{Customer, HaloSite, HaloSnapshot};
 use crate::modules::tenants::Adoption;
 use crate::modules::{self, HaloRead, Outputs, PartnerCx, PlanCx, Runner, TenantCx, TenantSource};
@@ -115,12 +116,16 @@ const CLIENTS: HaloRead = HaloRead {
 };
 
 /// What Halo must be read for: the union of the modules' [`HaloRead`]s, clients always.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct HaloNeeds {
     modules: &'static [&'static dyn Runner],
     wanted: [bool; modules::REGISTRY.len()],
     /// `[users] contract_field`: the user custom field read back with `include_custom_fields`.
     user_custom_field: Option<i64>,
+    /// `[halo] bulk_read`: paged lists, or a report for the entities that have one (`crate::halo_read`).
+    bulk: BulkRead,
+    /// Per entity, the records its read held at the last sync (the empty-report guard).
+    last_counts: BTreeMap<HaloEntity, usize>,
 }
 
 impl HaloNeeds {
@@ -134,7 +139,18 @@ impl HaloNeeds {
             modules: modules::REGISTRY,
             wanted,
             user_custom_field: None,
+            bulk: BulkRead::Api,
+            last_counts: BTreeMap::new(),
         }
+    }
+
+    /// Reads as `[halo] bulk_read` says, with the record counts of the last sync's reads (kept in the
+    /// state's Halo memory) for the empty-report guard.
+    #[must_use]
+    pub fn with_bulk_read(mut self, bulk: BulkRead, memory: &HaloMemory) -> HaloNeeds {
+        self.bulk = bulk;
+        self.last_counts = memory.read_counts();
+        self
     }
 
     /// Also reads this user custom field (`include_custom_fields=ID`, halo-api.md 3.3), for
@@ -168,6 +184,12 @@ impl HaloNeeds {
 /// Reads Halo's raw records once per entity, across all clients, inactive records included: clients
 /// always, the rest as the modules of `needs` say (keyed by entity path: "Client", "Site", ...).
 pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
+    Ok(read_halo_paths(apis, needs).await?.0)
+}
+
+/// [`read_halo_raw`], with the path each entity's read took (list or report, `crate::halo_read`). A
+/// report refused with 403 is read by list, with one warning for the run (in `apis`' warnings).
+pub async fn read_halo_paths(apis: &Apis, needs: HaloNeeds) -> Result<(HaloRaw, ReadPaths)> {
     let reads = needs.reads();
     let custom = needs.user_custom_field.map(|id| id.to_string());
     let params: Vec<Vec<(&str, &str)>> = reads
@@ -182,35 +204,33 @@ pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
             p
         })
         .collect();
-    let lists = futures_util::future::join_all(
-        reads
-            .iter()
-            .zip(&params)
-            .map(|(r, p)| apis.halo.list(r.entity.path(), r.key, p)),
-    )
+    let lists = futures_util::future::join_all(reads.iter().zip(&params).map(|(r, p)| {
+        let last = needs.last_counts.get(&r.entity).copied();
+        crate::halo_read::read(apis, r.entity, r.key, p, needs.bulk, last)
+    }))
     .await;
     let mut raw = HaloRaw::new();
+    let mut paths = ReadPaths::default();
     for (r, list) in reads.iter().zip(lists) {
-        let records =
-            list.map_err(|e| anyhow::anyhow!("reading Halo {}: {e}", halo_list_name(r.entity)))?;
+        let (records, path) = list?;
         raw.insert(r.entity.path(), records);
+        paths.0.insert(r.entity, path);
+    }
+    let refused: Vec<HaloEntity> = paths
+        .0
+        .iter()
+        .filter(|(_, p)| **p == ReadPath::ListReportRefused)
+        .map(|(e, _)| *e)
+        .collect();
+    if !refused.is_empty()
+        && let Ok(mut w) = apis.warnings.lock()
+    {
+        w.push(crate::halo_read::refused_warning(&refused));
     }
     for m in needs.runners() {
         m.check_halo(&raw)?;
     }
-    Ok(raw)
-}
-
-/// How an error names a Halo list.
-fn halo_list_name(entity: HaloEntity) -> &'static str {
-    match entity {
-        HaloEntity::Client => "clients",
-        HaloEntity::Site => "sites",
-        HaloEntity::Users => "users",
-        HaloEntity::SoftwareLicence => "software licences",
-        HaloEntity::Asset => "assets",
-        HaloEntity::Invoice => "invoices",
-    }
+    Ok((raw, paths))
 }
 
 /// Reads Halo (see [`read_halo_raw`]) into the snapshot the planners compare against.
@@ -371,9 +391,11 @@ pub async fn plan(
         .collect();
     let mut memory = state.halo_memory();
     let halo_fut = async {
-        let needs =
-            HaloNeeds::for_modules(modules).with_user_custom_field(config.users.contract_field);
-        let mut raw = read_halo_raw(apis, needs).await?;
+        let needs = HaloNeeds::for_modules(modules)
+            .with_user_custom_field(config.users.contract_field)
+            .with_bulk_read(config.halo.bulk_read, &memory);
+        let (mut raw, paths) = read_halo_paths(apis, needs).await?;
+        memory.set_read_counts(&raw);
         for entity in [HaloEntity::Users, HaloEntity::SoftwareLicence] {
             if let Some(records) = raw.get(entity.path()) {
                 let ids: BTreeSet<i64> = records
@@ -390,7 +412,7 @@ pub async fn plan(
         {
             ui.warn(&warning);
         }
-        halo_snapshot(raw)
+        halo_snapshot(raw).map(|snapshot| (snapshot, paths))
     };
     let pcx = PartnerCx {
         config,
@@ -413,7 +435,7 @@ pub async fn plan(
         .collect::<Vec<_>>();
     let (halo, partner, mut reads) = tokio::join!(halo_fut, partner_fut, reads_fut);
     bar.finish_and_clear();
-    let halo = halo?;
+    let (halo, halo_read) = halo?;
     for (t, r) in targets.iter().zip(reads.iter_mut()) {
         let source = TenantSource::new(&t.entry.customer_id);
         let cx = TenantCx {
@@ -503,6 +525,7 @@ pub async fn plan(
     plan.billing = out.billing;
     plan.estimates = out.estimates;
     plan.devices = out.devices;
+    plan.halo_read = halo_read;
     let unread = unread_fields(&halo);
     Ok(Planned {
         plan,

@@ -17,6 +17,7 @@ mod licences;
 mod metrics;
 mod reliability;
 mod render;
+mod report_reads;
 mod runs_undo;
 mod secrets;
 mod tenants;
