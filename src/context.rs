@@ -50,6 +50,8 @@ impl Apis {
                 requests: config.halo.rate_limit.requests,
                 per: Duration::from_secs(u64::from(config.halo.rate_limit.per_seconds)),
             }),
+            // Every command that calls Halo shares the window of its state directory (SPEC 9).
+            halo_window_dir: Some(config.sync.state_dir.clone()),
             ..HttpOptions::default()
         };
         let http = Arc::new(Http::new(options).map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -334,7 +334,8 @@ fn unread_fields(halo: &HaloSnapshot) -> BTreeMap<HaloEntity, BTreeSet<String>> 
     out
 }
 
-/// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`].
+/// Reads one tenant for each of its modules, in registry order, sharing one [`TenantSource`] (its Graph
+/// reads in one request).
 async fn read_tenant(
     config: &Config,
     apis: &Apis,
@@ -344,7 +345,7 @@ async fn read_tenant(
     state: &StateDir,
     now: jiff::Timestamp,
 ) -> Vec<Option<Box<dyn Any>>> {
-    let source = TenantSource::new(&t.entry.customer_id);
+    let source = TenantSource::for_target(config, state, t);
     let cx = TenantCx {
         config,
         apis,

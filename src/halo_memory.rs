@@ -115,6 +115,17 @@ impl HaloMemory {
     /// the memory holds azureoids (older Halo).
     pub fn record(&mut self, change: &Change, halo_id: i64, remembered: &BTreeSet<String>) {
         let key = record_key(change.entity, halo_id);
+        if change.entity == HaloEntity::Asset
+            && change.action == crate::plan::Action::Create
+            && !change.fields.iter().any(|f| f.field == "users")
+        {
+            // An asset csp-sync created without a user holds none as far as csp-sync wrote: its primary
+            // user is linked later without reading the asset first (`modules::assets`).
+            self.written
+                .entry(key.clone())
+                .or_default()
+                .insert("users".into(), Value::Array(Vec::new()));
+        }
         for f in &change.fields {
             let keep = remembered.contains(&f.field)
                 || self.is_unkept(change.entity, &f.field)

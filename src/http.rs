@@ -30,7 +30,7 @@ use tokio::time::Instant;
 pub const RETRY_SCALE_ENV: &str = "CSP_SYNC_RETRY_SCALE";
 
 /// The longest `Retry-After` honoured before giving up (so a cron job never hangs for hours).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Characters of a response body kept in errors and trace logs.
 const EXCERPT_CHARS: usize = 300;
 
@@ -155,6 +155,9 @@ pub struct HttpOptions {
     pub halo_retry: RetryPolicy,
     /// `None`: no client-side limiter in front of Halo.
     pub halo_rate_limit: Option<RateLimit>,
+    /// The state directory whose Halo rate window this process shares with the others (SPEC 9); `None`:
+    /// the limiter keeps this process's requests only.
+    pub halo_window_dir: Option<std::path::PathBuf>,
     /// Multiplies every retry sleep, `Retry-After` included (tests: 0.001).
     pub retry_scale: f64,
     pub user_agent: String,
@@ -171,6 +174,7 @@ impl Default for HttpOptions {
                 requests: 300,
                 per: Duration::from_secs(300),
             }),
+            halo_window_dir: None,
             retry_scale: retry_scale_from_env(),
             user_agent: format!("csp-sync/{}", env!("CARGO_PKG_VERSION")),
         }
@@ -200,11 +204,17 @@ pub fn retry_scale_from_env() -> f64 {
 /// A strict rolling-window limiter (not a bursting token bucket): [`RollingWindow::acquire`] waits until
 /// fewer than `requests` requests were let through in the last `per`, then records the new one.
 /// Shared by every task through an `Arc`; waiters are served in order (tokio's mutex is fair).
+///
+/// With a state directory the window is the one every csp-sync process of that directory shares
+/// ([`crate::rate_window`], SPEC 9); should its file fail (an unwritable directory), the limiter warns once
+/// and goes on with this process's own window, which it keeps in both cases.
 #[derive(Debug)]
 pub struct RollingWindow {
     limit: usize,
     window: Duration,
     sent: Mutex<VecDeque<Instant>>,
+    shared: Option<crate::rate_window::SharedWindow>,
+    shared_failed: std::sync::atomic::AtomicBool,
 }
 
 impl RollingWindow {
@@ -213,6 +223,16 @@ impl RollingWindow {
             limit: limit.requests.max(1) as usize,
             window: limit.per,
             sent: Mutex::new(VecDeque::new()),
+            shared: None,
+            shared_failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A limiter whose window is shared with the other processes of `state_dir`.
+    pub fn shared(limit: RateLimit, state_dir: &std::path::Path) -> Self {
+        RollingWindow {
+            shared: Some(crate::rate_window::SharedWindow::new(state_dir, limit)),
+            ..RollingWindow::new(limit)
         }
     }
 
@@ -228,13 +248,50 @@ impl RollingWindow {
                     break;
                 }
             }
+            match self.shared_take().await {
+                Some(crate::rate_window::Take::Taken) => {
+                    sent.push_back(now);
+                    return;
+                }
+                // The lock is held while waiting on purpose: later callers queue behind this one.
+                Some(crate::rate_window::Take::Wait(d)) => {
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                None => {}
+            }
             if sent.len() < self.limit {
                 sent.push_back(now);
                 return;
             }
-            // The lock is held while waiting on purpose: later callers queue behind this one.
             let free_at = sent.front().copied().map_or(now, |t| t + self.window);
             tokio::time::sleep_until(free_at).await;
+        }
+    }
+
+    /// A slot of the shared window, or `None` without one (or once it failed).
+    async fn shared_take(&self) -> Option<crate::rate_window::Take> {
+        use crate::rate_window::unix_ms;
+        let shared = self.shared.clone()?;
+        if self.shared_failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = unix_ms(std::time::SystemTime::now());
+        let taken = tokio::task::spawn_blocking(move || shared.try_take(now))
+            .await
+            .unwrap_or_else(|e| Err(format!("the rate window task failed: {e}")));
+        match taken {
+            Ok(take) => Some(take),
+            Err(e) => {
+                if !self.shared_failed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the Halo rate window shared with other csp-sync runs is not usable ({e}); this run \
+                         keeps [halo] rate_limit on its own, so runs side by side may go over it together \
+                         (set [sync] state_dir to a writable local directory)"
+                    );
+                }
+                None
+            }
         }
     }
 }
@@ -713,9 +770,12 @@ impl Http {
                 message: format!("could not set up the HTTP client: {e}"),
                 retry_after: None,
             })?;
-        let halo_limiter = options
-            .halo_rate_limit
-            .map(|l| Arc::new(RollingWindow::new(l)));
+        let halo_limiter = options.halo_rate_limit.map(|l| {
+            Arc::new(match &options.halo_window_dir {
+                Some(dir) => RollingWindow::shared(l, dir),
+                None => RollingWindow::new(l),
+            })
+        });
         Ok(Http {
             client,
             no_redirects,
@@ -750,6 +810,21 @@ impl Http {
                 wait,
                 cause,
             });
+    }
+
+    /// Records a retry a caller takes itself for part of a response (a Graph `$batch` item, which
+    /// [`Http::send_raw`] cannot see): listed in [`Http::retries`], and when `throttled` counted in
+    /// [`Http::throttled_count`] like a 429 of a whole request.
+    pub fn note_part_retry(&self, api: Api, attempt: u32, wait: Duration, throttled: bool) {
+        if throttled {
+            self.throttled[api.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        let cause = if throttled {
+            "throttled"
+        } else {
+            "server error"
+        };
+        self.note_retry(api, attempt, wait, cause);
     }
 
     /// Requests sent to `api` so far, retries included.

@@ -33,6 +33,7 @@ pub mod model;
 pub mod modules;
 pub mod permissions;
 pub mod plan;
+pub mod rate_window;
 pub mod readback;
 pub mod redact;
 pub mod render;

@@ -40,7 +40,8 @@ impl StateDir {
         &self.path
     }
 
-    fn ensure(&self) -> Result<()> {
+    /// Creates the directory (private to this user) if it is missing.
+    pub fn ensure(&self) -> Result<()> {
         // Private to this user (0700 on Unix): it holds every tenant's users and the journal.
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);

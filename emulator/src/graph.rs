@@ -616,6 +616,108 @@ fn devices(
     serve_page(st, p, false)
 }
 
+/// The request one `$batch` item stands for: its relative `url` under `/v1.0`, its method, the outer
+/// request's headers (the token) overlaid with the item's own `headers`, its `body`.
+pub(crate) fn batch_item_req(outer: &Req, item: &Value) -> Req {
+    let url = util::s(item, "url");
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = if path.starts_with("/v1.0/") {
+        path.to_string()
+    } else {
+        format!("/v1.0/{}", path.trim_start_matches('/'))
+    };
+    let mut headers = outer.headers.clone();
+    headers.remove(hyper::http::header::CONTENT_TYPE);
+    headers.remove(hyper::http::header::CONTENT_LENGTH);
+    if let Some(h) = item.get("headers").and_then(Value::as_object) {
+        for (k, v) in h {
+            if let (Ok(name), Some(Ok(val))) = (
+                hyper::http::header::HeaderName::from_bytes(k.as_bytes()),
+                v.as_str().map(hyper::http::HeaderValue::from_str),
+            ) {
+                headers.insert(name, val);
+            }
+        }
+    }
+    Req {
+        method: util::s(item, "method").to_ascii_uppercase(),
+        path: util::percent_decode(&path, false),
+        query: query.to_string(),
+        params: util::parse_pairs(query),
+        headers,
+        body: item
+            .get("body")
+            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default(),
+    }
+}
+
+/// The ids an item waits for (`dependsOn`).
+fn depends_on(item: &Value) -> Vec<String> {
+    item.get("dependsOn")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The payload checks Graph makes before running any item (reference 3.8, `json-batching.md`): at most
+/// 20 requests, ids present and unique, `url` relative, a `body` only with a `Content-Type` header,
+/// `dependsOn` naming ids of the same batch. Any failure is a 400 for the whole batch.
+fn check_batch(requests: &[Value]) -> Result<(), Resp> {
+    let bad = |m: &str| Err(graph_error(400, "BadRequest", m));
+    if requests.len() > 20 {
+        return bad("The number of batch requests exceeds the limit of 20.");
+    }
+    let mut ids = std::collections::HashSet::new();
+    for r in requests {
+        let id = util::s(r, "id");
+        if id.is_empty() || !ids.insert(id.to_string()) {
+            return bad("Batch request ids must be present and unique.");
+        }
+        let url = util::s(r, "url");
+        if url.is_empty() || url.contains("://") {
+            return bad(&format!(
+                "Invalid request URL '{url}' of batch request {id}: a batch request's url must be relative to the version root."
+            ));
+        }
+        if util::s(r, "method").is_empty() {
+            return bad(&format!("Batch request {id} has no method."));
+        }
+        let has_type = r
+            .get("headers")
+            .and_then(Value::as_object)
+            .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("content-type")));
+        if r.get("body").is_some_and(|b| !b.is_null()) && !has_type {
+            return bad(&format!(
+                "Batch request {id} has a body but no Content-Type header."
+            ));
+        }
+    }
+    for r in requests {
+        for d in depends_on(r) {
+            if !ids.contains(&d) || d == util::s(r, "id") {
+                return bad(&format!(
+                    "Batch request {} depends on '{d}', which is not another request of this batch.",
+                    util::s(r, "id")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1.0/$batch` (reference 3.8). Items run in an order honouring `dependsOn` (an item whose
+/// dependency failed gets 424 without running); each is answered with its own status, headers and body,
+/// and the outer status is 200 whatever the items got. The responses come in reverse order: the reference
+/// says their order is not guaranteed, and a client must match them by id. Faults queued for Graph paths
+/// apply per item (so an item can get 429 with its own `Retry-After`); network-level faults on an item's
+/// path hit the whole HTTP request instead (see `server::batch_item_fault`). Each item is logged after the
+/// POST with `batch` = its id.
 fn batch(st: &mut State, urls: &Urls, req: &Req) -> Resp {
     let body = match req.json() {
         Ok(b) => b,
@@ -628,62 +730,45 @@ fn batch(st: &mut State, urls: &Urls, req: &Req) -> Resp {
             "Invalid batch payload format: a 'requests' array is required.",
         );
     };
-    if requests.len() > 20 {
-        return graph_error(
-            400,
-            "BadRequest",
-            "The number of batch requests exceeds the limit of 20.",
-        );
+    if let Err(r) = check_batch(requests) {
+        return r;
     }
-    let mut ids = std::collections::HashSet::new();
-    for r in requests {
-        if !ids.insert(util::s(r, "id").to_string()) || util::s(r, "id").is_empty() {
+    let mut status: HashMap<String, u16> = HashMap::new();
+    let mut responses = Vec::new();
+    let mut left: Vec<&Value> = requests.iter().collect();
+    while !left.is_empty() {
+        let Some(pos) = left
+            .iter()
+            .position(|r| depends_on(r).iter().all(|d| status.contains_key(d)))
+        else {
             return graph_error(
                 400,
                 "BadRequest",
-                "Batch request ids must be present and unique.",
+                "The dependsOn of the batch requests form a cycle.",
             );
-        }
-    }
-    let mut responses = Vec::new();
-    for r in requests {
+        };
+        let r = left.remove(pos);
         let id = util::s(r, "id").to_string();
-        let url = util::s(r, "url");
-        let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        let path = if path.starts_with("/v1.0/") {
-            path.to_string()
+        let inner = batch_item_req(req, r);
+        let failed_dep = depends_on(r)
+            .into_iter()
+            .find(|d| !(200..300).contains(&status[d]));
+        let resp = if let Some(d) = failed_dep {
+            graph_error(
+                424,
+                "FailedDependency",
+                &format!("The request depends on request {d}, which failed."),
+            )
         } else {
-            format!("/v1.0/{}", path.trim_start_matches('/'))
-        };
-        let mut headers = req.headers.clone();
-        if let Some(h) = r.get("headers").and_then(Value::as_object) {
-            for (k, v) in h {
-                if let (Ok(name), Some(Ok(val))) = (
-                    hyper::http::header::HeaderName::from_bytes(k.as_bytes()),
-                    v.as_str().map(hyper::http::HeaderValue::from_str),
-                ) {
-                    headers.insert(name, val);
+            match crate::server::take_fault(st, crate::Api::Graph, &inner) {
+                Some(kind @ (FaultKind::TooManyRequests { .. } | FaultKind::Status(_))) => {
+                    fault_response(&kind)
                 }
+                _ => handle(st, urls, &inner),
             }
-        }
-        let inner = Req {
-            method: util::s(r, "method").to_ascii_uppercase(),
-            path: util::percent_decode(&path, false),
-            query: query.to_string(),
-            params: util::parse_pairs(query),
-            headers,
-            body: r
-                .get("body")
-                .map(|b| serde_json::to_vec(b).unwrap_or_default())
-                .unwrap_or_default(),
         };
-        // Faults queued for Graph also apply to batch items (per-item 429 with its own Retry-After).
-        let resp = match crate::server::take_fault(st, crate::Api::Graph, &inner) {
-            Some(kind @ (FaultKind::TooManyRequests { .. } | FaultKind::Status(_))) => {
-                fault_response(&kind)
-            }
-            _ => handle(st, urls, &inner),
-        };
+        status.insert(id.clone(), resp.status);
+        st.rt.batch_items.push((id.clone(), inner, resp.status));
         let mut hdrs = serde_json::Map::new();
         for (k, v) in &resp.headers {
             hdrs.insert(
@@ -699,5 +784,6 @@ fn batch(st: &mut State, urls: &Urls, req: &Req) -> Resp {
             json!({"id": id, "status": resp.status, "headers": hdrs, "body": resp.body_json()}),
         );
     }
+    responses.reverse();
     Resp::json(200, &json!({"responses": responses}))
 }

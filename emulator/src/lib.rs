@@ -70,6 +70,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// JSON body, or the form fields (secrets masked as `***`), or the raw text.
     pub body: Option<serde_json::Value>,
+    /// `Some(item id)` for a request carried inside a Graph `$batch` (logged right after the `POST
+    /// /v1.0/$batch` that carried it): not an HTTP request of its own. `None` for an HTTP request.
+    pub batch: Option<String>,
 }
 
 /// A fault queued with [`Emulator::inject`]: the first `times` requests to `api` whose method matches
@@ -275,9 +278,17 @@ impl Emulator {
         self.shared.lock().rt.faults.push(fault);
     }
 
-    /// Every request received so far, in order.
+    /// Every request received so far, in order, with the items of each Graph `$batch` right after it
+    /// (`batch` set; see [`RequestRecord::batch`]).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().rt.log.clone()
+    }
+
+    /// The HTTP requests received so far: [`Emulator::requests`] without the `$batch` items.
+    pub fn http_requests(&self) -> Vec<RequestRecord> {
+        let mut all = self.requests();
+        all.retain(|r| r.batch.is_none());
+        all
     }
 
     /// How many requests to `api` with this method whose `path?query` contains `path_contains` have

@@ -72,6 +72,8 @@ pub(crate) struct Runtime {
     pub revoked_refresh: bool,
     pub faults: Vec<Fault>,
     pub log: Vec<RequestRecord>,
+    /// `$batch` items run by the request being handled (id, the item's request, its status), logged after it.
+    pub batch_items: Vec<(String, Req, u16)>,
     /// (api, method, `path?query`) of every request as it arrives.
     pub arrivals: Vec<(Api, String, String)>,
     pub pages: HashMap<String, PendingPages>,
@@ -264,7 +266,60 @@ fn log(st: &mut State, api: Api, req: &Req, status: u16) {
         query: req.query.clone(),
         status,
         body: req.logged_body(),
+        batch: None,
     });
+    for (id, item, status) in std::mem::take(&mut st.rt.batch_items) {
+        st.rt.log.push(RequestRecord {
+            api,
+            method: item.method.clone(),
+            path: item.path.clone(),
+            query: item.query.clone(),
+            status,
+            body: item.logged_body(),
+            batch: Some(id),
+        });
+    }
+}
+
+/// Whether a fault only the HTTP layer can produce (a dropped connection, a delay, a body replaced or
+/// cut short): such a fault queued for a path reached through `$batch` hits the batch's own request.
+fn network_level(kind: &FaultKind) -> bool {
+    !matches!(
+        kind,
+        FaultKind::TooManyRequests { .. } | FaultKind::Status(_)
+    )
+}
+
+/// A network-level fault queued for the path of one of a Graph `$batch`'s items (see [`network_level`]):
+/// taken here and applied to the batch's HTTP request. Status faults stay queued for the item itself.
+fn batch_item_fault(st: &mut State, api: Api, req: &Req) -> Option<FaultKind> {
+    if api != Api::Graph || req.method != "POST" || !req.path.ends_with("/$batch") {
+        return None;
+    }
+    let body = req.json().ok()?;
+    for item in body.get("requests")?.as_array()? {
+        let inner = crate::graph::batch_item_req(req, item);
+        let full = format!("{}?{}", inner.path, inner.query);
+        let pos = st.rt.faults.iter().position(|f| {
+            f.api == api
+                && f.times > 0
+                && network_level(&f.kind)
+                && f.method
+                    .as_ref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(&inner.method))
+                && full.contains(&f.path_contains)
+        });
+        if let Some(pos) = pos {
+            let f = &mut st.rt.faults[pos];
+            f.times -= 1;
+            let kind = f.kind.clone();
+            if f.times == 0 {
+                st.rt.faults.remove(pos);
+            }
+            return Some(kind);
+        }
+    }
+    None
 }
 
 type Body = axum::body::Body;
@@ -297,7 +352,7 @@ async fn handle_http(
             req.method.clone(),
             format!("{}?{}", req.path, req.query),
         ));
-        take_fault(&mut st, api, &req)
+        take_fault(&mut st, api, &req).or_else(|| batch_item_fault(&mut st, api, &req))
     };
     let resp = match fault {
         Some(FaultKind::Latency(d)) => {

@@ -744,6 +744,155 @@ fn graph_batch_and_devices() {
     );
 }
 
+/// `$batch` as reference 3.8 describes it: per-item status, headers and body; responses matched by id
+/// (their order is not the request order); `dependsOn` (a failed dependency answers 424); 400 for the
+/// whole batch on duplicate ids, an absolute url, a body without `Content-Type`; `$deltatoken=latest`
+/// returns only a delta link; network-level faults on an item's path hit the batch request.
+#[test]
+fn graph_batch_follows_the_reference() {
+    let emu = start(Scenario::small());
+    let fab = emu
+        .scenario()
+        .customer_named("Fabrikam Inc")
+        .unwrap()
+        .tenant_id
+        .clone();
+    let tok = bearer(&ms_token(
+        &emu,
+        &fab,
+        "client_credentials",
+        "https://graph.microsoft.com/.default",
+    ));
+    let g = emu.graph_url();
+    let post = |body: &Value| {
+        http(
+            "POST",
+            &format!("{g}/v1.0/$batch"),
+            &[
+                ("Authorization", &tok),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
+    let item = |v: &Value, id: &str| {
+        v["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no response {id}: {v}"))
+            .clone()
+    };
+    let v = post(&json!({"requests": [
+        {"id": "latest", "method": "GET", "url": "/users/delta?$select=id,displayName&$deltatoken=latest"},
+        {"id": "users", "method": "GET", "url": "/users?$select=id&$top=999", "dependsOn": ["latest"]},
+        {"id": "skus", "method": "GET", "url": "/subscribedSkus"},
+        {"id": "devices", "method": "GET", "url": "/deviceManagement/managedDevices"}
+    ]}))
+    .json();
+    let ids: Vec<&str> = v["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_ne!(
+        ids,
+        ["latest", "users", "skus", "devices"],
+        "answered in request order"
+    );
+    let latest = item(&v, "latest");
+    assert_eq!(latest["status"], 200);
+    assert_eq!(latest["body"]["value"], json!([]));
+    assert!(
+        latest["body"]["@odata.deltaLink"]
+            .as_str()
+            .unwrap()
+            .contains("$deltatoken=")
+    );
+    assert!(latest["body"].get("@odata.nextLink").is_none());
+    assert!(
+        !item(&v, "users")["body"]["value"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(item(&v, "skus")["status"], 200);
+    // Fabrikam has Intune in the small scenario: the device list answers 200 with its first page.
+    assert_eq!(item(&v, "devices")["status"], 200);
+    // Four items ran in one HTTP request; each is logged after it with its id.
+    let log = emu.requests();
+    let at = log.iter().rposition(|r| r.path == "/v1.0/$batch").unwrap();
+    let items: Vec<_> = log[at + 1..]
+        .iter()
+        .filter_map(|r| r.batch.clone())
+        .collect();
+    assert_eq!(items, ["latest", "users", "skus", "devices"]);
+    assert_eq!(
+        emu.http_requests()
+            .iter()
+            .filter(|r| r.api == Api::Graph)
+            .count(),
+        1
+    );
+    // The delta link from `latest` tracks from now: nothing changed, so the next round is empty.
+    let link = latest["body"]["@odata.deltaLink"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rel = link.split("/v1.0").nth(1).unwrap().to_string();
+    let v = post(&json!({"requests": [{"id": "d", "method": "GET", "url": rel}]})).json();
+    assert_eq!(item(&v, "d")["body"]["value"], json!([]));
+
+    // A failed dependency: the dependent item answers 424 without running.
+    emu.inject(Fault::new(
+        Api::Graph,
+        "$deltatoken=latest",
+        FaultKind::Status(503),
+    ));
+    let v = post(&json!({"requests": [
+        {"id": "a", "method": "GET", "url": "/users/delta?$deltatoken=latest"},
+        {"id": "b", "method": "GET", "url": "/users?$top=999", "dependsOn": ["a"]}
+    ]}))
+    .json();
+    assert_eq!(item(&v, "a")["status"], 503);
+    assert_eq!(item(&v, "b")["status"], 424);
+
+    // Whole-batch 400s.
+    for bad in [
+        json!({"requests": [{"id": "1", "method": "GET", "url": "/users"}, {"id": "1", "method": "GET", "url": "/subscribedSkus"}]}),
+        json!({"requests": [{"id": "1", "method": "GET", "url": format!("{g}/v1.0/users")}]}),
+        json!({"requests": [{"id": "1", "method": "POST", "url": "/users", "body": {"a": 1}}]}),
+        json!({"requests": [{"id": "1", "method": "GET", "url": "/users", "dependsOn": ["9"]}]}),
+    ] {
+        let r = post(&bad);
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json()["error"]["message"].is_string());
+    }
+
+    // A dropped connection queued for an item's path drops the batch request itself.
+    emu.inject(Fault::new(
+        Api::Graph,
+        "/subscribedSkus",
+        FaultKind::DropBeforeResponse,
+    ));
+    let body = json!({"requests": [{"id": "1", "method": "GET", "url": "/subscribedSkus"}]});
+    assert!(
+        try_http(
+            "POST",
+            &format!("{g}/v1.0/$batch"),
+            &[
+                ("Authorization", &tok),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .is_none()
+    );
+    assert_eq!(emu.requests().last().unwrap().status, 0);
+}
+
 #[test]
 fn large_scenario_is_deterministic_and_mapped() {
     let at: jiff::Timestamp = "2026-11-27T09:00:00Z".parse().unwrap();

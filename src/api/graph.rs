@@ -15,6 +15,9 @@ use crate::auth::{Credentials, TokenSource};
 use crate::http::{Api, Http, Request, RequestKind, parse_retry_after};
 use crate::model;
 
+mod tenant_read;
+pub use tenant_read::{TenantNeeds, TenantRead, UsersFetch, UsersRead};
+
 /// The `$select` of users and of the first delta call (reference 3.2).
 pub const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,surname,mail,accountEnabled,\
 userType,assignedLicenses,onPremisesSyncEnabled,createdDateTime,jobTitle,department,mobilePhone,businessPhones";
@@ -410,17 +413,75 @@ pub struct BatchRequest {
     pub body: Option<Value>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub headers: Map<String, Value>,
+    /// Ids of requests of the same batch that must run first (a failed one answers this one 424).
+    #[serde(rename = "dependsOn", skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 impl BatchRequest {
+    /// A read, marked `x-ms-throttle-priority: low` like every request csp-sync sends (each item of a
+    /// batch is evaluated against throttling on its own, reference 3.8).
     pub fn get(id: impl Into<String>, url: impl Into<String>) -> Self {
+        let mut headers = Map::new();
+        headers.insert("x-ms-throttle-priority".into(), Value::from("low"));
         BatchRequest {
             id: id.into(),
             method: "GET".into(),
             url: url.into(),
             body: None,
-            headers: Map::new(),
+            headers,
+            depends_on: Vec::new(),
         }
+    }
+
+    /// This request runs after `id` (and fails with 424 when `id` fails).
+    #[must_use]
+    pub fn after(mut self, id: impl Into<String>) -> Self {
+        self.depends_on.push(id.into());
+        self
+    }
+}
+
+impl BatchResponse {
+    /// The item as a [`Response`] of its own (`url` relative to the version root), so it is read and its
+    /// error parsed exactly like a request sent alone.
+    pub fn to_response(&self, base_url: &str, url: &str) -> crate::http::Response {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &self.headers {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                reqwest::header::HeaderValue::from_str(&v),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        crate::http::Response {
+            api: Api::Graph,
+            method: "GET".into(),
+            url: crate::http::redact_url(&format!("{base_url}/v1.0{url}")),
+            status: reqwest::StatusCode::from_u16(self.status)
+                .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR),
+            headers,
+            body: match &self.body {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+            .and_then(|(_, v)| match v {
+                Value::String(s) => parse_retry_after(s),
+                Value::Number(n) => n.as_f64().map(Duration::from_secs_f64),
+                _ => None,
+            })
     }
 }
 
@@ -487,11 +548,25 @@ impl Graph {
         source: &TokenSource,
         first_url: String,
     ) -> Result<Vec<T>, Error> {
+        self.list_from(source, first_url, None).await
+    }
+
+    /// A listing whose first page (of `first_url`) may already be in hand (a `$batch` item's body).
+    async fn list_from<T: serde::de::DeserializeOwned>(
+        &self,
+        source: &TokenSource,
+        first_url: String,
+        mut first: Option<Page<T>>,
+    ) -> Result<Vec<T>, Error> {
         let mut url = first_url;
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
-            let resp = send_authed(&self.http, &self.creds, source, Self::get(&url)).await?;
-            let page: Page<T> = resp.json()?;
+            let page: Page<T> = match first.take() {
+                Some(p) => p,
+                None => send_authed(&self.http, &self.creds, source, Self::get(&url))
+                    .await?
+                    .json()?,
+            };
             out.extend(page.value);
             match page.next_link {
                 Some(next) if !next.is_empty() => url = self.rebase(&next),
@@ -523,27 +598,45 @@ impl Graph {
         tenant: &str,
         delta_link: Option<&str>,
     ) -> Result<UsersDelta, Error> {
-        let source = Self::customer(tenant);
-        let mut url = match delta_link {
+        let url = match delta_link {
             Some(link) => self.rebase(link),
             None => format!("{}/v1.0/users/delta?$select={USER_SELECT}", self.base_url),
         };
+        self.delta_from(tenant, url, None).await
+    }
+
+    /// A delta link that tracks changes from now on, with no data: `$deltatoken=latest` on the first
+    /// call (reference 3.3, user-delta.md: "`$deltaToken=latest` returns only a deltaLink"), with the
+    /// `$select` the link keeps for later rounds.
+    pub async fn users_latest_delta_link(&self, tenant: &str) -> Result<String, Error> {
+        let url = format!("{}/v1.0{}", self.base_url, latest_delta_url());
+        let d = self.delta_from(tenant, url, None).await?;
+        no_data_in_latest(tenant, &d)?;
+        Ok(d.delta_link)
+    }
+
+    /// A delta round from `url`, whose first page may already be in hand (a `$batch` item's body).
+    async fn delta_from(
+        &self,
+        tenant: &str,
+        mut url: String,
+        mut first: Option<Page<Value>>,
+    ) -> Result<UsersDelta, Error> {
+        let source = Self::customer(tenant);
         let mut out = UsersDelta::default();
         for _ in 0..MAX_PAGES {
-            let resp = match send_authed(&self.http, &self.creds, &source, Self::get(&url)).await {
-                Ok(r) => r,
-                Err(Error::Api(e)) if is_delta_expired(&e) => {
-                    return Err(Error::DeltaExpired {
-                        tenant: lower(tenant),
-                        reason: e
-                            .code
-                            .clone()
-                            .unwrap_or_else(|| format!("HTTP {}", e.status.unwrap_or_default())),
-                    });
+            let page: Page<Value> = match first.take() {
+                Some(p) => p,
+                None => {
+                    match send_authed(&self.http, &self.creds, &source, Self::get(&url)).await {
+                        Ok(r) => r.json()?,
+                        Err(Error::Api(e)) if is_delta_expired(&e) => {
+                            return Err(delta_expired(tenant, &e));
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                Err(e) => return Err(e),
             };
-            let page: Page<Value> = resp.json()?;
             for item in page.value {
                 if let Some(removed) = item.get("@removed") {
                     let id = item.get("id").and_then(Value::as_str).map(lower);
@@ -626,9 +719,14 @@ impl Graph {
         self.list(&TokenSource::GraphPartner, url).await
     }
 
-    /// Runs `requests` as `$batch` calls of at most 20 in `tenant`. Items answered 429 are retried in
-    /// a later batch after the longest of their `Retry-After`s (or the policy's backoff). Responses
-    /// come back in the order of `requests`; their statuses must be checked by the caller.
+    /// Runs `requests` as `$batch` calls of at most 20 in `tenant` (reference 3.8). Items are retried in a
+    /// later batch the way a request sent alone is retried by [`Http::send_raw`] and [`send_authed`]:
+    /// a 429 after the longest of the items' `Retry-After`s (or the policy's backoff), a 5xx of a read
+    /// after its `Retry-After` or the backoff, a 401 once with a renewed token; an item answered 424
+    /// because its `dependsOn` failed is retried with it. A whole batch answered 424 (what older Graph
+    /// documentation says a throttled batch gets) is retried whole after its `Retry-After` or the
+    /// backoff. Responses come back in the order of `requests` whatever order Graph answered in; their
+    /// statuses must be checked by the caller (the last answer of an item that ran out of attempts).
     pub async fn batch(
         &self,
         tenant: &str,
@@ -647,60 +745,119 @@ impl Graph {
             std::collections::HashMap::new();
         let mut pending = requests;
         let mut attempt = 1;
+        let mut renewed = false;
         while !pending.is_empty() {
-            let mut throttled = Vec::new();
+            let mut again: Vec<(BatchRequest, BatchResponse)> = Vec::new();
             let mut wait: Option<Duration> = None;
-            for chunk in pending.chunks(BATCH_LIMIT) {
-                let all_reads = chunk.iter().all(|r| r.method.eq_ignore_ascii_case("GET"));
-                let body = serde_json::json!({ "requests": chunk });
-                let req = Request::post(Api::Graph, format!("{}/v1.0/$batch", self.base_url))
-                    .header("x-ms-throttle-priority", "low")
-                    .kind(if all_reads {
-                        RequestKind::Read
-                    } else {
-                        RequestKind::Create
-                    })
-                    .json(body);
-                let resp = send_authed(&self.http, &self.creds, &source, req).await?;
-                let env: BatchEnvelope = resp.json()?;
-                for r in env.responses {
-                    if r.status == 429 {
-                        let ra = r
-                            .headers
-                            .iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                            .and_then(|(_, v)| match v {
-                                Value::String(s) => parse_retry_after(s),
-                                Value::Number(n) => n.as_f64().map(Duration::from_secs_f64),
-                                _ => None,
-                            });
-                        let this = ra.unwrap_or_else(|| policy.backoff(attempt));
+            let mut renew = false;
+            let last = attempt >= policy.max_attempts;
+            for chunk in chunks(&pending) {
+                let token = self.creds.token(&source).await?;
+                let answers = match self.send_batch(&source, &chunk).await {
+                    Ok(a) => a,
+                    Err(Error::Api(e)) if e.status == Some(424) && !last => {
+                        // Older documentation: the batch itself answers 424 when items were throttled.
+                        let this = e.retry_after.unwrap_or_else(|| policy.backoff(attempt));
                         wait = Some(wait.map_or(this, |w| w.max(this)));
-                        if let Some(orig) = chunk.iter().find(|q| q.id == r.id) {
-                            throttled.push((orig.clone(), r));
+                        self.note_throttled_items(
+                            tenant,
+                            chunk.len(),
+                            attempt,
+                            this,
+                            e.retry_after.is_some(),
+                        );
+                        for q in chunk {
+                            let r = BatchResponse {
+                                id: q.id.clone(),
+                                status: 424,
+                                headers: Map::new(),
+                                body: Value::Null,
+                            };
+                            again.push((q, r));
                         }
-                    } else {
-                        done.insert(r.id.clone(), r);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut retried: Vec<String> = Vec::new();
+                let mut by_id: Vec<(BatchRequest, BatchResponse)> = Vec::new();
+                for r in answers {
+                    if let Some(q) = chunk.iter().find(|q| q.id == r.id) {
+                        by_id.push((q.clone(), r));
                     }
                 }
-            }
-            if throttled.is_empty() {
-                break;
-            }
-            if attempt >= policy.max_attempts {
-                // Give the caller the 429 items as answered.
-                for (_, r) in throttled {
-                    done.insert(r.id.clone(), r);
+                for (q, r) in by_id {
+                    let read = q.method.eq_ignore_ascii_case("GET");
+                    let retry = match r.status {
+                        429 => r
+                            .retry_after()
+                            .map_or(Some((policy.backoff(attempt), false)), |w| {
+                                (w <= crate::http::MAX_RETRY_AFTER).then_some((w, true))
+                            })
+                            .map(|(w, from_server)| {
+                                self.note_throttled_items(tenant, 1, attempt, w, from_server);
+                                w
+                            }),
+                        500..=599 if read => {
+                            let w = r
+                                .retry_after()
+                                .filter(|w| *w <= crate::http::MAX_RETRY_AFTER)
+                                .unwrap_or_else(|| policy.backoff(attempt));
+                            tracing::warn!(
+                                api = %Api::Graph, tenant = %lower(tenant), item = %q.url,
+                                status = r.status, attempt, wait_ms = w.as_millis() as u64,
+                                "server error; retrying"
+                            );
+                            self.http.note_part_retry(Api::Graph, attempt, w, false);
+                            Some(w)
+                        }
+                        401 if !renewed => {
+                            renew = true;
+                            Some(Duration::ZERO)
+                        }
+                        _ => None,
+                    };
+                    match retry {
+                        Some(w) if !last => {
+                            wait = Some(wait.map_or(w, |x| x.max(w)));
+                            retried.push(q.id.clone());
+                            again.push((q, r));
+                        }
+                        _ => {
+                            done.insert(r.id.clone(), r);
+                        }
+                    }
                 }
+                // An item that failed only because its dependency did is retried with it.
+                for q in &chunk {
+                    if q.depends_on.iter().any(|d| retried.contains(d))
+                        && done.get(&q.id).is_some_and(|r| r.status == 424)
+                        && let Some(r) = done.remove(&q.id)
+                    {
+                        again.push((q.clone(), r));
+                    }
+                }
+                if renew {
+                    self.creds.invalidate_if(&source, &token).await;
+                }
+            }
+            if again.is_empty() {
                 break;
             }
-            let wait = wait.unwrap_or_else(|| policy.backoff(attempt));
-            tracing::warn!(
-                tenant = %lower(tenant), items = throttled.len(), attempt,
-                wait_ms = wait.as_millis() as u64, "$batch items throttled; retrying them"
-            );
-            self.http.retry_sleep(wait).await;
-            pending = throttled.into_iter().map(|(q, _)| q).collect();
+            renewed |= renew;
+            let wait = wait.unwrap_or(Duration::ZERO);
+            if !wait.is_zero() {
+                self.http.retry_sleep(wait).await;
+            }
+            let ids: Vec<String> = again.iter().map(|(q, _)| q.id.clone()).collect();
+            pending = again
+                .into_iter()
+                .map(|(mut q, _)| {
+                    // A dependency that is not sent again already succeeded.
+                    q.depends_on.retain(|d| ids.contains(d));
+                    q
+                })
+                .collect();
             attempt += 1;
         }
         let mut out = Vec::with_capacity(order.len());
@@ -716,6 +873,97 @@ impl Graph {
         }
         Ok(out)
     }
+
+    /// One `POST /v1.0/$batch` of at most 20 requests.
+    async fn send_batch(
+        &self,
+        source: &TokenSource,
+        chunk: &[BatchRequest],
+    ) -> Result<Vec<BatchResponse>, Error> {
+        let all_reads = chunk.iter().all(|r| r.method.eq_ignore_ascii_case("GET"));
+        let body = serde_json::json!({ "requests": chunk });
+        let req = Request::post(Api::Graph, format!("{}/v1.0/$batch", self.base_url))
+            .header("x-ms-throttle-priority", "low")
+            .kind(if all_reads {
+                RequestKind::Read
+            } else {
+                RequestKind::Create
+            })
+            .json(body);
+        let env: BatchEnvelope = send_authed(&self.http, &self.creds, source, req)
+            .await?
+            .json()?;
+        Ok(env.responses)
+    }
+
+    /// Logs throttled `$batch` items like a throttled request (`throttled (429)`, the wait and whether
+    /// the server named it) and counts them.
+    fn note_throttled_items(
+        &self,
+        tenant: &str,
+        items: usize,
+        attempt: u32,
+        wait: Duration,
+        from_server: bool,
+    ) {
+        tracing::warn!(
+            api = %Api::Graph, tenant = %lower(tenant), items, attempt,
+            wait_ms = wait.as_millis() as u64, from_server,
+            "throttled (429); waiting before retrying ($batch items)"
+        );
+        for _ in 0..items {
+            self.http.note_part_retry(Api::Graph, attempt, wait, true);
+        }
+    }
+}
+
+/// The first call of a delta round that returns no data, only a delta link (reference 3.3), relative to
+/// the version root.
+fn latest_delta_url() -> String {
+    format!("/users/delta?$select={USER_SELECT}&$deltatoken=latest")
+}
+
+/// `$batch` chunks of at most [`BATCH_LIMIT`], in order. Chunks are sent one after the other, so a
+/// dependency in an earlier chunk has already run: only dependencies within the chunk are kept.
+fn chunks(pending: &[BatchRequest]) -> Vec<Vec<BatchRequest>> {
+    pending
+        .chunks(BATCH_LIMIT)
+        .map(|c| {
+            c.iter()
+                .map(|q| {
+                    let mut q = q.clone();
+                    q.depends_on.retain(|d| c.iter().any(|x| &x.id == d));
+                    q
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A `latest` delta call is expected to carry no users; data there would be lost, so it is an error.
+fn no_data_in_latest(tenant: &str, d: &UsersDelta) -> Result<(), Error> {
+    if d.users.is_empty() && d.removed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "Graph users/delta?$deltatoken=latest of tenant {tenant} returned {} user(s); it should return only a delta link",
+            d.users.len() + d.removed.len()
+        )))
+    }
+}
+
+fn delta_expired(tenant: &str, e: &crate::http::ApiError) -> Error {
+    Error::DeltaExpired {
+        tenant: lower(tenant),
+        reason: expired_reason(e),
+    }
+}
+
+/// Why Graph refused a delta link: its error code, else the status.
+fn expired_reason(e: &crate::http::ApiError) -> String {
+    e.code
+        .clone()
+        .unwrap_or_else(|| format!("HTTP {}", e.status.unwrap_or_default()))
 }
 
 /// A delta link Graph no longer accepts (reference 3.3).
@@ -1021,6 +1269,131 @@ mod tests {
         assert_eq!(out.len(), 45);
         assert_eq!(out[44].id, "44");
         assert_eq!(http.request_count(Api::Graph), 3);
+    }
+
+    /// A steady-state tenant read: one `$batch` whose delta item is refused (410 `syncStateNotFound`, the
+    /// link expired) and whose devices item answers 400 (no Intune, reference 3.7); the users are read in
+    /// full after a `latest` delta link, outside the batch.
+    #[tokio::test]
+    async fn tenant_read_resyncs_an_expired_delta_link_and_keeps_item_errors() {
+        let server = MockServer::start().await;
+        let (g, http) = graph(&server).await;
+        Mock::given(method("POST"))
+            .and(path("/v1.0/$batch"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"responses": [
+                {"id": "devices", "status": 400, "headers": {"Content-Type": "application/json"},
+                 "body": {"error": {"code": "BadRequest", "message": "Request not applicable to target tenant."}}},
+                {"id": "skus", "status": 200, "headers": {}, "body": serde_json::from_str::<Value>(SKUS).unwrap()},
+                {"id": "users", "status": 410, "headers": {},
+                 "body": {"error": {"code": "syncStateNotFound", "message": "The sync state generation is not found."}}}
+            ]})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1.0/users/delta"))
+            .and(query_param("$deltatoken", "latest"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "value": [], "@odata.deltaLink": "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=fresh"
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1.0/users"))
+            .and(query_param("$top", "999"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(
+                    json!({"value": [serde_json::from_str::<Value>(USER).unwrap()]}),
+                ),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let needs = TenantNeeds {
+            users: Some(UsersRead::Delta(
+                "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=old".into(),
+            )),
+            skus: true,
+            company_subscriptions: false,
+            devices: true,
+        };
+        let read = g.read_tenant("cust-1", &needs).await;
+        let Some(Ok(UsersFetch::Full {
+            users,
+            delta_link,
+            expired,
+        })) = read.users
+        else {
+            panic!("{:?}", read.users);
+        };
+        assert_eq!(users.len(), 1);
+        assert!(delta_link.unwrap().ends_with("$deltatoken=fresh"));
+        assert_eq!(expired.as_deref(), Some("syncStateNotFound"));
+        assert_eq!(read.skus.unwrap().unwrap()[0].consumed_units, 14);
+        let err = read.devices.unwrap().unwrap_err();
+        assert_eq!(err.status(), Some(400));
+        assert!(err.to_string().contains("not applicable"), "{err}");
+        assert_eq!(http.request_count(Api::Graph), 3);
+        // The batch items were relative to the version root.
+        let sent = server.received_requests().await.unwrap();
+        let batch: Value = serde_json::from_slice(
+            &sent
+                .iter()
+                .find(|r| r.url.path() == "/v1.0/$batch")
+                .unwrap()
+                .body,
+        )
+        .unwrap();
+        assert_eq!(batch["requests"][0]["url"], "/users/delta?$deltatoken=old");
+    }
+
+    /// A first-sync batch whose `latest` item is throttled: the users item that depends on it answers 424
+    /// and both are sent again, the dependency kept, after the item's Retry-After.
+    #[tokio::test]
+    async fn a_dependent_item_is_retried_with_its_throttled_dependency() {
+        let server = MockServer::start().await;
+        let (g, http) = graph(&server).await;
+        Mock::given(method("POST"))
+            .and(path("/v1.0/$batch"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"responses": [
+                {"id": "skus", "status": 200, "body": {"value": []}},
+                {"id": "users", "status": 424, "body": {"error": {"code": "FailedDependency", "message": "x"}}},
+                {"id": "latest", "status": 429, "headers": {"Retry-After": "0.2"}, "body": {"error": {"code": "TooManyRequests", "message": "x"}}}
+            ]})))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1.0/$batch"))
+            .and(wiremock::matchers::body_partial_json(json!({"requests": [
+                {"id": "latest"}, {"id": "users", "dependsOn": ["latest"]}
+            ]})))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"responses": [
+                {"id": "users", "status": 200, "body": {"value": [serde_json::from_str::<Value>(USER).unwrap()]}},
+                {"id": "latest", "status": 200, "body": {"value": [], "@odata.deltaLink": "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=new"}}
+            ]})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let needs = TenantNeeds {
+            users: Some(UsersRead::Full { track: true }),
+            skus: true,
+            ..TenantNeeds::default()
+        };
+        let read = g.read_tenant("cust-1", &needs).await;
+        let Some(Ok(UsersFetch::Full {
+            users, delta_link, ..
+        })) = read.users
+        else {
+            panic!("{:?}", read.users);
+        };
+        assert_eq!(users.len(), 1);
+        assert!(delta_link.unwrap().ends_with("$deltatoken=new"));
+        assert!(read.skus.unwrap().unwrap().is_empty());
+        assert_eq!(http.request_count(Api::Graph), 2);
+        assert_eq!(http.throttled_count(Api::Graph), 1);
     }
 
     #[tokio::test]

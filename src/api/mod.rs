@@ -19,7 +19,7 @@ use crate::auth::{AuthError, Credentials, TokenSource};
 use crate::http::{ApiError, Http, Request, Response};
 
 /// An API client failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),

@@ -7,9 +7,14 @@
 //! Halo's asset `users`: the OpenAPI document (`halo-openapi.json`, schema `Device`) gives `users` as an
 //! array of `Users_List` with no description and no add/remove variant (unlike `add_licences` beside
 //! `licences`), and `Device_List` does not carry it. Nothing says whether an update merges or replaces the
-//! list, so csp-sync assumes the less convenient case, replace: it sends `users` only where the full record
-//! (`GET /api/Asset/{id}`) shows no user or exactly the one csp-sync set before, so a user a technician
-//! added is never dropped.
+//! list, so csp-sync assumes the less convenient case, replace. Where csp-sync remembers what it last wrote
+//! to an asset's `users` (the Halo memory: the link it wrote, or none for an asset it created without a
+//! user), `users` is a list-less field like any other (SPEC 7): written when the source differs from that
+//! value, with no read. Only where it remembers nothing (an asset Halo's own Intune import made, adopted
+//! by serial number, or a lost state) does it read the full record (`GET /api/Asset/{id}`) first and send
+//! `users` only where that shows no user or exactly the one wanted, so a user a technician chose on an
+//! asset csp-sync never linked is not dropped. This keeps the run after a first sync (which creates the
+//! contacts and the assets together, so cannot link them yet) from reading every asset by id.
 
 use std::collections::BTreeMap;
 
@@ -44,8 +49,7 @@ impl SyncModule for Assets {
     ];
 
     async fn read_tenant(&self, cx: &TenantCx<'_>) -> Option<DeviceRead> {
-        let id = &cx.target.entry.customer_id;
-        Some(match cx.apis.graph.managed_devices(id).await {
+        Some(match cx.source.take_devices(cx.apis).await {
             Ok(devices) => {
                 DeviceRead::Devices(devices.iter().map(GraphManagedDevice::to_model).collect())
             }
@@ -110,8 +114,9 @@ impl SyncModule for Assets {
         Ok(p.tenants)
     }
 
-    /// A `users` write on an existing asset is kept only where the full record shows no user or exactly
-    /// the one csp-sync set before (one `GET /api/Asset/{id}` per such asset; none in a steady state).
+    /// A `users` write on an existing asset: written as planned where the memory holds what csp-sync last
+    /// wrote there; else kept only where the full record shows no user (one `GET /api/Asset/{id}` per such
+    /// asset: only assets csp-sync never wrote `users` to, none in a steady state).
     async fn confirm(
         &self,
         cx: &PlanCx<'_>,
@@ -131,13 +136,16 @@ impl SyncModule for Assets {
                     .memory
                     .last_written(HaloEntity::Asset, id, "users")
                     .map(user_ids);
+                if ours.is_some() {
+                    continue;
+                }
                 let keep = match apis.halo.get("Asset", id).await {
                     Ok(record) => {
                         let have = record.get("users").map(user_ids).unwrap_or_default();
                         if have == want {
                             out.device_users.push((id, c.fields[pos].to.clone()));
                             false
-                        } else if have.is_empty() || ours.as_ref() == Some(&have) {
+                        } else if have.is_empty() {
                             true
                         } else {
                             notes.push(format!(

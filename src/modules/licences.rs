@@ -1,7 +1,8 @@
 //! The licences module: Partner Center subscriptions of each mapped tenant -> Halo software licences
-//! (SPEC section 7). Reads Halo's software licences, each tenant's subscriptions, SKU seat counts (Partner
-//! Center `subscribedskus` with the partner's user token, else Graph `subscribedSkus`, shared with the users
-//! module) and the optional `directory/subscriptions` join, and plans with [`crate::plan::licences`].
+//! (SPEC section 7). Reads Halo's software licences, each tenant's subscriptions, SKU seat counts (Graph
+//! `subscribedSkus`, read once with the tenant's other Graph reads and shared with the users module; Partner
+//! Center `subscribedskus` with the partner's user token only where Graph could not be read) and the
+//! optional `directory/subscriptions` join, and plans with [`crate::plan::licences`].
 //! Outputs: the seat view.
 
 use anyhow::Result;
@@ -68,28 +69,33 @@ async fn read_licences(cx: &TenantCx<'_>) -> TenantLicencesInput {
             Vec::new()
         }
     };
-    let (skus, sku_source) = if cx.pc_user {
-        match apis.partner_center.subscribed_skus(id).await {
-            Ok(s) => (
-                s.iter().map(PcSubscribedSku::to_model).collect(),
-                SkuSource::PartnerCenter,
-            ),
+    // Seat counts: Graph's `subscribedSkus`, already read with the tenant's other Graph reads (one
+    // `$batch`, shared with the users module). Partner Center's `subscribedskus` (app+user only,
+    // reference 2.5) is read only where Graph could not be read for this tenant.
+    let (skus, sku_source) = match cx.source.graph_skus(apis).await {
+        Ok(s) => (s.clone(), SkuSource::Graph),
+        Err(graph) if cx.pc_user => match apis.partner_center.subscribed_skus(id).await {
+            Ok(s) => {
+                tracing::info!(tenant = %id, "{graph}; seat counts from Partner Center instead");
+                (
+                    s.iter().map(PcSubscribedSku::to_model).collect(),
+                    SkuSource::PartnerCenter,
+                )
+            }
             Err(e) => {
-                errors.push(format!("reading Partner Center subscribedskus: {e}"));
+                errors.push(format!(
+                    "{graph}; reading Partner Center subscribedskus instead: {e}"
+                ));
                 (Vec::new(), SkuSource::PartnerCenter)
             }
-        }
-    } else {
-        match cx.source.graph_skus(apis).await {
-            Ok(s) => (s.clone(), SkuSource::Graph),
-            Err(e) => {
-                errors.push(e.clone());
-                (Vec::new(), SkuSource::Graph)
-            }
+        },
+        Err(e) => {
+            errors.push(e.clone());
+            (Vec::new(), SkuSource::Graph)
         }
     };
     // Optional join data: its absence only weakens the join, so a failure is logged, not an error.
-    let company_subscriptions = match apis.graph.directory_subscriptions(id).await {
+    let company_subscriptions = match cx.source.take_company_subscriptions(apis).await {
         Ok(c) => c.iter().map(GraphCompanySubscription::to_model).collect(),
         Err(e) => {
             tracing::info!(tenant = %id, "directory/subscriptions not readable: {e}");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use crate::api::{self, graph::GraphUser};
+use crate::api::graph::{GraphUser, UsersFetch};
 use crate::config::Config;
 use crate::context::Apis;
 use crate::engine::Target;
@@ -54,7 +54,7 @@ impl SyncModule for Users {
         let mut r = UsersRead::default();
         let directory = match cx.source.graph_skus(cx.apis).await {
             Err(e) => Err(e.clone()),
-            Ok(skus) => read_users(cx.config, cx.apis, id, cx.state.tenant_users(id), cx.now)
+            Ok(skus) => read_users(cx, id)
                 .await
                 .map(|(users, st, via_delta)| {
                     r.state = Some(st);
@@ -99,7 +99,7 @@ impl SyncModule for Users {
             missing.len(),
             missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         );
-        match read_users(cx.config, cx.apis, id, None, cx.now).await {
+        match read_all(cx.config, cx.apis, id, cx.now).await {
             Ok((users, st, _)) => {
                 if let Some(Ok(dir)) = &mut r.directory {
                     dir.users = users;
@@ -200,76 +200,83 @@ pub fn users_policy(config: &Config, allow_deactivations: bool) -> UsersPolicy {
     }
 }
 
-/// A tenant's users: the stored set moved forward by a delta round, or a full read (the initial delta
-/// round, which also yields the delta link) when there is no usable link.
+/// A tenant's users as the tenant's source read them (see [`crate::modules::TenantSource`]): the stored
+/// set moved forward by a delta round, or a full read (with a new delta link when `[users] delta`).
 async fn read_users(
+    cx: &TenantCx<'_>,
+    tenant: &str,
+) -> Result<(Vec<EntraUser>, TenantUsersState, bool), String> {
+    let stored = cx.source.take_stored_users();
+    // Not planned for this tenant (cannot happen for a tenant running the users module): read now.
+    let Some(fetch) = cx.source.take_users(cx.apis).await else {
+        return read_all(cx.config, cx.apis, tenant, cx.now).await;
+    };
+    match fetch {
+        Ok(UsersFetch::Delta(d)) => {
+            let st = stored.unwrap_or_default();
+            let mut by_id: BTreeMap<String, EntraUser> =
+                st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+            let mut removed = st.removed;
+            for (id, _reason) in &d.removed {
+                by_id.remove(id);
+                removed.push(id.to_lowercase());
+            }
+            removed.sort();
+            removed.dedup();
+            for u in &d.users {
+                let u = u.to_model();
+                by_id.insert(u.id.clone(), u);
+            }
+            let users: Vec<EntraUser> = by_id.into_values().collect();
+            let state = TenantUsersState {
+                delta_link: Some(d.delta_link),
+                last_full_read: st.last_full_read,
+                users: users.clone(),
+                removed,
+            };
+            Ok((users, state, true))
+        }
+        Ok(full) => Ok(full_state(full, cx.now)),
+        Err(e) => Err(format!("reading users: {e}")),
+    }
+}
+
+/// Every user of a tenant, read now (with a new delta link when `[users] delta`).
+async fn read_all(
     config: &Config,
     apis: &Apis,
     tenant: &str,
-    stored: Option<TenantUsersState>,
     now: jiff::Timestamp,
 ) -> Result<(Vec<EntraUser>, TenantUsersState, bool), String> {
-    if !config.users.delta {
-        let users: Vec<EntraUser> = apis
-            .graph
-            .users(tenant)
-            .await
-            .map_err(|e| format!("reading users: {e}"))?
-            .iter()
-            .map(GraphUser::to_model)
-            .collect();
-        let state = TenantUsersState {
-            delta_link: None,
-            last_full_read: Some(now.to_string()),
-            users: Vec::new(),
-            removed: Vec::new(),
-        };
-        return Ok((users, state, false));
-    }
-    if let Some(st) = stored
-        && let Some(link) = st.delta_link.as_deref()
-    {
-        match apis.graph.users_delta(tenant, Some(link)).await {
-            Ok(d) => {
-                let mut by_id: BTreeMap<String, EntraUser> =
-                    st.users.into_iter().map(|u| (u.id.clone(), u)).collect();
-                let mut removed = st.removed;
-                for (id, _reason) in &d.removed {
-                    by_id.remove(id);
-                    removed.push(id.to_lowercase());
-                }
-                removed.sort();
-                removed.dedup();
-                for u in &d.users {
-                    let u = u.to_model();
-                    by_id.insert(u.id.clone(), u);
-                }
-                let users: Vec<EntraUser> = by_id.into_values().collect();
-                let state = TenantUsersState {
-                    delta_link: Some(d.delta_link),
-                    last_full_read: st.last_full_read,
-                    users: users.clone(),
-                    removed,
-                };
-                return Ok((users, state, true));
-            }
-            Err(api::Error::DeltaExpired { .. }) => {
-                tracing::info!(tenant, "delta link expired; reading all users");
-            }
-            Err(e) => return Err(format!("reading users (delta): {e}")),
-        }
-    }
-    let d = apis
-        .graph
-        .users_delta(tenant, None)
+    apis.graph
+        .users_full(tenant, config.users.delta, None)
         .await
-        .map_err(|e| format!("reading users: {e}"))?;
-    let users: Vec<EntraUser> = d.users.iter().map(GraphUser::to_model).collect();
+        .map(|f| full_state(f, now))
+        .map_err(|e| format!("reading users: {e}"))
+}
+
+/// The users and state of a full read. The stored read keeps the users only when a delta link will
+/// move it forward.
+fn full_state(
+    fetch: UsersFetch,
+    now: jiff::Timestamp,
+) -> (Vec<EntraUser>, TenantUsersState, bool) {
+    let (users, delta_link) = match fetch {
+        UsersFetch::Full {
+            users, delta_link, ..
+        } => (users, delta_link),
+        UsersFetch::Delta(d) => (d.users, Some(d.delta_link)),
+    };
+    let users: Vec<EntraUser> = users.iter().map(GraphUser::to_model).collect();
     let state = TenantUsersState {
-        delta_link: Some(d.delta_link),
+        users: if delta_link.is_some() {
+            users.clone()
+        } else {
+            Vec::new()
+        },
+        delta_link,
         last_full_read: Some(now.to_string()),
-        users: users.clone(),
         removed: Vec::new(),
     };
-    Ok((users, state, false))
+    (users, state, false)
 }

@@ -12,9 +12,9 @@
 //!   when it moved by more than a day, so a steady state writes nothing.
 //! - List-less fields (SPEC 7): `azure_userprincipalname` and `users` are not in Halo's asset list. They are
 //!   written at create and link, and later when the source value differs from what csp-sync last wrote
-//!   (the state). `users` is only ever written where the asset has no user or holds the one csp-sync set:
-//!   an update's `users` field carries `from: null` (unknown) and the module confirms it against the full
-//!   record before writing (`crate::modules::assets`).
+//!   (the state). An update's `users` field carries `from: null` (unknown); where csp-sync remembers no
+//!   `users` value of its own for the asset, the module confirms it against the full record before
+//!   writing (`crate::modules::assets`).
 //! - Lifecycle: a device absent from Intune for `stale_after_days` is made inactive (never deleted); one
 //!   that returns is reactivated. A failed or "not applicable" read starts no clock. The `[safety]`
 //!   deactivation guard covers the assets made inactive, per tenant.

@@ -190,3 +190,57 @@ fn an_imported_asset_is_adopted_and_a_technicians_user_is_never_dropped() {
     assert!(text(&out.stdout).contains("lists users csp-sync did not set"));
     no_deletes(&env);
 }
+
+/// Issue 15: a first sync creates the contacts and the assets together, so it cannot link them yet; the next
+/// sync links every asset csp-sync created without reading any asset by id (it knows it wrote no user
+/// there), and the one after that writes nothing.
+#[test]
+fn the_sync_after_the_first_links_the_assets_it_created_without_reading_them() {
+    let env = Env::new(&opts());
+    let now = support::now();
+    run_ok(&env, &now, &["sync"]);
+    let unlinked = assets(&env)
+        .iter()
+        .filter(|a| a["users"].as_array().is_none_or(Vec::is_empty))
+        .count();
+    assert!(
+        unlinked > 0,
+        "the first sync linked every asset already: the test proves nothing"
+    );
+    env.em.clear_requests();
+    let out = run_ok(&env, &now, &["-o", "json", "sync"]);
+    let by_id: Vec<String> = env
+        .em
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.to_lowercase().starts_with("/api/asset/"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(by_id.is_empty(), "assets read one by one: {by_id:?}");
+    for tenant in ["Contoso Ltd", "Fabrikam Inc"] {
+        for d in devices(&env, tenant) {
+            let a = assets(&env)
+                .into_iter()
+                .find(|a| a["intune_id"] == d["id"])
+                .unwrap();
+            let user = env.em.with_state(|s| {
+                s.halo_records("Users")
+                    .iter()
+                    .find(|u| u["azureoid"] == d["userId"])
+                    .map(|u| u["id"].clone())
+            });
+            if let Some(user) = user {
+                assert_eq!(
+                    a["users"],
+                    serde_json::json!([{"id": user}]),
+                    "{}",
+                    text(&out.stdout)
+                );
+            }
+        }
+    }
+    let writes = env.halo_posts();
+    run_ok(&env, &now, &["sync"]);
+    assert_eq!(env.halo_posts(), writes, "the third sync wrote to Halo");
+    no_deletes(&env);
+}

@@ -15,6 +15,8 @@ mod faults;
 mod fidelity;
 mod licences;
 mod metrics;
+mod microsoft_requests;
+mod rate_window;
 mod reliability;
 mod render;
 mod report_reads;

@@ -250,12 +250,13 @@ fn an_incomplete_stored_read_with_a_delta_link_deactivates_nobody() {
         })
     });
     assert!(still_active, "{dropped} was deactivated");
-    // The tenant was read in full (a delta round without a token), and its stored read is whole again.
+    // The tenant was read in full (`/users`, after a `$deltatoken=latest` for the new delta link), and its
+    // stored read is whole again.
     let full_reads = env
         .em
         .requests()
         .iter()
-        .filter(|r| r.path.ends_with("/users/delta") && !r.query.contains("deltatoken"))
+        .filter(|r| r.path == "/v1.0/users" && r.query.contains("top=999"))
         .count();
     assert!(full_reads >= 1, "no full read");
     let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
