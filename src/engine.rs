@@ -406,12 +406,18 @@ pub async fn plan(
                 memory.retain_records(entity, &ids);
             }
         }
+        let mut paths = paths;
         if let Some(users) = raw.get_mut("Users")
             && crate::halo_users_by_id::lacks_azureoid(users)
-            && let Some(warning) =
-                crate::halo_users_by_id::fill_azureoid(apis, users, &mut memory).await?
         {
-            ui.warn(&warning);
+            let (warning, by_report) =
+                crate::halo_users_by_id::complete(apis, users, &mut memory).await?;
+            if by_report {
+                paths.0.insert(HaloEntity::Users, ReadPath::Report);
+            }
+            if let Some(warning) = warning {
+                ui.warn(&warning);
+            }
         }
         halo_snapshot(raw).map(|snapshot| (snapshot, paths))
     };

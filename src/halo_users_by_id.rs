@@ -1,8 +1,8 @@
 //! An older Halo whose user list has no `azureoid` (the 2024 `Users_List` of Halo's OpenAPI document;
-//! halo-api.md 3.3, SPEC 7): without it csp-sync cannot tell linked contacts apart, so each user is read
-//! once by id (`GET /api/Users/{id}`, the full record) and its `azureoid` kept by Halo id in the state
-//! ([`HaloMemory::azureoid`]). Later runs read by id only the users that are new since. Reading by report
-//! (`[halo] bulk_read = "report"`) is the cheap path where reports are allowed.
+//! halo-api.md 3.3, SPEC 7): without it csp-sync cannot tell linked contacts apart. The users are read
+//! again by one SQL report (`USERS.UAzureOID`, halo-api.md 2.3) where the agent may run reports; where not,
+//! each user is read once by id (`GET /api/Users/{id}`, the full record) and its `azureoid` kept by Halo id
+//! in the state ([`HaloMemory::azureoid`]), and later runs read by id only the users that are new since.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +21,39 @@ const CONCURRENCY: usize = 4;
 /// Whether a user list lacks `azureoid` altogether (an older Halo).
 pub fn lacks_azureoid(users: &[Value]) -> bool {
     !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some())
+}
+
+/// Completes list records that lack `azureoid`: replaced by the users report's rows when Halo runs it
+/// (`true`), else filled by id ([`fill_azureoid`]). Returns the warning to show and whether the report
+/// was read.
+pub async fn complete(
+    apis: &Apis,
+    users: &mut Vec<Value>,
+    memory: &mut HaloMemory,
+) -> Result<(Option<String>, bool)> {
+    let Some(query) = crate::api::halo_report::query_for(crate::plan::HaloEntity::Users) else {
+        return Ok((fill_azureoid(apis, users, memory).await?, false));
+    };
+    match apis.halo.report(&query.sql(None)).await {
+        // A report that does not hold the users the list showed is not trusted: read by id instead.
+        Ok(rows) if rows.len() >= users.len() => {
+            *users = rows.into_iter().map(|r| query.record(r)).collect();
+            Ok((
+                Some(
+                    "Halo's user list has no `azureoid` field (an older Halo version): the users were read \
+                     again by one SQL report, which has it. Upgrading Halo, or [halo] bulk_read = \"report\", \
+                     saves the list read"
+                        .to_string(),
+                ),
+                true,
+            ))
+        }
+        Ok(_) => Ok((fill_azureoid(apis, users, memory).await?, false)),
+        Err(e) => {
+            tracing::debug!("the users report failed ({e}); reading users by id");
+            Ok((fill_azureoid(apis, users, memory).await?, false))
+        }
+    }
 }
 
 /// Fills `azureoid` into list records that lack it, from the memory or, for users it does not know, by

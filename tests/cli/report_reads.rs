@@ -402,3 +402,33 @@ fn doctor_runs_each_report_for_one_row_and_says_how_a_sync_reads() {
         json!("a sync reads clients by list, sites by list, users by list, licences by list")
     );
 }
+
+#[test]
+fn an_older_halo_without_azureoid_on_the_list_reads_users_by_one_report() {
+    let mut sc = crate::support::small();
+    sc.set_halo_list_azureoid(false);
+    let older = Env::with(sc, &both_modules());
+    let current = Env::new(&both_modules());
+    let out = run_ok(&older, &["-o", "json", "sync"]);
+    run_ok(&current, &["sync"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no `azureoid`") && err.contains("one SQL report"),
+        "{err}"
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["halo_read"]["Users"], json!("report"), "{plan}");
+    let seen = describe(&halo_requests(&older));
+    assert!(
+        !seen.iter().any(|r| r.starts_with("GET /api/Users/")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|r| *r == "POST /api/Report").count(),
+        1,
+        "{seen:?}"
+    );
+    assert_same(&halo_state(&current), &halo_state(&older));
+    let d = older.run(&["-o", "json", "diff", "--detailed-exitcode"]);
+    assert_eq!(d.status.code(), Some(0), "{}", text(&d.stdout));
+}
