@@ -181,6 +181,22 @@ impl HaloNeeds {
     }
 }
 
+/// The lists of `needs` with their query parameters (`custom`: the user custom field id as text).
+fn list_params<'a>(reads: &'a [HaloRead], custom: Option<&'a str>) -> Vec<Vec<(&'a str, &'a str)>> {
+    reads
+        .iter()
+        .map(|r| {
+            let mut p = r.params.to_vec();
+            if r.entity == HaloEntity::Users
+                && let Some(c) = custom
+            {
+                p.push(("include_custom_fields", c));
+            }
+            p
+        })
+        .collect()
+}
+
 /// Reads Halo's raw records once per entity, across all clients, inactive records included: clients
 /// always, the rest as the modules of `needs` say (keyed by entity path: "Client", "Site", ...).
 pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
@@ -192,18 +208,7 @@ pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
 pub async fn read_halo_paths(apis: &Apis, needs: HaloNeeds) -> Result<(HaloRaw, ReadPaths)> {
     let reads = needs.reads();
     let custom = needs.user_custom_field.map(|id| id.to_string());
-    let params: Vec<Vec<(&str, &str)>> = reads
-        .iter()
-        .map(|r| {
-            let mut p = r.params.to_vec();
-            if r.entity == HaloEntity::Users
-                && let Some(c) = &custom
-            {
-                p.push(("include_custom_fields", c.as_str()));
-            }
-            p
-        })
-        .collect();
+    let params = list_params(&reads, custom.as_deref());
     let lists = futures_util::future::join_all(reads.iter().zip(&params).map(|(r, p)| {
         let last = needs.last_counts.get(&r.entity).copied();
         crate::halo_read::read(apis, r.entity, r.key, p, needs.bulk, last)
@@ -216,6 +221,12 @@ pub async fn read_halo_paths(apis: &Apis, needs: HaloNeeds) -> Result<(HaloRaw, 
         raw.insert(r.entity.path(), records);
         paths.0.insert(r.entity, path);
     }
+    warn_refused(apis, &paths);
+    Ok((raw, paths))
+}
+
+/// The run's one warning about reports Halo refused (403), if any were (in `apis`' warnings).
+fn warn_refused(apis: &Apis, paths: &ReadPaths) {
     let refused: Vec<HaloEntity> = paths
         .0
         .iter()
@@ -227,10 +238,130 @@ pub async fn read_halo_paths(apis: &Apis, needs: HaloNeeds) -> Result<(HaloRaw, 
     {
         w.push(crate::halo_read::refused_warning(&refused));
     }
-    for m in needs.runners() {
-        m.check_halo(&raw)?;
+}
+
+/// One list record as the snapshot holds it, made as its page arrives (see [`read_halo_snapshot`]).
+enum Slim {
+    Client(crate::model::HaloClient),
+    Site(HaloSite),
+    /// The user, and whether its record carried `azureoid` at all (an older Halo's list does not).
+    User(crate::model::HaloUser, bool),
+    Licence(crate::model::HaloLicence),
+    Asset(crate::model::HaloAsset),
+    Other,
+}
+
+fn one<T: serde::de::DeserializeOwned>(
+    entity: HaloEntity,
+    v: Value,
+) -> Result<T, crate::api::Error> {
+    parse_records::<T>(entity.path(), vec![v])?
+        .pop()
+        .ok_or_else(|| crate::api::Error::Invalid(format!("Halo {}: empty record", entity.path())))
+}
+
+fn slim(entity: HaloEntity, v: Value) -> Result<Slim, crate::api::Error> {
+    Ok(match entity {
+        HaloEntity::Client => Slim::Client(one::<HaloClientRecord>(entity, v)?.to_model()),
+        HaloEntity::Site => Slim::Site(one::<HaloSiteRecord>(entity, v)?.to_model()),
+        HaloEntity::Users => {
+            let unread = absent_fields(&v, crate::plan::users::COMPARED_FIELDS);
+            let has_oid = v.get("azureoid").is_some();
+            let mut u = one::<HaloUserRecord>(entity, v)?.to_model();
+            u.unread = unread;
+            Slim::User(u, has_oid)
+        }
+        HaloEntity::SoftwareLicence => {
+            let unread = absent_fields(&v, crate::plan::licences::COMPARED_FIELDS);
+            Slim::Licence(
+                one::<HaloLicenceRecord>(entity, v)?
+                    .to_model()
+                    .with_unread(unread),
+            )
+        }
+        HaloEntity::Asset => Slim::Asset(one::<HaloAssetRecord>(entity, v)?.to_model()),
+        HaloEntity::Invoice => Slim::Other,
+    })
+}
+
+/// Reads Halo like [`read_halo_raw`] straight into the snapshot: each page's records (or a report's
+/// rows, `bulk_read = "report"`) become the planners' models as they arrive and the raw JSON is dropped,
+/// so a large estate's lists are never held as JSON values in full (issue 15: peak memory). Both paths
+/// go through one conversion ([`slim`]), so they make the same models. Also notes each entity's record
+/// count (the empty-report guard of the next run), forgets what the memory holds of users and licences
+/// Halo no longer lists, and fills `azureoid` on an older Halo whose list lacks it. Returns the snapshot,
+/// the path each entity's read took, and a warning about the extra reads an older Halo cost, if any.
+async fn read_halo_snapshot(
+    apis: &Apis,
+    needs: HaloNeeds,
+    memory: &mut HaloMemory,
+) -> Result<(HaloSnapshot, ReadPaths, Option<String>)> {
+    let reads = needs.reads();
+    let custom = needs.user_custom_field.map(|id| id.to_string());
+    let params = list_params(&reads, custom.as_deref());
+    let lists = futures_util::future::join_all(reads.iter().zip(&params).map(|(r, p)| {
+        let last = needs.last_counts.get(&r.entity).copied();
+        crate::halo_read::read_map(apis, r.entity, r.key, p, needs.bulk, last, |v| {
+            slim(r.entity, v)
+        })
+    }))
+    .await;
+    let mut snap = HaloSnapshot::default();
+    let mut paths = ReadPaths::default();
+    let mut users_have_oid = false;
+    for (r, list) in reads.iter().zip(lists) {
+        let (records, path) = list?;
+        paths.0.insert(r.entity, path);
+        memory.set_read_count(r.entity, records.len());
+        for rec in records {
+            match rec {
+                Slim::Client(c) => snap.clients.push(c),
+                Slim::Site(s) => snap.sites.push(s),
+                Slim::User(u, has_oid) => {
+                    users_have_oid |= has_oid;
+                    snap.users.push(u);
+                }
+                Slim::Licence(l) => snap.licences.push(l),
+                Slim::Asset(a) => snap.assets.push(a),
+                Slim::Other => {}
+            }
+        }
     }
-    Ok((raw, paths))
+    warn_refused(apis, &paths);
+    let site_client: BTreeMap<i64, i64> = snap.sites.iter().map(|s| (s.id, s.client_id)).collect();
+    for u in &mut snap.users {
+        // Some Halo versions give only the site; the site knows its client.
+        if u.client_id == 0 {
+            u.client_id = site_client.get(&u.site_id).copied().unwrap_or(0);
+        }
+    }
+    for (entity, ids) in [
+        (
+            HaloEntity::Users,
+            snap.users.iter().map(|u| u.id).collect::<BTreeSet<i64>>(),
+        ),
+        (
+            HaloEntity::SoftwareLicence,
+            snap.licences.iter().map(|l| l.id).collect(),
+        ),
+    ] {
+        if reads.iter().any(|r| r.entity == entity) {
+            memory.retain_records(entity, &ids);
+        }
+    }
+    let warning = if !snap.users.is_empty() && !users_have_oid {
+        // A report refused this run is not asked again: the users are read by id.
+        let reports = paths.0.get(&HaloEntity::Users) != Some(&ReadPath::ListReportRefused);
+        let (warning, by_report) =
+            crate::halo_users_by_id::complete(apis, &mut snap.users, memory, reports).await?;
+        if by_report {
+            paths.0.insert(HaloEntity::Users, ReadPath::ListAndReport);
+        }
+        warning
+    } else {
+        None
+    };
+    Ok((snap, paths, warning))
 }
 
 /// Reads Halo (see [`read_halo_raw`]) into the snapshot the planners compare against.
@@ -395,31 +526,11 @@ pub async fn plan(
         let needs = HaloNeeds::for_modules(modules)
             .with_user_custom_field(config.users.contract_field)
             .with_bulk_read(config.halo.bulk_read, &memory);
-        let (mut raw, paths) = read_halo_paths(apis, needs).await?;
-        memory.set_read_counts(&raw);
-        for entity in [HaloEntity::Users, HaloEntity::SoftwareLicence] {
-            if let Some(records) = raw.get(entity.path()) {
-                let ids: BTreeSet<i64> = records
-                    .iter()
-                    .filter_map(|r| r.get("id").and_then(crate::api::value_to_i64))
-                    .collect();
-                memory.retain_records(entity, &ids);
-            }
+        let (snap, paths, warning) = read_halo_snapshot(apis, needs, &mut memory).await?;
+        if let Some(warning) = warning {
+            ui.warn(&warning);
         }
-        let mut paths = paths;
-        if let Some(users) = raw.get_mut("Users")
-            && crate::halo_users_by_id::lacks_azureoid(users)
-        {
-            let (warning, by_report) =
-                crate::halo_users_by_id::complete(apis, users, &mut memory).await?;
-            if by_report {
-                paths.0.insert(HaloEntity::Users, ReadPath::Report);
-            }
-            if let Some(warning) = warning {
-                ui.warn(&warning);
-            }
-        }
-        halo_snapshot(raw).map(|snapshot| (snapshot, paths))
+        anyhow::Ok((snap, paths))
     };
     let pcx = PartnerCx {
         config,

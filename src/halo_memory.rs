@@ -70,11 +70,9 @@ impl HaloMemory {
             .collect()
     }
 
-    /// Notes how many records each entity's read held this run (saved by a sync only).
-    pub fn set_read_counts(&mut self, raw: &crate::engine::HaloRaw) {
-        for (path, records) in raw {
-            self.read.insert((*path).to_string(), records.len());
-        }
+    /// Notes how many records an entity's read held this run (saved by a sync only).
+    pub fn set_read_count(&mut self, entity: HaloEntity, records: usize) {
+        self.read.insert(entity.path().to_string(), records);
     }
 
     /// The value csp-sync last wrote to `field` of a record, if it remembers one.

@@ -30,6 +30,8 @@ pub enum ReadPath {
     Report,
     /// A report was refused (403), so the paged list was read instead.
     ListReportRefused,
+    /// Paged lists, and, as the list of an older Halo lacks `azureoid`, one report for it (users).
+    ListAndReport,
 }
 
 impl ReadPath {
@@ -38,6 +40,7 @@ impl ReadPath {
             ReadPath::List => "by list",
             ReadPath::Report => "by report",
             ReadPath::ListReportRefused => "by list (report refused)",
+            ReadPath::ListAndReport => "by list (azureoid by report)",
         }
     }
 }
@@ -90,9 +93,7 @@ pub fn refused_warning(entities: &[HaloEntity]) -> String {
     )
 }
 
-/// Reads one entity's records: by report when `bulk` asks for it and the entity has one, else (or when
-/// the report is refused with 403) by paged list with `params`. `last_count`: the records the entity's
-/// read held at the last sync (the empty-report guard).
+/// Reads one entity's raw records (see [`read_map`]).
 pub async fn read(
     apis: &Apis,
     entity: HaloEntity,
@@ -101,6 +102,24 @@ pub async fn read(
     bulk: BulkRead,
     last_count: Option<usize>,
 ) -> Result<(Vec<Value>, ReadPath)> {
+    read_map(apis, entity, key, params, bulk, last_count, Ok).await
+}
+
+/// Reads one entity's records, each turned by `map` as it arrives: by report when `bulk` asks for it and
+/// the entity has one, else (or when the report is refused with 403) by paged list with `params`
+/// ([`crate::api::halo::Halo::list_map`], page by page). A report's rows go through `map` as list records
+/// do, their columns renamed to the API field names first ([`halo_report::ReportQuery::record`]), so both
+/// paths make the same models. `last_count`: the records the entity's read held at the last sync (the
+/// empty-report guard).
+pub async fn read_map<T>(
+    apis: &Apis,
+    entity: HaloEntity,
+    key: &str,
+    params: &[(&str, &str)],
+    bulk: BulkRead,
+    last_count: Option<usize>,
+    mut map: impl FnMut(Value) -> Result<T, crate::api::Error>,
+) -> Result<(Vec<T>, ReadPath)> {
     let name = entity_name(entity);
     let report = match bulk {
         BulkRead::Report => halo_report::query_for(entity),
@@ -109,7 +128,7 @@ pub async fn read(
     let Some(query) = report else {
         let records = apis
             .halo
-            .list(entity.path(), key, params)
+            .list_map(entity.path(), key, params, &mut map)
             .await
             .map_err(|e| anyhow!("reading Halo {name}: {e}"))?;
         return Ok((records, ReadPath::List));
@@ -125,16 +144,18 @@ pub async fn read(
                      Halo really holds no {name} now, run once with [halo] bulk_read = \"api\""
                 ));
             }
-            Ok((
-                rows.into_iter().map(|r| query.record(r)).collect(),
-                ReadPath::Report,
-            ))
+            let records = rows
+                .into_iter()
+                .map(|r| map(query.record(r)))
+                .collect::<Result<Vec<T>, _>>()
+                .map_err(|e| anyhow!("reading Halo {name} by report: {e}"))?;
+            Ok((records, ReadPath::Report))
         }
         Err(e) if e.status() == Some(403) => {
             tracing::debug!(entity = name, "report refused (403); reading the list");
             let records = apis
                 .halo
-                .list(entity.path(), key, params)
+                .list_map(entity.path(), key, params, &mut map)
                 .await
                 .map_err(|e| anyhow!("reading Halo {name}: {e}"))?;
             Ok((records, ReadPath::ListReportRefused))

@@ -4,69 +4,104 @@
 //! each user is read once by id (`GET /api/Users/{id}`, the full record) and its `azureoid` kept by Halo id
 //! in the state ([`HaloMemory::azureoid`]), and later runs read by id only the users that are new since.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, anyhow};
 use futures_util::StreamExt;
 use futures_util::stream;
 use serde_json::Value;
 
-use crate::api::value_to_i64;
+use crate::api::halo::{HaloUserRecord, parse_records};
 use crate::context::Apis;
 use crate::halo_memory::HaloMemory;
+use crate::model::HaloUser;
+use crate::plan::HaloEntity;
 
 /// Requests in flight while reading users one by one (the rate limiter paces them anyway).
 const CONCURRENCY: usize = 4;
 
-/// Whether a user list lacks `azureoid` altogether (an older Halo).
-pub fn lacks_azureoid(users: &[Value]) -> bool {
-    !users.is_empty() && !users.iter().any(|u| u.get("azureoid").is_some())
-}
-
-/// Completes list records that lack `azureoid`: replaced by the users report's rows when Halo runs it
-/// (`true`), else filled by id ([`fill_azureoid`]). Returns the warning to show and whether the report
-/// was read.
+/// Completes the users of a list that lacks `azureoid`: from the users report (`reports`: the agent may
+/// run it, as far as this run knows) when it holds every listed user, else by id ([`fill_azureoid_models`]).
+/// The report's rows become models through the list's conversion (its columns renamed to the API field
+/// names), and give each user its `azureoid` and `azure_tenant_id`, which then count as read; the other
+/// fields stay the list's (the report has no department, no custom fields). Returns the warning to show and
+/// whether the report was read.
 pub async fn complete(
     apis: &Apis,
-    users: &mut Vec<Value>,
+    users: &mut [HaloUser],
     memory: &mut HaloMemory,
+    reports: bool,
 ) -> Result<(Option<String>, bool)> {
-    let Some(query) = crate::api::halo_report::query_for(crate::plan::HaloEntity::Users) else {
-        return Ok((fill_azureoid(apis, users, memory).await?, false));
+    let query = crate::api::halo_report::query_for(HaloEntity::Users).filter(|_| reports);
+    let Some(query) = query else {
+        return Ok((fill_azureoid_models(apis, users, memory).await?, false));
     };
-    match apis.halo.report(&query.sql(None)).await {
-        // A report that does not hold the users the list showed is not trusted: read by id instead.
-        Ok(rows) if rows.len() >= users.len() => {
-            *users = rows.into_iter().map(|r| query.record(r)).collect();
-            Ok((
-                Some(
-                    "Halo's user list has no `azureoid` field (an older Halo version): the users were read \
-                     again by one SQL report, which has it. Upgrading Halo, or [halo] bulk_read = \"report\", \
-                     saves the list read"
-                        .to_string(),
-                ),
-                true,
-            ))
+    let by_id = match apis.halo.report(&query.sql(None)).await {
+        Ok(rows) => {
+            let rows: Vec<Value> = rows.into_iter().map(|r| query.record(r)).collect();
+            match parse_records::<HaloUserRecord>("Users", rows) {
+                Ok(records) => records
+                    .iter()
+                    .map(|r| {
+                        let u = r.to_model();
+                        (u.id, (u.azureoid, u.azure_tenant_id))
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+                Err(e) => {
+                    tracing::debug!(
+                        "the users report could not be read ({e}); reading users by id"
+                    );
+                    return Ok((fill_azureoid_models(apis, users, memory).await?, false));
+                }
+            }
         }
-        Ok(_) => Ok((fill_azureoid(apis, users, memory).await?, false)),
         Err(e) => {
             tracing::debug!("the users report failed ({e}); reading users by id");
-            Ok((fill_azureoid(apis, users, memory).await?, false))
+            return Ok((fill_azureoid_models(apis, users, memory).await?, false));
         }
+    };
+    // A report that lacks users the list showed is not trusted: read by id instead.
+    if let Some(u) = users.iter().find(|u| !by_id.contains_key(&u.id)) {
+        tracing::debug!(
+            user = u.id,
+            "the users report lacks a listed user; reading users by id"
+        );
+        return Ok((fill_azureoid_models(apis, users, memory).await?, false));
     }
+    memory.azureoid.clear();
+    for u in users.iter_mut() {
+        let Some((oid, tenant)) = by_id.get(&u.id) else {
+            continue;
+        };
+        u.azureoid.clone_from(oid);
+        u.azure_tenant_id.clone_from(tenant);
+        u.unread
+            .retain(|f| f != "azureoid" && f != "azure_tenant_id");
+        // Known for a later run whose report is refused: it reads by id only users new since.
+        memory
+            .azureoid
+            .insert(u.id, oid.clone().unwrap_or_default());
+    }
+    Ok((
+        Some(
+            "Halo's user list has no `azureoid` field (an older Halo version): their azureoid was read by \
+             one SQL report. Upgrading Halo saves that request; [halo] bulk_read = \"report\" reads the \
+             users by report alone"
+                .to_string(),
+        ),
+        true,
+    ))
 }
 
-/// Fills `azureoid` into list records that lack it, from the memory or, for users it does not know, by
-/// reading them by id; forgets users no longer listed. Returns a warning about the cost when it read any.
-pub async fn fill_azureoid(
+/// Fills `azureoid` into the users of a list that lacks it, from the memory or, for users it does not
+/// know, by reading them by id; forgets users no longer listed. A filled user's `azureoid` counts as read.
+/// Returns a warning about the cost when it read any.
+pub async fn fill_azureoid_models(
     apis: &Apis,
-    users: &mut [Value],
+    users: &mut [HaloUser],
     memory: &mut HaloMemory,
 ) -> Result<Option<String>> {
-    let listed: BTreeSet<i64> = users
-        .iter()
-        .filter_map(|u| u.get("id").and_then(value_to_i64))
-        .collect();
+    let listed: BTreeSet<i64> = users.iter().map(|u| u.id).collect();
     memory.azureoid.retain(|id, _| listed.contains(id));
     let missing: Vec<i64> = listed
         .iter()
@@ -94,11 +129,12 @@ pub async fn fill_azureoid(
         memory.azureoid.insert(id, oid);
     }
     for u in users.iter_mut() {
-        if let Some(id) = u.get("id").and_then(value_to_i64)
-            && let Some(oid) = memory.azureoid.get(&id)
-            && let Some(o) = u.as_object_mut()
-        {
-            o.insert("azureoid".into(), Value::from(oid.clone()));
+        if let Some(oid) = memory.azureoid.get(&u.id) {
+            // As the list's reader takes it: lower case, none when blank or the all-zero GUID.
+            let oid = crate::api::lower(oid);
+            u.azureoid =
+                (!oid.is_empty() && oid != "00000000-0000-0000-0000-000000000000").then_some(oid);
+            u.unread.retain(|f| f != "azureoid");
         }
     }
     Ok((!missing.is_empty()).then(|| {

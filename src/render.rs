@@ -1,6 +1,7 @@
 //! Renderers: `table` for people at a terminal, `markdown` for CI summaries and pull-request comments,
 //! `json` for machines (stable, versioned, documented in the README).
 
+mod duration;
 mod layout;
 mod plan_markdown;
 mod plan_table;
@@ -8,6 +9,7 @@ mod plan_table;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
+pub use duration::duration_words;
 pub use layout::{Layout, wrap};
 pub use plan_markdown::tenant_summary;
 
@@ -62,6 +64,40 @@ impl Grid {
             .set_header(self.headers.clone());
         for r in &self.rows {
             t.add_row(r.clone());
+        }
+        format!("{t}\n")
+    }
+
+    /// Like [`Grid::to_table_width`], but the columns in `whole` (periods, counts, amounts) keep their
+    /// cells on one line, as long as they leave every other column 12 columns; past that they wrap too, so
+    /// the table is never wider than `width`.
+    pub fn to_table_width_keeping(&self, width: usize, whole: &[usize]) -> String {
+        let longest = |i: usize| {
+            std::iter::once(&self.headers)
+                .chain(&self.rows)
+                .filter_map(|r| r.get(i))
+                .flat_map(|c| c.lines())
+                .map(layout::width)
+                .max()
+                .unwrap_or(0)
+        };
+        // Each column costs its content, a space either side and a border.
+        let kept: usize = whole.iter().map(|&i| longest(i) + 3).sum();
+        let mut t = Table::new();
+        t.load_style(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(u16::try_from(width).unwrap_or(u16::MAX))
+            .set_header(self.headers.clone());
+        for r in &self.rows {
+            t.add_row(r.clone());
+        }
+        let others = self.headers.len().saturating_sub(whole.len());
+        if kept + 1 + others * 12 <= width {
+            for &i in whole {
+                if let Some(c) = t.column_mut(i) {
+                    c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+                }
+            }
         }
         format!("{t}\n")
     }
@@ -304,16 +340,20 @@ pub fn plan_with(plan: &Plan, format: Format, layout: Layout) -> String {
             let mut out = plan_table::tenants(plan, layout);
             if !plan.seats.is_empty() {
                 out.push('\n');
-                out.push_str(&seats_grid(&plan.seats).to_table_width(layout.width));
+                out.push_str(
+                    &seats_grid(&plan.seats).to_table_width_keeping(layout.width, &[2, 3, 4]),
+                );
             }
             if !plan.devices.is_empty() {
                 out.push('\n');
-                out.push_str(&devices_grid(&plan.devices).to_table_width(layout.width));
+                out.push_str(
+                    &devices_grid(&plan.devices)
+                        .to_table_width_keeping(layout.width, &[1, 2, 3, 4, 5, 6, 7]),
+                );
             }
             if let Some(billing) = crate::billing::render::grid(plan) {
                 out.push('\n');
-                // Not width-bound yet: its period cells ("current (estimate)") must stay whole.
-                out.push_str(&billing.to_table());
+                out.push_str(&crate::billing::render::table(&billing, layout.width));
             }
             out.push('\n');
             for l in wrap("", 2, &summary_line(plan), layout.width) {

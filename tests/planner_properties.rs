@@ -180,6 +180,7 @@ fn plan(e: &Estate, halo: &HaloSnapshot) -> Vec<TenantPlan> {
             halo_client_id: *c,
             site_id: None,
             directory: d.as_ref().map_err(Clone::clone),
+            previous: None,
         })
         .collect();
     users::plan_users(

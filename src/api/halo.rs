@@ -468,7 +468,19 @@ impl Halo {
         key: &str,
         params: &[(&str, &str)],
     ) -> Result<Vec<Value>, Error> {
-        let mut out: Vec<Value> = Vec::new();
+        self.list_map(entity_path, key, params, Ok).await
+    }
+
+    /// [`Halo::list`], each record turned by `map` as its page arrives, so a large list is never held as
+    /// raw JSON in full (issue 15: peak memory).
+    pub async fn list_map<T>(
+        &self,
+        entity_path: &str,
+        key: &str,
+        params: &[(&str, &str)],
+        mut map: impl FnMut(Value) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
+        let mut out: Vec<T> = Vec::new();
         let mut previous_first: Option<Value> = None;
         for page_no in 1..=MAX_PAGES {
             let mut all: Vec<(&str, String)> =
@@ -497,7 +509,10 @@ impl Halo {
                 break;
             }
             previous_first = first;
-            out.extend(records);
+            out.reserve(records.len());
+            for r in records {
+                out.push(map(r)?);
+            }
             // The cumulative count reaching `record_count` ends the list without asking for an empty
             // page (reference halo-api.md 2.1): a list of exactly 200 records costs 2 requests, not 3.
             if n == 0 || record_count.is_some_and(|rc| out.len() as i64 >= rc) {

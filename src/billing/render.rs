@@ -9,6 +9,12 @@ fn amount(v: f64) -> String {
     format!("{v:.2}")
 }
 
+/// The billing grid as a terminal table no wider than `width`: the period and the amounts stay on one line
+/// each (a "current (estimate)" or a figure split over two lines misreads), the customer and status wrap.
+pub fn table(grid: &Grid, width: usize) -> String {
+    grid.to_table_width_keeping(width, &[0, 2, 3, 4])
+}
+
 /// The billing view; `None` when the plan has no billing rows.
 pub fn grid(plan: &Plan) -> Option<Grid> {
     if plan.billing.is_empty() && plan.estimates.is_empty() {
@@ -69,4 +75,71 @@ pub fn grid(plan: &Plan) -> Option<Grid> {
         ]);
     }
     Some(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::billing::{CustomerBill, Estimate, PeriodBill};
+
+    fn customer(name: &str, status: &str) -> CustomerBill {
+        CustomerBill {
+            customer_id: "c1".into(),
+            name: name.into(),
+            halo_client_id: Some(12),
+            cost: 1234.5,
+            price: 1419.68,
+            margin: 185.18,
+            lines: 3,
+            status: status.into(),
+            halo_invoice_id: None,
+        }
+    }
+
+    fn plan() -> Plan {
+        let mut p = Plan::new("2028-02-29T09:00:00Z".into(), Vec::new(), Vec::new());
+        p.billing.push(PeriodBill {
+            period: "2028-01".into(),
+            invoice_id: "G000123456".into(),
+            status: "complete".into(),
+            currency: "GBP".into(),
+            customers: vec![
+                customer("Contoso Ltd", "draft invoice to create"),
+                customer(
+                    "Northwind Traders (not mapped to a Halo client)",
+                    "listed, not billed",
+                ),
+            ],
+            total_cost: 2469.0,
+            billed_cost: 1234.5,
+            billed_price: 1419.68,
+            export_total: 2469.0,
+            partner_center_total: Some(2500.0),
+        });
+        p.estimates.push(Estimate {
+            period: "current".into(),
+            status: "running".into(),
+            currency: "GBP".into(),
+            customers: vec![customer("Contoso Ltd", "estimate")],
+            total_cost: 1234.5,
+            total_price: 1419.68,
+            export_total: 1234.5,
+        });
+        p
+    }
+
+    #[test]
+    fn the_billing_table_keeps_to_the_width_with_periods_and_amounts_whole() {
+        let g = grid(&plan()).unwrap();
+        for width in [80, 120] {
+            let t = table(&g, width);
+            assert!(t.lines().all(|l| l.chars().count() <= width), "{t}");
+            assert!(t.contains("current (estimate)"), "{t}");
+            assert!(t.contains("2028-01 (G000123456)"), "{t}");
+            assert!(t.contains("1419.68"), "{t}");
+        }
+        // Narrower than the kept columns need: everything wraps, still within the width.
+        let t = table(&g, 40);
+        assert!(t.lines().all(|l| l.chars().count() <= 40), "{t}");
+    }
 }

@@ -252,7 +252,12 @@ pub async fn health_rows(
                     r.display_name.as_deref().unwrap_or(&r.id),
                     r.end_date_time.as_deref().unwrap_or_default(),
                     if auto_extends(r.auto_extend.as_deref()) {
-                        ", auto-extend is on".to_string()
+                        format!(
+                            ", auto-extends by {}",
+                            crate::render::duration_words(
+                                r.auto_extend.as_deref().unwrap_or_default()
+                            )
+                        )
                     } else {
                         ", no auto-extend: renew it in Partner Center".to_string()
                     }
@@ -376,7 +381,12 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
                     }),
                     rel(&|x| {
                         if auto_extends(x.auto_extend.as_deref()) {
-                            x.auto_extend.clone().unwrap_or_default()
+                            format!(
+                                "auto-extends by {}",
+                                crate::render::duration_words(
+                                    x.auto_extend.as_deref().unwrap_or_default()
+                                )
+                            )
                         } else {
                             "no".into()
                         }

@@ -100,6 +100,7 @@ impl SyncModule for Assets {
             max_deactivations: cx.config.safety.max_deactivations,
             max_deactivation_percent: cx.config.safety.max_deactivation_percent,
             allow_deactivations: cx.allow_deactivations,
+            empty_source_guard: cx.config.safety.empty_source_guard,
         };
         let p = assets::plan_assets(
             &inputs,

@@ -17,7 +17,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::config::Config;
 use crate::context::Apis;
-use crate::engine::{HaloRaw, Target};
+use crate::engine::Target;
 use crate::model::{Customer, HaloSnapshot};
 use crate::plan::licences::SeatRow;
 use crate::plan::{HaloEntity, Module, TenantPlan};
@@ -131,11 +131,6 @@ pub trait SyncModule: Sync + 'static {
     /// The Halo lists the planner compares against (clients are always read).
     const HALO: &'static [HaloRead] = &[];
 
-    /// Checks Halo's raw records before planning (a field an old Halo version lacks, ...).
-    fn check_halo(&self, _raw: &HaloRaw) -> Result<()> {
-        Ok(())
-    }
-
     fn read_partner(&self, _cx: &PartnerCx<'_>) -> impl Future<Output = Self::PartnerRead> {
         async { Self::PartnerRead::default() }
     }
@@ -190,7 +185,6 @@ pub trait SyncModule: Sync + 'static {
 pub trait Runner: Sync {
     fn module(&self) -> Module;
     fn halo_reads(&self) -> &'static [HaloRead];
-    fn check_halo(&self, raw: &HaloRaw) -> Result<()>;
     fn read_partner<'a>(&'a self, cx: &'a PartnerCx<'a>) -> LocalBoxFuture<'a, Box<dyn Any>>;
     fn read_tenant<'a>(&'a self, cx: &'a TenantCx<'a>) -> LocalBoxFuture<'a, Box<dyn Any>>;
     fn recheck<'a>(
@@ -223,10 +217,6 @@ impl<M: SyncModule> Runner for M {
 
     fn halo_reads(&self) -> &'static [HaloRead] {
         M::HALO
-    }
-
-    fn check_halo(&self, raw: &HaloRaw) -> Result<()> {
-        SyncModule::check_halo(self, raw)
     }
 
     fn read_partner<'a>(&'a self, cx: &'a PartnerCx<'a>) -> LocalBoxFuture<'a, Box<dyn Any>> {

@@ -17,7 +17,7 @@ use crate::api::graph::{
 use crate::config::Config;
 use crate::context::Apis;
 use crate::engine::Target;
-use crate::model::SkuUsage;
+use crate::model::{EntraUser, SkuUsage};
 use crate::plan::Module;
 use crate::state::{StateDir, TenantUsersState};
 
@@ -39,9 +39,8 @@ impl TenantSource {
         let id = &target.entry.customer_id;
         let runs = |m: Module| target.modules.contains(&m);
         let users = runs(Module::Users);
-        let stored = (users && config.users.delta)
-            .then(|| state.tenant_users(id))
-            .flatten();
+        // Loaded without `[users] delta` too: the plan's reasons compare with the last sync's users.
+        let stored = users.then(|| state.tenant_users(id)).flatten();
         let users_read = users.then(
             || match stored.as_ref().and_then(|s| s.delta_link.clone()) {
                 _ if !config.users.delta => UsersRead::Full { track: false },
@@ -86,6 +85,16 @@ impl TenantSource {
     }
 
     /// The tenant's stored users (delta link, users of the last read), taken once.
+    /// The users of the stored read (the last sync's), cloned; `None` when there are none.
+    pub fn stored_users(&self) -> Option<Vec<EntraUser>> {
+        self.stored_users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|st| !st.users.is_empty())
+            .map(|st| st.users.clone())
+    }
+
     pub fn take_stored_users(&self) -> Option<TenantUsersState> {
         self.stored_users
             .lock()

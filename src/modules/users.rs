@@ -26,6 +26,8 @@ pub struct UsersRead {
     pub state: Option<TenantUsersState>,
     /// Whether the users came from a delta round on the stored read (not a full read).
     pub via_delta: bool,
+    /// The tenant's users as of the last sync (the stored read), for the reasons of the plan.
+    pub previous: Option<Vec<EntraUser>>,
 }
 
 const INACTIVE: &[(&str, &str)] = &[("includeinactive", "true")];
@@ -54,7 +56,10 @@ impl SyncModule for Users {
         let mut r = UsersRead::default();
         let directory = match cx.source.graph_skus(cx.apis).await {
             Err(e) => Err(e.clone()),
-            Ok(skus) => read_users(cx, id)
+            Ok(skus) => {
+                // The users of the last sync, for the plan's reasons (changed in Entra / edited in Halo).
+                r.previous = cx.source.stored_users();
+                read_users(cx, id)
                 .await
                 .map(|(users, st, via_delta)| {
                     r.state = Some(st);
@@ -67,7 +72,8 @@ impl SyncModule for Users {
                             .map(|s| (s.sku_id.clone(), s.sku_part_number.clone()))
                             .collect(),
                     }
-                }),
+                })
+            }
         };
         r.directory = Some(directory);
         r
@@ -138,6 +144,7 @@ impl SyncModule for Users {
                     halo_client_id: t.entry.halo_client_id.unwrap_or(0),
                     site_id: t.entry.halo_site_id,
                     directory: dir.as_ref().map_err(Clone::clone),
+                    previous: r.previous.as_deref(),
                 });
             }
         }
@@ -255,8 +262,8 @@ async fn read_all(
         .map_err(|e| format!("reading users: {e}"))
 }
 
-/// The users and state of a full read. The stored read keeps the users only when a delta link will
-/// move it forward.
+/// The users and state of a full read. The stored read keeps the users with or without a delta link:
+/// the next plan's reasons compare with them.
 fn full_state(
     fetch: UsersFetch,
     now: jiff::Timestamp,
@@ -269,11 +276,7 @@ fn full_state(
     };
     let users: Vec<EntraUser> = users.iter().map(GraphUser::to_model).collect();
     let state = TenantUsersState {
-        users: if delta_link.is_some() {
-            users.clone()
-        } else {
-            Vec::new()
-        },
+        users: users.clone(),
         delta_link,
         last_full_read: Some(now.to_string()),
         removed: Vec::new(),

@@ -19,14 +19,14 @@
 //!   that returns is reactivated. A failed or "not applicable" read starts no clock. The `[safety]`
 //!   deactivation guard covers the assets made inactive, per tenant.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::halo_memory::HaloMemory;
 use crate::model::{HaloAsset, HaloSnapshot, IntuneDevice};
-use crate::plan::users::GUARD_DEACTIVATION;
+use crate::plan::users::{GUARD_DEACTIVATION, GUARD_EMPTY_SOURCE};
 use crate::plan::{
     Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan,
 };
@@ -82,6 +82,10 @@ pub struct AssetsPolicy {
     pub max_deactivations: u32,
     pub max_deactivation_percent: f64,
     pub allow_deactivations: bool,
+    /// `[safety] empty_source_guard`: a tenant whose Intune read returns no device while Halo holds
+    /// active synced assets for it is treated as unknown (SPEC 8): no absence clock starts, none is made
+    /// inactive.
+    pub empty_source_guard: bool,
 }
 
 impl Default for AssetsPolicy {
@@ -106,6 +110,7 @@ impl Default for AssetsPolicy {
             max_deactivations: 5,
             max_deactivation_percent: 20.0,
             allow_deactivations: false,
+            empty_source_guard: true,
         }
     }
 }
@@ -203,9 +208,11 @@ pub fn plan_assets(
     now: jiff::Timestamp,
 ) -> AssetsPlan {
     let mut out = AssetsPlan::default();
+    let idx = Index::new(halo);
     for t in tenants {
         let mut p = TenantPlanner {
             input: t,
+            idx: &idx,
             halo,
             policy,
             state,
@@ -229,8 +236,42 @@ pub fn plan_assets(
     out
 }
 
+/// Halo's users and assets by the keys the planner looks them up by, built once for all tenants so a
+/// lookup per device is a map access, not a scan of every Halo record (100,000 users, 50,000 assets).
+struct Index<'a> {
+    /// Active users by (client id, azureoid), the azureoid as read.
+    users: HashMap<(i64, &'a str), Vec<i64>>,
+    /// Assets by client id.
+    by_client: HashMap<i64, Vec<&'a HaloAsset>>,
+    /// Assets by `intune_id` (lower case, as the model holds it).
+    by_intune: HashMap<&'a str, Vec<&'a HaloAsset>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(halo: &'a HaloSnapshot) -> Index<'a> {
+        let mut idx = Index {
+            users: HashMap::new(),
+            by_client: HashMap::new(),
+            by_intune: HashMap::new(),
+        };
+        for u in halo.users.iter().filter(|u| !u.inactive) {
+            if let Some(oid) = u.azureoid.as_deref() {
+                idx.users.entry((u.client_id, oid)).or_default().push(u.id);
+            }
+        }
+        for a in &halo.assets {
+            idx.by_client.entry(a.client_id).or_default().push(a);
+            if let Some(iid) = a.intune_id.as_deref() {
+                idx.by_intune.entry(iid).or_default().push(a);
+            }
+        }
+        idx
+    }
+}
+
 struct TenantPlanner<'a> {
     input: &'a TenantAssetsInput<'a>,
+    idx: &'a Index<'a>,
     halo: &'a HaloSnapshot,
     policy: &'a AssetsPolicy,
     state: &'a BTreeMap<String, DeviceState>,
@@ -285,12 +326,8 @@ impl TenantPlanner<'_> {
                 .and_then(|c| c.main_site_id)
         });
         let (kept, superseded) = self.dedupe(devices);
-        let client_assets: Vec<&HaloAsset> = self
-            .halo
-            .assets
-            .iter()
-            .filter(|a| a.client_id == client)
-            .collect();
+        let client_assets: Vec<&HaloAsset> =
+            self.idx.by_client.get(&client).cloned().unwrap_or_default();
         let mut claimed: BTreeSet<i64> = BTreeSet::new();
         let mut summary = DeviceSummary {
             customer_id: self.input.customer_id.to_string(),
@@ -341,6 +378,11 @@ impl TenantPlanner<'_> {
             }
         }
         // Assets whose device is gone from Intune.
+        let active_synced = client_assets
+            .iter()
+            .filter(|a| !a.inactive && a.intune_id.is_some())
+            .count();
+        let empty_source = self.policy.empty_source_guard && kept.is_empty() && active_synced > 0;
         let present: BTreeSet<&str> = kept.iter().map(|d| d.id.as_str()).collect();
         let mut deactivations = Vec::new();
         let mut waiting = 0usize;
@@ -353,6 +395,8 @@ impl TenantPlanner<'_> {
             }
             let key = device_key(self.input.customer_id, iid);
             match self.state.get(&key).and_then(|s| s.last_seen) {
+                // An empty read proves no device gone: no clock starts on it.
+                None if empty_source => waiting += 1,
                 None => {
                     // The absence clock starts now (first run, or a lost state).
                     self.seen.push(key);
@@ -385,17 +429,35 @@ impl TenantPlanner<'_> {
                 Some(_) => waiting += 1,
             }
         }
-        if waiting > 0 {
+        if empty_source {
+            let why = format!(
+                "Intune returned no devices for {name} while Halo holds {active_synced} active synced \
+                 asset(s) for it; treated as unknown: no asset made inactive and no absence clock started. \
+                 Check the Graph permission DeviceManagementManagedDevices.Read.All (or the GDAP Intune \
+                 role) in that tenant"
+            );
+            if deactivations.is_empty() {
+                self.plan.notes.push(why);
+            } else {
+                deactivations.sort_by(order);
+                self.plan.held_back.push(HeldBack {
+                    module: Module::Assets,
+                    guard: GUARD_EMPTY_SOURCE.into(),
+                    reason: format!(
+                        "{why}; {} held back",
+                        crate::render::count(deactivations.len(), "change", "changes")
+                    ),
+                    changes: deactivations,
+                });
+            }
+            deactivations = Vec::new();
+        } else if waiting > 0 {
             self.plan.notes.push(format!(
                 "{waiting} asset(s) whose device is gone from Intune: made inactive once gone for \
                  stale_after_days = {}",
                 self.policy.stale_after_days
             ));
         }
-        let active_synced = client_assets
-            .iter()
-            .filter(|a| !a.inactive && a.intune_id.is_some())
-            .count();
         self.guard(deactivations, active_synced);
         self.plan.changes.sort_by(order);
         for c in &self.plan.changes {
@@ -480,8 +542,9 @@ impl TenantPlanner<'_> {
                 );
             }
         }
-        if let Some(elsewhere) = self.halo.assets.iter().find(|a| {
-            a.client_id != self.input.halo_client_id && a.intune_id.as_deref() == Some(&d.id)
+        if let Some(elsewhere) = self.idx.by_intune.get(d.id.as_str()).and_then(|hits| {
+            hits.iter()
+                .find(|a| a.client_id != self.input.halo_client_id)
         }) {
             return Found::Conflict(
                 format!(
@@ -539,18 +602,12 @@ impl TenantPlanner<'_> {
             return None;
         }
         let oid = d.user_id.as_deref()?;
-        let hits: Vec<i64> = self
-            .halo
+        let hits = self
+            .idx
             .users
-            .iter()
-            .filter(|u| {
-                u.client_id == self.input.halo_client_id
-                    && !u.inactive
-                    && u.azureoid.as_deref() == Some(oid)
-            })
-            .map(|u| u.id)
-            .collect();
-        match hits.as_slice() {
+            .get(&(self.input.halo_client_id, oid))
+            .map_or(&[][..], Vec::as_slice);
+        match hits {
             [one] => Some(*one),
             _ => None,
         }
@@ -1091,7 +1148,10 @@ mod tests {
     #[test]
     fn a_gone_device_goes_inactive_only_after_stale_after_days_and_returns_active() {
         let d = device("d1", "PC-1", "Windows", "5CG1");
-        let h = halo(vec![synced(7, &d)]);
+        // Another device still in Intune, so the read is not empty (the empty-source guard's case).
+        let other = device("d2", "PC-2", "Windows", "5CG2");
+        let h = halo(vec![synced(7, &d), synced(8, &other)]);
+        let others = || DeviceRead::Devices(vec![other.clone()]);
         let seen_days_ago = |days: i64| {
             BTreeMap::from([(
                 device_key(T, "d1"),
@@ -1102,7 +1162,7 @@ mod tests {
         };
         let policy = AssetsPolicy::default();
         // Inside the period: nothing but a note.
-        let p = run_with(DeviceRead::Devices(vec![]), &h, &policy, &seen_days_ago(29));
+        let p = run_mem(others(), &h, &policy, &seen_days_ago(29), &wrote(8, &other));
         assert!(p.tenants[0].changes.is_empty());
         assert!(
             p.tenants[0]
@@ -1111,15 +1171,15 @@ mod tests {
                 .any(|n| n.contains("stale_after_days = 30"))
         );
         // Outside: made inactive, never deleted.
-        let p = run_with(DeviceRead::Devices(vec![]), &h, &policy, &seen_days_ago(31));
+        let p = run_mem(others(), &h, &policy, &seen_days_ago(31), &wrote(8, &other));
         let c = &p.tenants[0].changes[0];
         assert_eq!((c.action, c.halo_id), (Action::Deactivate, Some(7)));
         assert_eq!(c.payload(true)["inactive"], json!(true));
         assert_eq!(p.summary[0].made_inactive, 1);
         // Never seen by this state: the clock starts now.
-        let p = run_with(DeviceRead::Devices(vec![]), &h, &policy, &BTreeMap::new());
+        let p = run_mem(others(), &h, &policy, &BTreeMap::new(), &wrote(8, &other));
         assert!(p.tenants[0].changes.is_empty());
-        assert_eq!(p.seen, vec![device_key(T, "d1")]);
+        assert_eq!(p.seen, vec![device_key(T, "d2"), device_key(T, "d1")]);
         // Back in Intune: reactivated.
         let mut back = synced(7, &d);
         back.inactive = true;
@@ -1324,5 +1384,84 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn an_empty_device_read_makes_nothing_inactive_and_starts_no_clock() {
+        let gone: Vec<IntuneDevice> = (0..3)
+            .map(|i| {
+                device(
+                    &format!("d{i}"),
+                    &format!("PC-{i}"),
+                    "Windows",
+                    &format!("S{i}"),
+                )
+            })
+            .collect();
+        let h = halo(
+            gone.iter()
+                .enumerate()
+                .map(|(i, d)| synced(i as i64 + 1, d))
+                .collect(),
+        );
+        // Two long gone by the state, one never seen by it.
+        let state: BTreeMap<String, DeviceState> = gone[..2]
+            .iter()
+            .map(|d| {
+                (
+                    device_key(T, &d.id),
+                    DeviceState {
+                        last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * 40)),
+                    },
+                )
+            })
+            .collect();
+        let policy = AssetsPolicy {
+            allow_deactivations: true,
+            ..AssetsPolicy::default()
+        };
+        let p = run_with(DeviceRead::Devices(Vec::new()), &h, &policy, &state);
+        let t = &p.tenants[0];
+        assert!(t.changes.is_empty(), "{:?}", t.changes);
+        assert_eq!(t.held_back.len(), 1);
+        assert_eq!(t.held_back[0].guard, GUARD_EMPTY_SOURCE);
+        assert_eq!(t.held_back[0].changes.len(), 2);
+        assert!(
+            t.held_back[0].reason.contains("returned no devices"),
+            "{}",
+            t.held_back[0].reason
+        );
+        assert!(
+            p.seen.is_empty(),
+            "an empty read started a clock: {:?}",
+            p.seen
+        );
+        // With nothing due yet, a note says the same.
+        let p = run_with(
+            DeviceRead::Devices(Vec::new()),
+            &h,
+            &policy,
+            &BTreeMap::new(),
+        );
+        let t = &p.tenants[0];
+        assert!(t.changes.is_empty() && t.held_back.is_empty());
+        assert!(
+            t.notes.iter().any(|n| n.contains("treated as unknown")),
+            "{:?}",
+            t.notes
+        );
+        assert!(p.seen.is_empty());
+        // The guard off: the state's long-gone assets go inactive as before.
+        let off = AssetsPolicy {
+            empty_source_guard: false,
+            ..policy
+        };
+        let p = run_with(DeviceRead::Devices(Vec::new()), &h, &off, &state);
+        let gone_now = p.tenants[0]
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Deactivate)
+            .count();
+        assert_eq!(gone_now, 2);
     }
 }

@@ -13,7 +13,7 @@
 //! found again by the subscription id csp-sync wrote there, else adopted by (`tenant_id`, `product_sku`,
 //! `billing_cycle`, `term_duration`); a tie is a conflict, and it is never created twice.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -297,6 +297,9 @@ struct Joined<'a> {
     by: JoinedBy,
     /// Assigned seats allocated to this subscription; `None` when the SKU's usage is unknown.
     in_use: Option<i64>,
+    /// What tells this licence's name apart from another subscription of the same product on this
+    /// tenant ("annual", "monthly", "annual, billed monthly"); `None` when its name is alone.
+    qualifier: Option<String>,
 }
 
 struct TenantPlanner<'a> {
@@ -392,10 +395,65 @@ impl<'a> TenantPlanner<'a> {
                 part,
                 by,
                 in_use: None,
+                qualifier: None,
             });
         }
         joined.sort_by(|a, b| allocation_order(a.sub, b.sub));
+        self.qualify_names(&mut joined);
         joined
+    }
+
+    /// The product name a subscription's licence takes, before any qualifier.
+    fn base_name(&self, j: &Joined<'_>) -> String {
+        catalog::resolve_name(
+            j.part.as_deref(),
+            j.sku_id.as_deref(),
+            &j.sub.offer_name,
+            &self.policy.names,
+        )
+    }
+
+    /// Where one product has subscriptions of several terms on this tenant (annual and monthly), each
+    /// licence name carries its term, and its billing cycle where the terms alone do not tell them apart.
+    /// Decided over every subscription of the tenant Partner Center lists, cancelled ones included, so a
+    /// name changes only when a subscription of another term is bought or leaves Partner Center's list.
+    fn qualify_names(&self, joined: &mut [Joined<'_>]) {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, j) in joined.iter().enumerate() {
+            groups
+                .entry(catalog::normalise_name(&self.base_name(j)))
+                .or_default()
+                .push(i);
+        }
+        for members in groups.values() {
+            let terms: BTreeSet<&'static str> = members
+                .iter()
+                .map(|&i| term_word(&joined[i].sub.term_duration))
+                .collect();
+            let plans: BTreeSet<(&'static str, &'static str)> = members
+                .iter()
+                .map(|&i| {
+                    let sub = joined[i].sub;
+                    (
+                        term_word(&sub.term_duration),
+                        cycle_word(&sub.billing_cycle),
+                    )
+                })
+                .collect();
+            if plans.len() < 2 {
+                continue;
+            }
+            for &i in members {
+                let sub = joined[i].sub;
+                let term = term_word(&sub.term_duration);
+                let same_term = plans.iter().filter(|(t, _)| *t == term).count();
+                joined[i].qualifier = Some(if same_term > 1 || terms.len() < 2 {
+                    format!("{term}, billed {}", cycle_word(&sub.billing_cycle))
+                } else {
+                    term.to_string()
+                });
+            }
+        }
     }
 
     fn join_one(&self, sub: &Subscription) -> (Option<String>, Option<String>, JoinedBy) {
@@ -441,13 +499,12 @@ impl<'a> TenantPlanner<'a> {
 
     fn desired(&self, j: &Joined<'_>) -> Desired {
         let sub = j.sub;
+        let base = self.base_name(j);
         Desired {
-            name: catalog::resolve_name(
-                j.part.as_deref(),
-                j.sku_id.as_deref(),
-                &sub.offer_name,
-                &self.policy.names,
-            ),
+            name: match &j.qualifier {
+                Some(q) => format!("{base} ({q})"),
+                None => base,
+            },
             count: sub.quantity,
             licences_in_use: j.in_use,
             status: halo_status(sub.status),
@@ -569,6 +626,7 @@ impl<'a> TenantPlanner<'a> {
         //    same product (part number, or name equal to the product or offer name).
         let names = [
             catalog::normalise_name(&want.name),
+            catalog::normalise_name(&self.base_name(j)),
             catalog::normalise_name(&sub.offer_name),
         ];
         let candidates: Vec<&HaloLicence> = self
@@ -1042,6 +1100,28 @@ fn halo_billing_cycle(cycle: &str) -> Option<&'static str> {
     }
 }
 
+/// A subscription's term in a licence name: `P1M` "monthly", `P1Y` "annual", `P3Y` "triennial".
+fn term_word(term: &str) -> &'static str {
+    match term.trim().to_ascii_uppercase().as_str() {
+        "P1M" => "monthly",
+        "P1Y" => "annual",
+        "P3Y" => "triennial",
+        "" => "no term",
+        _ => "other term",
+    }
+}
+
+/// A subscription's billing cycle in a licence name ("billed monthly").
+fn cycle_word(cycle: &str) -> &'static str {
+    match cycle.trim().to_ascii_lowercase().as_str() {
+        "monthly" => "monthly",
+        "annual" | "yearly" => "annually",
+        "triennial" => "triennially",
+        "none" | "one_time" | "onetime" => "once",
+        _ => "otherwise",
+    }
+}
+
 /// Halo `term_duration` for Partner Center's ISO-8601 `termDuration`; empty (legacy offers) is `None`,
 /// an unknown duration is not written.
 fn halo_term(term: &str) -> Option<&'static str> {
@@ -1471,6 +1551,68 @@ mod tests {
         assert_eq!(field(t, "billing_cycle"), Some(&json!("Triennial")));
         assert_eq!(field(t, "autorenew"), Some(&json!(false)));
         assert_eq!(field(t, "product_sku"), Some(&json!("EXCHANGESTANDARD")));
+    }
+
+    #[test]
+    fn one_product_with_several_terms_names_each_licence_by_its_term() {
+        let mut annual = sub("s-a", "Microsoft 365 Business Premium", 10);
+        annual.term_duration = "P1Y".into();
+        annual.billing_cycle = "annual".into();
+        let monthly = sub("s-m", "Microsoft 365 Business Premium", 2);
+        let exo = sub("s-x", "Exchange Online (Plan 1)", 3);
+        let name_of = |p: &LicencesPlan, id: &str| {
+            let c = changes(p).into_iter().find(|c| c.source_key == id).unwrap();
+            (c.label.clone(), field(c, "name").cloned())
+        };
+        let p = plan(
+            &[input(
+                vec![annual.clone(), monthly.clone(), exo.clone()],
+                vec![],
+            )],
+            &HaloSnapshot::default(),
+        );
+        let spb = "Microsoft 365 Business Premium";
+        assert_eq!(
+            name_of(&p, "s-a"),
+            (
+                format!("{spb} (annual)"),
+                Some(json!(format!("{spb} (annual)")))
+            )
+        );
+        assert_eq!(name_of(&p, "s-m").0, format!("{spb} (monthly)"));
+        // A product alone on the tenant keeps its plain name.
+        assert_eq!(name_of(&p, "s-x").0, "Exchange Online (Plan 1)");
+        // Stable: the licences written, the next plan renames nothing, also once one is cancelled.
+        let halo = apply(&p, &HaloSnapshot::default());
+        let mut cancelled = monthly.clone();
+        cancelled.status = SubscriptionStatus::Deleted;
+        let again = plan(
+            &[input(vec![annual.clone(), cancelled, exo.clone()], vec![])],
+            &halo,
+        );
+        assert!(
+            changes(&again)
+                .iter()
+                .all(|c| c.fields.iter().all(|f| f.field != "name")),
+            "{:?}",
+            changes(&again)
+        );
+        // One term billed two ways: the billing cycle tells them apart.
+        let mut annual_monthly = annual.clone();
+        annual_monthly.id = "s-b".into();
+        annual_monthly.billing_cycle = "monthly".into();
+        let p = plan(
+            &[input(vec![annual, annual_monthly], vec![])],
+            &HaloSnapshot::default(),
+        );
+        assert_eq!(
+            name_of(&p, "s-a").0,
+            format!("{spb} (annual, billed annually)")
+        );
+        assert_eq!(
+            name_of(&p, "s-b").0,
+            format!("{spb} (annual, billed monthly)")
+        );
     }
 
     #[test]

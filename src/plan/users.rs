@@ -145,6 +145,9 @@ pub struct TenantUsersInput<'a> {
     pub site_id: Option<i64>,
     /// The tenant's directory, or why reading it failed.
     pub directory: Result<&'a TenantDirectory, String>,
+    /// The tenant's Entra users as of the last sync (the state directory, SPEC 9); `None` when there is no
+    /// record (a first sync, or a lost state). Only reasons depend on it: where a difference came from.
+    pub previous: Option<&'a [EntraUser]>,
 }
 
 /// The last-seen state key of an Entra user: `"<tenant id>/<object id>"`, both lower-case.
@@ -279,10 +282,10 @@ pub fn plan_users(
             }
             for c in idx.email_matches(user) {
                 if c.client_id == t.halo_client_id {
-                    claims
-                        .entry(c.id)
-                        .or_default()
-                        .insert((tenant.clone(), oid.clone()), entra_email(user));
+                    claims.entry(c.id).or_default().insert(
+                        (tenant.clone(), oid.clone()),
+                        user.user_principal_name.trim().to_string(),
+                    );
                 }
             }
         }
@@ -301,6 +304,12 @@ pub fn plan_users(
                 contract: ContractCounts::default(),
                 memory: memory.memory,
                 owners: &owners,
+                previous: t.previous.map(|users| {
+                    users
+                        .iter()
+                        .map(|u| (norm(&u.id), u))
+                        .collect::<HashMap<_, _>>()
+                }),
                 plan: TenantPlan {
                     customer_id: norm(t.customer_id),
                     name: t.name.to_string(),
@@ -420,10 +429,25 @@ fn non_empty(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The tenant (lower-case) each linked Halo user belongs to, by Halo id (see the module comment).
-struct Owners(HashMap<i64, String>);
+/// The tenant (lower-case) each linked Halo user belongs to, by Halo id (see the module comment), and
+/// each tenant's users (positions in the snapshot's users), so a tenant's leavers are found without a scan
+/// of every Halo user per tenant.
+struct Owners(HashMap<i64, String>, HashMap<String, Vec<usize>>);
 
 impl Owners {
+    /// The Halo users owned by `tenant` (lower-case), in snapshot order.
+    fn users_of<'h>(
+        &'h self,
+        tenant: &str,
+        users: &'h [HaloUser],
+    ) -> impl Iterator<Item = &'h HaloUser> + 'h {
+        self.1
+            .get(tenant)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|&i| users.get(i))
+    }
+
     /// The object id a Halo user is linked to when it is linked to `tenant` (lower-case).
     fn linked_oid(&self, u: &HaloUser, tenant: &str) -> Option<String> {
         let oid = non_empty(u.azureoid.as_deref())?;
@@ -488,7 +512,13 @@ fn link_owners(tenants: &[TenantUsersInput], halo: &HaloSnapshot, memory: UsersM
             out.insert(u.id, t);
         }
     }
-    Owners(out)
+    let mut by_tenant: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, u) in halo.users.iter().enumerate() {
+        if let Some(t) = out.get(&u.id) {
+            by_tenant.entry(t.clone()).or_default().push(i);
+        }
+    }
+    Owners(out, by_tenant)
 }
 
 /// The e-mail address Halo should hold for a user: `mail`, else the UPN.
@@ -611,15 +641,15 @@ fn unrecorded_reason(names: &[&str]) -> Option<String> {
     })
 }
 
-/// The kept-in-step fields among `diffs` (except those in `unrecorded`), in words: "job title, department".
-fn changed_names(diffs: &[FieldChange], unrecorded: &[&str]) -> Option<String> {
+/// The kept-in-step fields among `diffs`, in words: "job title, department".
+fn changed_names(diffs: &[FieldChange]) -> Option<String> {
     let names: Vec<&str> = diffs
         .iter()
         .filter(|d| {
             !matches!(
                 d.field.as_str(),
                 "azure_tenant_id" | "inactive" | "azureoid"
-            ) && !unrecorded.contains(&d.field.as_str())
+            )
         })
         .map(|d| describe(&d.field))
         .collect();
@@ -636,6 +666,14 @@ fn ids(users: &[&HaloUser]) -> String {
         .map(|u| u.id.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Where a field's difference came from (see `TenantPlanner::origin_reasons`), in reason order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Origin {
+    Entra,
+    Halo,
+    NeverSynced,
 }
 
 /// Per tenant in `"flag"` mode: users covered and not, per contract SKU, and flags Halo did not keep.
@@ -658,6 +696,8 @@ struct TenantPlanner<'a, 'h> {
     contract: ContractCounts,
     memory: &'a HaloMemory,
     owners: &'a Owners,
+    /// The tenant's Entra users as of the last sync, by lower-case object id.
+    previous: Option<HashMap<String, &'a EntraUser>>,
     plan: TenantPlan,
 }
 
@@ -846,6 +886,77 @@ impl TenantPlanner<'_, '_> {
         }
     }
 
+    /// Where each kept-in-step difference came from, one phrase per origin (SPEC 6): the Entra value
+    /// changed since the last sync (or since csp-sync last wrote a field Halo's read does not return), the
+    /// Halo value was edited while Entra's stayed as it was at the last sync, or there is no record of an
+    /// earlier sync of this user. A write the last sync attempted but Halo refused reads as "edited in
+    /// Halo" here; that sync reported the failure.
+    fn origin_reasons(
+        &self,
+        oid: &str,
+        user: &EntraUser,
+        u: &HaloUser,
+        fields: &[FieldChange],
+        unrecorded: &[&str],
+    ) -> Vec<String> {
+        let previous = self
+            .previous
+            .as_ref()
+            .and_then(|p| p.get(oid).copied())
+            .map(wanted_fields);
+        let current = wanted_fields(user);
+        let mut origin: BTreeMap<Origin, Vec<&str>> = BTreeMap::new();
+        for d in fields {
+            let f = d.field.as_str();
+            if matches!(f, "azure_tenant_id" | "inactive" | "azureoid") || unrecorded.contains(&f) {
+                continue;
+            }
+            let Some((_, now)) = current.iter().find(|(n, _)| *n == f) else {
+                continue;
+            };
+            let o = if unknown(u, f, self.memory) {
+                // Compared with what csp-sync last wrote: the difference is Entra's.
+                Origin::Entra
+            } else {
+                match &previous {
+                    None => Origin::NeverSynced,
+                    Some(prev) => {
+                        let before = prev.iter().find(|(n, _)| *n == f).map(|(_, v)| v);
+                        let same = before.is_some_and(|b| {
+                            if f == "emailaddress" {
+                                norm(b) == norm(now)
+                            } else {
+                                b == now
+                            }
+                        });
+                        if same { Origin::Halo } else { Origin::Entra }
+                    }
+                }
+            };
+            origin.entry(o).or_default().push(describe(f));
+        }
+        origin
+            .into_iter()
+            .map(|(o, names)| {
+                let list = names.join(", ");
+                match o {
+                    Origin::Entra => format!("{list} changed in Entra since the last sync"),
+                    Origin::Halo => {
+                        format!("{list} edited in Halo (Entra unchanged since the last sync)")
+                    }
+                    Origin::NeverSynced => format!(
+                        "{list} {} from Entra (never synced)",
+                        if names.len() == 1 {
+                            "differs"
+                        } else {
+                            "differ"
+                        }
+                    ),
+                }
+            })
+            .collect()
+    }
+
     fn protected(&self, u: &HaloUser) -> bool {
         non_empty(u.emailaddress.as_deref())
             .is_some_and(|mail| self.policy.protect.iter().any(|re| re.is_match(mail)))
@@ -1032,10 +1143,7 @@ impl TenantPlanner<'_, '_> {
                 Value::from(self.tenant.clone()),
             ));
         }
-        let mut reasons: Vec<String> = Vec::new();
-        if let Some(names) = changed_names(&fields, &unrecorded) {
-            reasons.push(format!("{names} changed in Entra"));
-        }
+        let mut reasons = self.origin_reasons(oid, user, u, &fields, &unrecorded);
         if let Some(r) = unrecorded_reason(&unrecorded) {
             reasons.push(r);
         }
@@ -1065,23 +1173,34 @@ impl TenantPlanner<'_, '_> {
 
     /// One unlinked contact of the tenant's client has the user's e-mail: link it (and reactivate it).
     fn plan_link(&mut self, oid: &str, user: &EntraUser, label: &str, c: &HaloUser) {
-        let claimants = self.claims.get(&c.id).map_or(0, BTreeMap::len);
-        if claimants > 1 {
-            let names: Vec<String> = self
-                .claims
-                .get(&c.id)
-                .into_iter()
-                .flatten()
-                .map(|((t, _), mail)| format!("{mail} (tenant {t})"))
+        let claims = self.claims.get(&c.id);
+        let claimants = claims.map_or(0, BTreeMap::len);
+        if let Some(claims) = claims.filter(|_| claimants > 1) {
+            // One conflict per contact in each tenant: the tenant's first claimant reports it, naming
+            // every party by UPN and object id (and tenant, when they are in several).
+            let first_here = claims.keys().find(|(t, _)| *t == self.tenant);
+            if first_here.is_some_and(|(_, o)| o != oid) {
+                return;
+            }
+            let tenants: BTreeSet<&String> = claims.keys().map(|(t, _)| t).collect();
+            let names: Vec<String> = claims
+                .iter()
+                .map(|((t, o), upn)| {
+                    if tenants.len() > 1 {
+                        format!("{upn} (object id {o}, tenant {t})")
+                    } else {
+                        format!("{upn} (object id {o})")
+                    }
+                })
                 .collect();
+            let mail = c.emailaddress.as_deref().unwrap_or_default().trim();
             self.conflict(
                 oid,
-                label,
+                if mail.is_empty() { label } else { mail },
                 format!(
-                    "Halo contact {} ({}) matches {claimants} Entra users by e-mail: {}; set azureoid on \
-                     it by hand or change one of the e-mail addresses",
+                    "Halo contact {} ({mail}) matches {claimants} Entra users by e-mail: {}; set azureoid \
+                     on it by hand or change one of the e-mail addresses",
                     c.id,
-                    c.emailaddress.as_deref().unwrap_or_default().trim(),
                     names.join(", ")
                 ),
                 vec![c.id],
@@ -1110,7 +1229,7 @@ impl TenantPlanner<'_, '_> {
         ];
         fields.extend(field_diffs(c, user, self.memory).0);
         let mut reason = "linked by e-mail".to_string();
-        if let Some(names) = changed_names(&fields, &[]) {
+        if let Some(names) = changed_names(&fields) {
             reason = format!("{reason}; {names} updated from Entra");
         }
         if let Some((f, why)) = self.contract_change(user, Some(c), true) {
@@ -1188,9 +1307,8 @@ impl TenantPlanner<'_, '_> {
     ) -> Vec<Change> {
         let grace = self.policy.leaver_grace_days;
         let mut leavers: Vec<&HaloUser> = self
-            .halo
-            .users
-            .iter()
+            .owners
+            .users_of(&self.tenant, &self.halo.users)
             .filter(|u| !u.inactive)
             .filter(|u| {
                 self.owners
@@ -1266,9 +1384,8 @@ impl TenantPlanner<'_, '_> {
         deactivations.sort_by(order);
         let name = self.input.name;
         let active_linked = self
-            .halo
-            .users
-            .iter()
+            .owners
+            .users_of(&self.tenant, &self.halo.users)
             .filter(|u| !u.inactive && self.owners.linked_oid(u, &self.tenant).is_some())
             .count();
         let n = deactivations.len();
@@ -1453,6 +1570,7 @@ mod tests {
             halo_client_id: CLIENT,
             site_id: None,
             directory: Ok(d),
+            previous: None,
         }
     }
 
@@ -1501,6 +1619,15 @@ mod tests {
             }
         }
         plans
+    }
+
+    /// Plans one tenant whose users at the last sync were `before`.
+    fn run_after(d: &TenantDirectory, before: &[EntraUser], h: &HaloSnapshot) -> TenantPlan {
+        let i = TenantUsersInput {
+            previous: Some(before),
+            ..input(T1, d)
+        };
+        run(&[i], h, &policy(), &BTreeMap::new()).remove(0)
     }
 
     fn run1(d: &TenantDirectory, h: &HaloSnapshot, p: &UsersPolicy) -> TenantPlan {
@@ -1780,15 +1907,12 @@ mod tests {
         let mut u = entra("o1", "a@acme.com");
         u.job_title = Some("Director".into());
         let d = dir(vec![u]);
-        let t = run1(
-            &d,
-            &halo(vec![synced(7, "o1", "a@acme.com", T1)]),
-            &policy(),
-        );
+        let before = [entra("o1", "a@acme.com")];
+        let t = run_after(&d, &before, &halo(vec![synced(7, "o1", "a@acme.com", T1)]));
         assert_eq!(t.changes.len(), 1);
         let c = &t.changes[0];
         assert_eq!((c.action, c.halo_id), (Action::Update, Some(7)));
-        assert_eq!(c.reason, "job title changed in Entra");
+        assert_eq!(c.reason, "job title changed in Entra since the last sync");
         assert_eq!(c.fields.len(), 1);
         assert_eq!(fields(c)["title"], (json!("Engineer"), json!("Director")));
         assert_eq!(
@@ -1803,12 +1927,78 @@ mod tests {
         u.department = Some("Sales".into());
         u.surname = Some("Smith".into());
         let d = dir(vec![u]);
+        let before = [entra("o1", "a@acme.com")];
+        let t = run_after(&d, &before, &halo(vec![synced(7, "o1", "a@acme.com", T1)]));
+        assert_eq!(
+            t.changes[0].reason,
+            "surname, department changed in Entra since the last sync"
+        );
+    }
+
+    #[test]
+    fn a_field_edited_in_halo_while_entra_kept_its_value_says_so() {
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let mut h = synced(7, "o1", "a@acme.com", T1);
+        h.title = Some("Boss".into());
+        let t = run_after(&d, &d.users, &halo(vec![h]));
+        let c = &t.changes[0];
+        assert_eq!(
+            c.reason,
+            "job title edited in Halo (Entra unchanged since the last sync)"
+        );
+        assert_eq!(fields(c)["title"], (json!("Boss"), json!("Engineer")));
+    }
+
+    #[test]
+    fn a_difference_without_a_previous_sync_is_never_synced() {
+        let mut u = entra("o1", "a@acme.com");
+        u.job_title = Some("Director".into());
+        u.department = Some("Sales".into());
+        let d = dir(vec![u]);
         let t = run1(
             &d,
             &halo(vec![synced(7, "o1", "a@acme.com", T1)]),
             &policy(),
         );
-        assert_eq!(t.changes[0].reason, "surname, department changed in Entra");
+        assert_eq!(
+            t.changes[0].reason,
+            "job title, department differ from Entra (never synced)"
+        );
+        // A state that does not know this user is no previous sync of it either.
+        let other = [entra("o9", "z@acme.com")];
+        let t = run_after(&d, &other, &halo(vec![synced(7, "o1", "a@acme.com", T1)]));
+        assert_eq!(
+            t.changes[0].reason,
+            "job title, department differ from Entra (never synced)"
+        );
+    }
+
+    #[test]
+    fn each_field_is_named_under_its_own_origin() {
+        let mut before = entra("o1", "a@acme.com");
+        before.mobile_phone = Some("+44 1".into());
+        let mut now = before.clone();
+        now.job_title = Some("Director".into());
+        let d = dir(vec![now]);
+        let mut h = synced(7, "o1", "a@acme.com", T1);
+        h.mobilenumber = Some("+44 2".into());
+        let t = run_after(&d, &[before], &halo(vec![h]));
+        assert_eq!(
+            t.changes[0].reason,
+            "job title changed in Entra since the last sync; mobile number edited in Halo (Entra \
+             unchanged since the last sync)"
+        );
+        // An e-mail address differing only in case at the last sync is the same address.
+        let mut before = entra("o1", "A@Acme.com");
+        before.mail = Some("A@Acme.com".into());
+        let d = dir(vec![entra("o1", "a@acme.com")]);
+        let mut h = synced(7, "o1", "a@acme.com", T1);
+        h.emailaddress = Some("old@acme.com".into());
+        let t = run_after(&d, &[before], &halo(vec![h]));
+        assert_eq!(
+            t.changes[0].reason,
+            "e-mail address edited in Halo (Entra unchanged since the last sync)"
+        );
     }
 
     #[test]
@@ -1952,7 +2142,7 @@ mod tests {
     }
 
     #[test]
-    fn one_contact_matching_two_entra_users_is_a_conflict_for_both() {
+    fn one_contact_matching_two_entra_users_is_one_conflict_naming_both() {
         // Mail of one is the UPN of the other.
         let mut a = entra("oa", "info@acme.com");
         a.mail = Some("info@acme.com".into());
@@ -1965,10 +2155,19 @@ mod tests {
             &policy(),
         );
         assert!(t.changes.is_empty(), "{:?}", t.changes);
-        assert_eq!(t.conflicts.len(), 2);
+        // Once, naming both parties by UPN and object id (not twice, each by the shared mail).
+        assert_eq!(t.conflicts.len(), 1, "{:?}", t.conflicts);
         for c in &t.conflicts {
             assert_eq!(c.halo_ids, [9]);
+            assert_eq!(c.label, "info@acme.com");
             assert!(c.reason.contains("matches 2 Entra users"));
+            assert!(
+                c.reason
+                    .contains("info@acme.com (object id oa), reception@acme.com (object id ob)"),
+                "{}",
+                c.reason
+            );
+            assert!(!c.reason.contains("tenant"), "{}", c.reason);
         }
     }
 
@@ -2212,12 +2411,20 @@ mod tests {
                 .is_empty()
         );
 
+        let before = d.users.clone();
         d.users[0].account_enabled = true;
         d.users[0].job_title = Some("Returned".into());
-        let plans = run(&[input(T1, &d)], &snap, &policy(), &BTreeMap::new());
+        let after_sync = TenantUsersInput {
+            previous: Some(&before),
+            ..input(T1, &d)
+        };
+        let plans = run(&[after_sync], &snap, &policy(), &BTreeMap::new());
         let c = &plans[0].changes[0];
         assert_eq!((c.action, c.halo_id), (Action::Reactivate, Some(1)));
-        assert_eq!(c.reason, "back in Entra; job title changed in Entra");
+        assert_eq!(
+            c.reason,
+            "back in Entra; job title changed in Entra since the last sync"
+        );
         assert_eq!(fields(c)["inactive"], (json!(true), json!(false)));
         apply(&mut snap, &plans);
         assert!(!snap.users[0].inactive);
@@ -2436,6 +2643,7 @@ mod tests {
             halo_client_id: CLIENT,
             site_id: None,
             directory: Err("timeout".into()),
+            previous: None,
         }]
     }
 

@@ -57,7 +57,7 @@ fn changes_grid(t: &TenantPlan) -> Grid {
             c.module.to_string(),
             format!("{prefix}{}", c.action.as_str()),
             record(c),
-            field_texts(c).join("\n"),
+            field_texts(c, true).join("\n"),
             c.reason.clone(),
         ]);
     }

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 use super::layout::{Layout, wrap};
 use super::{cell, conflict_record};
 use crate::plan::{Action, Change, Plan, TenantPlan};
@@ -30,18 +32,60 @@ pub(super) fn record(c: &Change) -> String {
 }
 
 /// The changed fields as `field: from → to`; a field a create sets from nothing is `field: to` (every
-/// field of a new record starts empty, so `— →` would only repeat itself).
-pub(super) fn field_texts(c: &Change) -> Vec<String> {
-    c.fields
-        .iter()
-        .map(|f| {
-            if c.action == Action::Create && f.from.is_null() {
-                format!("{}: {}", f.field, cell(&f.to))
-            } else {
-                format!("{}: {} → {}", f.field, cell(&f.from), cell(&f.to))
-            }
-        })
-        .collect()
+/// field of a new record starts empty, so `— →` would only repeat itself). A list of records longer than a
+/// short cell (an invoice's lines) reads as its count ("lines: 3 lines"); with `detail` (`--wide`, markdown)
+/// each entry follows on its own line.
+pub(super) fn field_texts(c: &Change, detail: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in &c.fields {
+        if c.action == Action::Create && f.from.is_null() {
+            out.push(format!("{}: {}", f.field, value_text(&f.field, &f.to)));
+        } else {
+            out.push(format!(
+                "{}: {} → {}",
+                f.field,
+                value_text(&f.field, &f.from),
+                value_text(&f.field, &f.to)
+            ));
+        }
+        if detail && let Some(entries) = long_list(&f.to) {
+            out.extend(entries.iter().map(|e| format!("  - {}", entry_text(e))));
+        }
+    }
+    out
+}
+
+/// The longest list value shown whole in a cell, as compact JSON.
+const SHORT_LIST: usize = 40;
+
+/// A list value too long to show whole in a cell.
+fn long_list(v: &Value) -> Option<&Vec<Value>> {
+    let list = v.as_array()?;
+    (v.to_string().chars().count() > SHORT_LIST).then_some(list)
+}
+
+fn value_text(field: &str, v: &Value) -> String {
+    match long_list(v) {
+        Some(list) => {
+            let one = field.strip_suffix('s').unwrap_or("entry");
+            let many = if one == "entry" { "entries" } else { field };
+            super::count(list.len(), one, many)
+        }
+        None => cell(v),
+    }
+}
+
+/// One entry of a long list: a Halo invoice line as `description: quantity × unit price`, anything else as
+/// compact JSON.
+fn entry_text(v: &Value) -> String {
+    match v.get("item_shortdescription").and_then(Value::as_str) {
+        Some(d) => format!(
+            "{d}: {} × {}",
+            v.get("qty_order").map_or_else(|| "1".into(), cell),
+            v.get("unit_price").map_or_else(|| "—".into(), cell)
+        ),
+        None => v.to_string(),
+    }
 }
 
 fn push_lines(out: &mut String, lines: Vec<String>) {
@@ -57,13 +101,15 @@ fn change_lines(out: &mut String, c: &Change, layout: Layout) {
         symbol(c.action),
         c.action.as_str()
     );
-    let fields = field_texts(c);
+    let fields = field_texts(c, layout.wide);
     let head = format!("{} [{}]", record(c), c.reason);
     if layout.wide || fields.is_empty() {
         push_lines(out, wrap(&first, CHANGE_INDENT, &head, layout.width));
         for f in &fields {
-            let lead = " ".repeat(CHANGE_INDENT + 2);
-            push_lines(out, wrap(&lead, CHANGE_INDENT + 4, f, layout.width));
+            // A list's entries ("  - ...") sit under their field.
+            let depth = CHANGE_INDENT + 2 + (f.len() - f.trim_start().len());
+            let lead = " ".repeat(depth);
+            push_lines(out, wrap(&lead, depth + 2, f.trim_start(), layout.width));
         }
     } else {
         let text = format!("{head} {}", fields.join("; "));

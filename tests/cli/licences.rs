@@ -76,9 +76,15 @@ pub(crate) fn first_sync_with(o: &estate::ConfigOptions) {
         2,
         "Business Premium is bought in two subscriptions"
     );
-    assert!(
-        spb.iter()
-            .all(|l| l["name"] == "Microsoft 365 Business Premium")
+    // Annual and monthly: each name carries its term, so the two can be told apart (issue 19).
+    let mut names: Vec<&str> = spb.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "Microsoft 365 Business Premium (annual)",
+            "Microsoft 365 Business Premium (monthly)"
+        ]
     );
     // The SKU's 7 assigned seats are spread over its subscriptions, adding up to the SKU's total.
     let in_use: i64 = spb

@@ -1,6 +1,7 @@
 //! Black-box tests: the built binary against the bundled emulator. One test binary; one module per area.
 
 mod converge;
+mod demo_script;
 mod estate;
 mod support;
 
@@ -9,6 +10,7 @@ mod basics;
 mod billing;
 mod billing_reader;
 mod contract;
+mod demo;
 mod doctor;
 mod fault_matrix;
 mod faults;

@@ -1,11 +1,12 @@
 //! Snapshots of how the demo estate's first diff reads: the table at 80 and 120 columns (and `--wide`),
-//! the markdown and the JSON. Dates are replaced by `[date]` so the snapshots hold at whatever instant
-//! `CSP_SYNC_TEST_NOW` pins (the estate is dated from it, so day counts do not move).
+//! the markdown and the JSON. Dates, billing months and invoice ids are replaced so the snapshots hold
+//! at whatever instant `CSP_SYNC_TEST_NOW` pins (the estate is dated from it, so day counts do not move).
 
+use crate::demo_script;
 use crate::estate;
 use crate::support::{Env, text};
 
-/// The first diff of the demo (`examples/demo.rs`: the small estate, the default config).
+/// The first diff of the demo (`examples/demo.rs`: the small estate, the demo's config of every module).
 fn first_diff(env: &Env, columns: &str, args: &[&str]) -> String {
     let out = env.run_env(args, &[("COLUMNS", columns)]);
     // Woodgrove Bank's Graph app is not consented in the demo estate: the diff reports it (exit 1).
@@ -18,6 +19,9 @@ fn snapshot(name: &str, value: &str) {
         filters => vec![
             (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[time]"),
             (r"\d{4}-\d{2}-\d{2}", "[date]"),
+            // The billing period and its Partner Center invoice id move with the pinned instant too.
+            (r"\b\d{4}-\d{2}\b", "[month]"),
+            (r"\bG\d{6}(\d{4})\b", "G[yyyymm]$1"),
         ],
         prepend_module_to_snapshot => false,
     }, {
@@ -31,7 +35,7 @@ fn widest(s: &str) -> usize {
 
 #[test]
 fn the_demo_estates_first_diff_reads_well_in_every_format() {
-    let env = Env::new(&estate::ConfigOptions::default());
+    let env = Env::new(&demo_script::options());
     for columns in ["80", "120"] {
         let table = first_diff(&env, columns, &["-o", "table", "diff"]);
         let width: usize = columns.parse().unwrap();

@@ -417,7 +417,11 @@ fn an_older_halo_without_azureoid_on_the_list_reads_users_by_one_report() {
         "{err}"
     );
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["halo_read"]["Users"], json!("report"), "{plan}");
+    assert_eq!(
+        plan["halo_read"]["Users"],
+        json!("list_and_report"),
+        "{plan}"
+    );
     let seen = describe(&halo_requests(&older));
     assert!(
         !seen.iter().any(|r| r.starts_with("GET /api/Users/")),

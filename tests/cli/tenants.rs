@@ -524,6 +524,12 @@ fn health_flags_litware_and_names_woodgroves_token_failure() {
     let contoso = tenant("Contoso Ltd");
     assert_eq!(contoso["flags"].as_array().unwrap().len(), 0, "{contoso}");
     assert_eq!(v["token_failures"], 1);
+    // The JSON keeps Microsoft's ISO 8601 duration; the table says it in words.
+    assert_eq!(contoso["relationships"][0]["auto_extend"], "P180D");
+    let table = env.run_env(&["-o", "table", "tenants", "health"], &[("COLUMNS", "200")]);
+    let table = text(&table.stdout);
+    assert!(table.contains("auto-extends by 180 days"), "{table}");
+    assert!(!table.contains("P180D"), "{table}");
 }
 
 /// The binary with only the environment given (no secrets from the scenario unless passed).

@@ -216,7 +216,25 @@ pub(crate) fn first_sync_with(o: &ConfigOptions) {
         assert!(linked(&env, &oid(&env, CONTOSO, upn)).is_empty(), "{upn}");
     }
     assert_eq!(halo_user(&env, 1003)["azureoid"], json!(""));
-    assert_eq!(plan["summary"]["conflicts"], json!(2), "{plan}");
+    // One conflict, naming both by UPN and object id (issue 19: it was listed twice, both as grace.hall@).
+    assert_eq!(plan["summary"]["conflicts"], json!(1), "{plan}");
+    let conflict = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["conflicts"].as_array().unwrap())
+        .next()
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for upn in ["grace.hall@contoso.co.uk", "g.hall@contoso.co.uk"] {
+        let o = oid(&env, CONTOSO, upn);
+        assert!(
+            conflict.contains(&format!("{upn} (object id {o})")),
+            "{conflict}"
+        );
+    }
 
     // Exactly six records were created, with integer ids.
     assert_eq!(halo_users(&env).len(), before + 6);
@@ -813,4 +831,67 @@ fn a_connection_dropped_after_a_create_then_a_rerun_leaves_no_duplicate() {
     let writes = env.halo_posts();
     run_ok(&env, &["sync"]);
     assert_eq!(env.halo_posts(), writes);
+}
+
+/// The reasons of a plan's user updates.
+fn update_reasons(plan: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["changes"].as_array().unwrap())
+        .filter(|c| c["action"] == "update")
+        .map(|c| {
+            (
+                c["label"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_reason_says_whether_entra_changed_or_halo_was_edited_since_the_last_sync() {
+    let env = Env::new(&opts());
+    run_ok(&env, &["sync"]);
+    let bob = 1002;
+    let alice = 1001;
+    env.em.with_state(|s| {
+        // Changed in Entra since the sync.
+        assert!(s.update_user(CONTOSO, "bob.jones@contoso.co.uk", |u| {
+            u["jobTitle"] = json!("Finance Director");
+        }));
+        // Edited in Halo: a technician retyped Alice's first name; Entra still says what it said.
+        let alice = s
+            .halo_records_mut("Users")
+            .iter_mut()
+            .find(|u| u["id"] == json!(alice))
+            .unwrap();
+        alice["firstname"] = json!("Ally");
+    });
+    let out = env.run(&["-o", "json", "diff"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        update_reasons(&plan),
+        [
+            (
+                "Alice.Smith@Contoso.co.uk".to_string(),
+                "first name edited in Halo (Entra unchanged since the last sync)".to_string()
+            ),
+            (
+                "bob.jones@contoso.co.uk".to_string(),
+                "job title changed in Entra since the last sync".to_string()
+            ),
+        ],
+        "{plan}"
+    );
+    // `diff` wrote no state: a second diff says the same, and the sync writes Entra's values back.
+    let again = env.run(&["-o", "json", "diff"]);
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(update_reasons(&again), update_reasons(&plan));
+    run_ok(&env, &["sync"]);
+    assert_eq!(halo_user(&env, alice)["firstname"], json!("Alice"));
+    assert_eq!(halo_user(&env, bob)["title"], json!("Finance Director"));
 }
