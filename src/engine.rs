@@ -691,4 +691,68 @@ mod tests {
         assert_eq!(snap.users[0].site_id, 482);
         assert_eq!(snap.users[0].client_id, 7);
     }
+
+    /// A report row (columns in SQL Server's case, `bit` columns as 0/1, what the report has no column for
+    /// absent) becomes the model the list record makes, through the same conversion; only the fields each
+    /// read lacks differ, and they are noted as unread.
+    #[test]
+    fn a_report_row_makes_the_model_its_list_record_makes() {
+        let users = crate::api::halo_report::query_for(HaloEntity::Users).unwrap();
+        let list = json!({"id": 12, "client_id": 7, "site_id": 482, "name": "Jane Doe",
+            "firstname": "Jane", "surname": "Doe", "emailaddress": "jane@contoso.com", "title": "CFO",
+            "phonenumber": "1", "mobilenumber": "2", "inactive": false,
+            "azureoid": "A74CF9F4-B608-417B-9933-505592C558D6", "covered_by_contract": true,
+            "customfields": []});
+        let row = json!({"ID": 12, "Client_Id": 7, "SITE_ID": 482, "Name": "Jane Doe",
+            "FirstName": "Jane", "Surname": "Doe", "EmailAddress": "jane@contoso.com", "Title": "CFO",
+            "PhoneNumber": "1", "MobileNumber": "2", "Inactive": 0,
+            "AzureOID": "a74cf9f4-b608-417b-9933-505592c558d6",
+            "Azure_Tenant_Id": "C0A7B1D2-3E4F-4A5B-8C6D-7E8F9A0B1C2D"});
+        let (Slim::User(from_list, true), Slim::User(from_report, true)) = (
+            slim(HaloEntity::Users, list).unwrap(),
+            slim(HaloEntity::Users, users.record(row)).unwrap(),
+        ) else {
+            panic!("not users, or azureoid not seen")
+        };
+        assert_eq!(from_list.unread, vec!["department", "azure_tenant_id"]);
+        assert_eq!(
+            from_report.unread,
+            vec!["department", "covered_by_contract", "customfields"]
+        );
+        assert_eq!(
+            from_report.azure_tenant_id.as_deref(),
+            Some("c0a7b1d2-3e4f-4a5b-8c6d-7e8f9a0b1c2d")
+        );
+        let comparable = |mut u: crate::model::HaloUser| {
+            u.unread.clear();
+            u.azure_tenant_id = None;
+            u.covered_by_contract = None;
+            u.customfields = Value::Null;
+            u
+        };
+        assert_eq!(comparable(from_report), comparable(from_list));
+
+        let licences = crate::api::halo_report::query_for(HaloEntity::SoftwareLicence).unwrap();
+        let list = json!({"id": 301, "client_id": 102, "name": "Microsoft 365 Business Basic",
+            "count": 5, "licences_in_use": 3, "tenant_id": "t", "third_party_product": "s",
+            "product_sku": "O365_BUSINESS_ESSENTIALS", "status": "Active", "billing_cycle": "Monthly",
+            "term_duration": "Monthly", "autorenew": true, "start_date": "2026-01-01T00:00:00",
+            "end_date": "2027-01-01T00:00:00", "manufacturer": "Microsoft"});
+        let mut row = serde_json::Map::new();
+        for (k, v) in list.as_object().unwrap() {
+            row.insert(k.to_uppercase(), v.clone());
+        }
+        row.insert("AUTORENEW".into(), json!(1));
+        let (Slim::Licence(from_list), Slim::Licence(from_report)) = (
+            slim(HaloEntity::SoftwareLicence, list).unwrap(),
+            slim(
+                HaloEntity::SoftwareLicence,
+                licences.record(Value::Object(row)),
+            )
+            .unwrap(),
+        ) else {
+            panic!("not licences")
+        };
+        assert_eq!(from_report, from_list);
+    }
 }

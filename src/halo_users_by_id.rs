@@ -1,8 +1,9 @@
 //! An older Halo whose user list has no `azureoid` (the 2024 `Users_List` of Halo's OpenAPI document;
-//! halo-api.md 3.3, SPEC 7): without it csp-sync cannot tell linked contacts apart. The users are read
-//! again by one SQL report (`USERS.UAzureOID`, halo-api.md 2.3) where the agent may run reports; where not,
-//! each user is read once by id (`GET /api/Users/{id}`, the full record) and its `azureoid` kept by Halo id
-//! in the state ([`HaloMemory::azureoid`]), and later runs read by id only the users that are new since.
+//! halo-api.md 3.3, SPEC 7): without it csp-sync cannot tell linked contacts apart. Where the agent may run
+//! reports, the users' `azureoid` and `azure_tenant_id` are read by one SQL report (`USERS.UAzureOID`,
+//! halo-api.md 2.3) into the list's models ([`complete`]); where not, each user is read once by id
+//! (`GET /api/Users/{id}`, the full record) and its `azureoid` kept by Halo id in the state
+//! ([`HaloMemory::azureoid`]), and later runs read by id only the users that are new since.
 
 use std::collections::{BTreeMap, BTreeSet};
 
