@@ -70,6 +70,9 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
     let mut stdout = std::io::stdout();
     match &cli.command {
         Command::Init { path } => {
+            let env = std::env::var_os("CSP_SYNC_CONFIG").map(std::path::PathBuf::from);
+            let path =
+                commands::init::target(path.as_deref(), cli.config.as_deref(), env.as_deref())?;
             commands::init::run_init(path.as_deref(), &mut stdout)?;
             Ok(Exit::Ok)
         }

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::http::{Api, ApiError, Http, Request, RequestKind, excerpt};
+use crate::secrets::{SecretName, SecretSource};
 
 /// Tokens are renewed this long before they expire.
 const RENEW_EARLY: Duration = Duration::from_secs(5 * 60);
@@ -59,10 +60,26 @@ pub struct AuthError {
     pub description: String,
     /// Which credential: "Partner Center", "Graph", "Halo".
     pub service: &'static str,
-    /// The `csp-sync auth login` / `auth set` target of the credential involved, for the hint.
-    pub login_target: Option<&'static str>,
     /// HTTP status of the token response, if there was one.
     pub status: Option<u16>,
+    /// Where the request went, what came back and which secrets went along (boxed: errors stay small).
+    pub at: Box<AuthContext>,
+}
+
+/// The context of an [`AuthError`] that names the place to fix.
+#[derive(Debug, Clone, Default)]
+pub struct AuthContext {
+    /// The `csp-sync auth login` / `auth set` target of the credential involved, for the hint.
+    pub login_target: Option<&'static str>,
+    /// The token endpoint asked (query included, never a secret: secrets travel in the form body).
+    pub url: Option<String>,
+    /// What the endpoint answered when it was not an OAuth error ("an HTML page", ...): then the URL
+    /// points at something that is not an authorisation server.
+    pub answer: Option<String>,
+    /// The client secret sent and where it came from, so the fix names that place (SPEC 5).
+    pub secret: Option<(SecretName, SecretSource)>,
+    /// The refresh token sent and where it came from.
+    pub refresh: Option<(SecretName, SecretSource)>,
 }
 
 impl AuthError {
@@ -73,8 +90,8 @@ impl AuthError {
             error: error.to_string(),
             description,
             service,
-            login_target: None,
             status: None,
+            at: Box::default(),
         }
     }
 
@@ -118,28 +135,131 @@ impl AuthError {
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
             .or_else(|| aadsts_in_text(&description));
+        let answer = (error == "unknown_error").then(|| answer_of(&v, body));
         AuthError {
             tenant: tenant.to_string(),
             code,
             error,
             description,
             service,
-            login_target: None,
             status: Some(status),
+            at: Box::new(AuthContext {
+                answer,
+                ..AuthContext::default()
+            }),
         }
+    }
+
+    /// Whether the cause is the same in every tenant (a wrong or missing secret, an expired refresh token,
+    /// an unreachable endpoint): then the message names no tenant, and the per-tenant reports of one run
+    /// read as one line (`commands::run::error_lines`).
+    pub fn is_shared(&self) -> bool {
+        match self.code {
+            Some(7_000_215 | 7_000_222 | 700_082 | 70008 | 50173 | 70043 | 70011) => true,
+            Some(_) => false,
+            None => {
+                matches!(
+                    self.error.as_str(),
+                    "missing_secret"
+                        | "request_failed"
+                        | "redirected"
+                        | "bad_response"
+                        | "invalid_client"
+                ) || self.at.answer.is_some()
+                    || self.service == "Halo"
+            }
+        }
+    }
+
+    /// Where the secret behind a refused client credential came from, and how to replace it there:
+    /// `auth set` only for the keyring (a value in the environment or a `_FILE` comes first and would
+    /// hide what `auth set` stores).
+    fn secret_fix(&self, set: &str) -> (String, String) {
+        match &self.at.secret {
+            Some((name, SecretSource::Env(var))) => (
+                format!(" (it came from the environment variable {var})"),
+                format!("set {var} to the current {}", name.description()),
+            ),
+            Some((name, SecretSource::File(path))) => (
+                format!(
+                    " (it came from the file {} named by {})",
+                    path.display(),
+                    name.file_env_var()
+                ),
+                format!(
+                    "write the current {} into {}",
+                    name.description(),
+                    path.display()
+                ),
+            ),
+            Some((name, SecretSource::Keyring)) => (
+                " (it came from the OS keyring)".to_string(),
+                format!(
+                    "store the current {} with `csp-sync auth set {}`",
+                    name.description(),
+                    name.keyring_entry()
+                ),
+            ),
+            None => (
+                String::new(),
+                format!("store the current secret with {set}"),
+            ),
+        }
+    }
+
+    /// The token endpoint and what it answered, when that was not an OAuth error: the URL in the config
+    /// points at another service or a web page.
+    fn wrong_endpoint(&self) -> Option<(String, String)> {
+        let answer = self.at.answer.as_ref()?;
+        let url = self.at.url.as_deref().unwrap_or("the token endpoint");
+        let status = self
+            .status
+            .map_or_else(String::new, |s| format!("HTTP {s} with "));
+        let (what, key) = if self.service == "Halo" {
+            (
+                "Halo's authorisation server",
+                "set [halo] url to Halo's own address such as https://acme.halopsa.com (its token \
+                 endpoint is /auth/token below it), or [halo] auth_url when the authorisation server is \
+                 elsewhere",
+            )
+        } else {
+            (
+                "the Microsoft identity platform",
+                "set [microsoft] login_url (or cloud) to the identity platform",
+            )
+        };
+        Some((
+            format!("{url} answered {status}{answer}, which is not {what}"),
+            key.to_string(),
+        ))
+    }
+
+    /// A missing secret's own message ("no X found (set the environment variable ..., or ...)") as the
+    /// cause and the fix, so the line leads with the variable to set rather than a generic hint.
+    fn missing_parts(&self) -> Option<(String, String)> {
+        if self.error != "missing_secret" {
+            return None;
+        }
+        let (cause, rest) = self.description.split_once(" (")?;
+        let fix = rest.strip_suffix(')')?;
+        Some((cause.to_string(), fix.to_string()))
     }
 
     /// The cause in plain words and what to do about it.
     pub fn explain(&self) -> (String, String) {
-        let login = self.login_target.map_or_else(
+        let login = self.at.login_target.map_or_else(
             || "`csp-sync auth login partner-center` (or `graph`)".to_string(),
             |t| format!("`csp-sync auth login {t}`"),
         );
-        let set = self.login_target.map_or_else(
+        let set = self.at.login_target.map_or_else(
             || "`csp-sync auth set`".to_string(),
             |t| format!("`csp-sync auth set {t}`"),
         );
         let consent = format!("run `csp-sync tenants consent --tenant {}`", self.tenant);
+        if let Some(wrong) = self.wrong_endpoint() {
+            return wrong;
+        }
+        let (origin, secret_fix) = self.secret_fix(&set);
         let (cause, fix): (&str, String) = match self.code {
             Some(65001) => ("the app has not been consented in this tenant", consent),
             Some(90099) => (
@@ -186,14 +306,15 @@ impl AuthError {
                  Partner Center"
                     .into(),
             ),
-            Some(7_000_215) => (
-                "the client secret is wrong",
-                format!("store the current secret with {set}"),
-            ),
-            Some(7_000_222) => (
-                "the client secret has expired",
-                format!("create a new secret for the app in Entra and store it with {set}"),
-            ),
+            Some(7_000_215) => {
+                return (format!("the client secret is wrong{origin}"), secret_fix);
+            }
+            Some(7_000_222) => {
+                return (
+                    format!("the client secret has expired{origin}"),
+                    format!("create a new secret for the app in Entra, then {secret_fix}"),
+                );
+            }
             Some(90002 | 900_023) => (
                 "the tenant was not found",
                 "check the tenant id and [microsoft] cloud; the customer may no longer exist"
@@ -216,15 +337,22 @@ impl AuthError {
                 "this is a csp-sync bug; please report it with this message".into(),
             ),
             _ => match self.error.as_str() {
-                "invalid_client" | "unauthorized_client" => (
-                    "the client id or secret was refused",
-                    format!("check the client_id in the config and store the secret with {set}"),
+                "invalid_client" | "unauthorized_client" => {
+                    return (
+                        format!("the client id or secret was refused{origin}"),
+                        format!("check the client_id in the config, then {secret_fix}"),
+                    );
+                }
+                "invalid_scope" if self.service == "Halo" => (
+                    "Halo refused the requested scope",
+                    "check [halo] scope (e.g. all) against the API application's permissions in Halo"
+                        .into(),
                 ),
                 "invalid_grant" => (
                     "the grant was refused",
                     format!("sign in again with {login}"),
                 ),
-                "missing_secret" => match self.login_target {
+                "missing_secret" => match self.at.login_target {
                     Some(t) if t.ends_with("-refresh-token") => (
                         "a refresh token is missing",
                         format!(
@@ -232,12 +360,25 @@ impl AuthError {
                             t.trim_end_matches("-refresh-token")
                         ),
                     ),
-                    _ => ("a secret is missing", format!("store it with {set}")),
+                    _ => {
+                        if let Some(parts) = self.missing_parts() {
+                            return parts;
+                        }
+                        ("a secret is missing", format!("store it with {set}"))
+                    }
                 },
-                "request_failed" if self.service == "Halo" => (
-                    "Halo's token endpoint could not be reached or failed",
-                    "check [halo] url (and auth_url) and the network, then try again".into(),
-                ),
+                "request_failed" if self.service == "Halo" => {
+                    return (
+                        format!(
+                            "Halo's token endpoint {}could not be reached or failed",
+                            self.at
+                                .url
+                                .as_deref()
+                                .map_or_else(String::new, |u| format!("{u} "))
+                        ),
+                        "check [halo] url (and auth_url) and the network, then try again".into(),
+                    );
+                }
                 "request_failed" => (
                     "the token endpoint could not be reached or failed",
                     "check [microsoft] login_url (or cloud) and the network, then try again".into(),
@@ -252,10 +393,17 @@ impl AuthError {
                             .to_string()
                     },
                 ),
-                _ => (
-                    "the sign-in was refused",
-                    "run `csp-sync auth check` to see which credential fails".into(),
-                ),
+                _ => {
+                    let section = match self.service {
+                        "Halo" => "[halo]",
+                        "Partner Center" => "[partner_center]",
+                        _ => "[graph]",
+                    };
+                    return (
+                        format!("the sign-in was refused{origin}"),
+                        format!("check {section} client_id, then {secret_fix}"),
+                    );
+                }
             },
         };
         (cause.to_string(), fix)
@@ -265,17 +413,63 @@ impl AuthError {
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (cause, fix) = self.explain();
-        write!(f, "{} token for tenant {}: ", self.service, self.tenant)?;
+        if self.is_shared() || self.tenant.is_empty() {
+            write!(f, "{} token: ", self.service)?;
+        } else {
+            write!(f, "{} token for tenant {}: ", self.service, self.tenant)?;
+        }
         if let Some(code) = self.code {
             write!(f, "AADSTS{code}: ")?;
         }
         write!(f, "{cause}; {fix}")?;
-        if !self.description.is_empty() {
+        if self.at.answer.is_some() || self.missing_parts().is_some() {
+            // The body is not an OAuth error, or the secret's own message is the cause and fix already.
+        } else if !self.description.is_empty() {
             write!(f, " ({}: {})", self.error, self.description)?;
         } else if self.error != "unknown_error" {
             write!(f, " ({})", self.error)?;
         }
         Ok(())
+    }
+}
+
+/// Whether a message holds an [`AuthError`] (its `Display` starts "<service> token"), which names its
+/// own cause and fix, so a caller adds no advice of its own.
+pub fn names_a_token_failure(text: &str) -> bool {
+    [
+        "Graph token",
+        "Partner Center token",
+        "Halo token",
+        "Microsoft token",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
+}
+
+/// What a token endpoint answered instead of an OAuth error, in words, for [`AuthError::answer`].
+fn answer_of(v: &Value, body: &str) -> String {
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        return "an empty body".into();
+    }
+    if trimmed.starts_with('<') {
+        let lower = trimmed.to_ascii_lowercase();
+        let title = lower
+            .find("<title>")
+            .and_then(|i| {
+                let rest = &trimmed[i + 7..];
+                rest.find('<').map(|j| rest[..j].trim())
+            })
+            .filter(|t| !t.is_empty());
+        return match title {
+            Some(t) => format!("an HTML page titled \"{}\"", excerpt(t)),
+            None => "an HTML page".into(),
+        };
+    }
+    if v.is_null() {
+        format!("text ({})", excerpt(trimmed))
+    } else {
+        format!("JSON that is not an OAuth error ({})", excerpt(trimmed))
     }
 }
 
@@ -501,23 +695,28 @@ impl TokenProvider {
         let req = Request::post(Api::Login, url)
             .kind(RequestKind::Read)
             .form(form);
+        let shown = crate::http::redact_url(&req.url);
+        let at = |mut e: AuthError| {
+            e.at.url = Some(shown.clone());
+            e
+        };
         let resp = self
             .http
             .send_raw(&req)
             .await
-            .map_err(|e| AuthError::from_api("Microsoft", tenant, &e))?;
+            .map_err(|e| at(AuthError::from_api("Microsoft", tenant, &e)))?;
         if resp.status.is_redirection() {
-            return Err(redirected("Microsoft", tenant, &resp));
+            return Err(at(redirected("Microsoft", tenant, &resp)));
         }
         if !resp.status.is_success() {
-            return Err(AuthError::from_body(
+            return Err(at(AuthError::from_body(
                 "Microsoft",
                 tenant,
                 resp.status.as_u16(),
                 &resp.body,
-            ));
+            )));
         }
-        parse_token_body("Microsoft", tenant, &resp.body)
+        parse_token_body("Microsoft", tenant, &resp.body).map_err(at)
     }
 
     /// Halo token (client credentials at `{token_url}?tenant=`).
@@ -536,7 +735,7 @@ impl TokenProvider {
                 }
                 .to_string(),
             );
-            e.login_target = Some("halo");
+            e.at.login_target = Some("halo");
             return Err(e);
         };
         let key = self
@@ -564,6 +763,11 @@ impl TokenProvider {
                 ("client_secret", halo.client_secret.clone()),
                 ("scope", SecretString::from(halo.scope.clone())),
             ];
+            let shown = crate::http::redact_url(&url);
+            let at = |mut e: AuthError| {
+                e.at.url = Some(shown.clone());
+                e
+            };
             let req = Request::post(Api::Halo, url)
                 .kind(RequestKind::Read)
                 .form(form);
@@ -571,17 +775,17 @@ impl TokenProvider {
                 .http
                 .send_raw(&req)
                 .await
-                .map_err(|e| AuthError::from_api("Halo", &label, &e))?;
+                .map_err(|e| at(AuthError::from_api("Halo", &label, &e)))?;
             if resp.status.is_redirection() {
-                return Err(redirected("Halo", &label, &resp));
+                return Err(at(redirected("Halo", &label, &resp)));
             }
             if !resp.status.is_success() {
                 let mut err =
                     AuthError::from_body("Halo", &label, resp.status.as_u16(), &resp.body);
-                err.login_target = Some("halo");
-                return Err(err);
+                err.at.login_target = Some("halo");
+                return Err(at(err));
             }
-            parse_token_body("Halo", &label, &resp.body)
+            parse_token_body("Halo", &label, &resp.body).map_err(at)
         };
         let (token, _) = self.cached(&key, fetch).await?;
         Ok(token)
@@ -619,24 +823,28 @@ pub(crate) fn parse_token_body(
     body: &str,
 ) -> Result<Fetched, AuthError> {
     let v: Value = serde_json::from_str(body).map_err(|e| {
-        AuthError::new(
+        let mut err = AuthError::new(
             service,
             tenant,
             "bad_response",
             format!("the token response is not JSON ({e}); check the token URL"),
-        )
+        );
+        err.at.answer = Some(answer_of(&Value::Null, body));
+        err
     })?;
     let access = v
         .get("access_token")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
-            AuthError::new(
+            let mut err = AuthError::new(
                 service,
                 tenant,
                 "bad_response",
                 "the token response has no access_token; check the token URL".into(),
-            )
+            );
+            err.at.answer = Some(format!("JSON without an access_token ({})", excerpt(body)));
+            err
         })?;
     // Every token obtained is known to the redaction layer, so an API that echoes it is masked.
     crate::redact::register(access);
@@ -720,6 +928,8 @@ pub struct Credentials {
     /// Current refresh tokens (rotated ones replace the stored ones).
     refresh: StdMutex<HashMap<RefreshTokenName, SecretString>>,
     on_rotate: Option<RotationCallback>,
+    /// Where each secret came from, for the fix of a refused one.
+    sources: HashMap<SecretName, SecretSource>,
 }
 
 impl fmt::Debug for Credentials {
@@ -760,7 +970,42 @@ impl Credentials {
             settings,
             refresh: StdMutex::new(refresh),
             on_rotate: None,
+            sources: HashMap::new(),
         }
+    }
+
+    /// Records where each secret came from, so a refused one is named with its place and its fix.
+    #[must_use]
+    pub fn with_secret_sources(mut self, sources: HashMap<SecretName, SecretSource>) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The secrets a token request for `source` sent: its client secret (when one went along) and its
+    /// refresh token, each with where it came from.
+    fn sent(&self, source: &TokenSource, how: &How<'_>) -> [Option<(SecretName, SecretSource)>; 2] {
+        let client = match source {
+            TokenSource::PartnerCenterApp
+            | TokenSource::PartnerCenterUser
+            | TokenSource::GraphPartnerBilling => SecretName::PartnerCenterClientSecret,
+            TokenSource::GraphCustomer(_)
+            | TokenSource::GraphPartner
+            | TokenSource::GraphCustomerDelegated(_) => SecretName::GraphClientSecret,
+            TokenSource::Halo => SecretName::HaloClientSecret,
+        };
+        let with_source = |name: SecretName| self.sources.get(&name).map(|s| (name, s.clone()));
+        let (secret, refresh) = match how {
+            How::App(_) | How::Halo | How::Refresh(_, Some(_)) => (with_source(client), None),
+            How::Refresh(_, None) => (None, None),
+        };
+        let refresh = match how {
+            How::Refresh(RefreshTokenName::PartnerCenter, _) => {
+                with_source(SecretName::PartnerCenterRefreshToken)
+            }
+            How::Refresh(RefreshTokenName::Graph, _) => with_source(SecretName::GraphRefreshToken),
+            _ => refresh,
+        };
+        [secret, refresh]
     }
 
     /// Sets the callback that stores rotated refresh tokens.
@@ -810,7 +1055,7 @@ impl Credentials {
 
     fn missing(service: &'static str, tenant: &str, target: &'static str, what: &str) -> AuthError {
         let mut e = AuthError::new(service, tenant, "missing_secret", what.to_string());
-        e.login_target = Some(target);
+        e.at.login_target = Some(target);
         e
     }
 
@@ -948,8 +1193,14 @@ impl Credentials {
     /// A token for `source`, from the cache when still valid.
     pub async fn token(&self, source: &TokenSource) -> Result<SecretString, AuthError> {
         let plan = self.plan(source)?;
+        let [secret, refresh] = self.sent(source, &plan.how);
+        let named = |mut e: AuthError| {
+            e.at.secret.clone_from(&secret);
+            e.at.refresh.clone_from(&refresh);
+            e
+        };
         let result = match plan.how {
-            How::Halo => return self.provider.halo_token().await,
+            How::Halo => return self.provider.halo_token().await.map_err(named),
             How::App(secret) => {
                 self.provider
                     .microsoft_app_token(&plan.tenant, plan.client_id, secret, plan.resource)
@@ -988,7 +1239,7 @@ impl Credentials {
                         Ok(token)
                     }
                     Err(mut e) => {
-                        e.login_target = Some(match name {
+                        e.at.login_target = Some(match name {
                             RefreshTokenName::PartnerCenter => "partner-center",
                             RefreshTokenName::Graph => "graph",
                         });
@@ -997,10 +1248,10 @@ impl Credentials {
                 }
             }
         };
-        result.map_err(|mut e| {
+        result.map_err(named).map_err(|mut e| {
             e.service = plan.service;
-            if e.login_target.is_none() {
-                e.login_target = Some(match plan.service {
+            if e.at.login_target.is_none() {
+                e.at.login_target = Some(match plan.service {
                     "Partner Center" => "partner-center",
                     _ => "graph",
                 });
@@ -1108,7 +1359,7 @@ pub(crate) mod tests {
                 r#"{{"error":"invalid_grant","error_description":"AADSTS{code}: x","error_codes":[{code}]}}"#
             );
             let mut e = AuthError::from_body("Graph", "t", 400, &body);
-            e.login_target = Some("graph");
+            e.at.login_target = Some("graph");
             assert!(e.to_string().contains(needle), "{code}: {e}");
         }
         // No error_codes: fall back to the number in the description.

@@ -396,11 +396,11 @@ struct RawMap {
 
 #[derive(Debug, Args)]
 struct RawSync {
-    /// Modules: tenants, users, licences (alias licenses), assets, billing [default: [sync] modules]
-    #[arg(value_name = "MODULE", value_parser = parse_module, value_delimiter = ',')]
+    /// Modules to run (licenses is an alias of licences) [default: [sync] modules]
+    #[arg(value_name = "MODULE", value_parser = ModuleParser, value_delimiter = ',')]
     modules: Vec<Module>,
     /// Modules as a comma-separated list (same as the positional form)
-    #[arg(long = "modules", value_name = "a,b", value_parser = parse_module, value_delimiter = ',')]
+    #[arg(long = "modules", value_name = "a,b", value_parser = ModuleParser, value_delimiter = ',')]
     modules_flag: Vec<Module>,
     /// Customer id or name (repeatable); default every mapped customer
     #[arg(long = "tenant", value_name = "ID|NAME")]
@@ -421,11 +421,11 @@ struct RawSync {
 
 #[derive(Debug, Args)]
 struct RawDiff {
-    /// Modules: tenants, users, licences (alias licenses), assets, billing [default: [sync] modules]
-    #[arg(value_name = "MODULE", value_parser = parse_module, value_delimiter = ',')]
+    /// Modules to run (licenses is an alias of licences) [default: [sync] modules]
+    #[arg(value_name = "MODULE", value_parser = ModuleParser, value_delimiter = ',')]
     modules: Vec<Module>,
     /// Modules as a comma-separated list (same as the positional form)
-    #[arg(long = "modules", value_name = "a,b", value_parser = parse_module, value_delimiter = ',')]
+    #[arg(long = "modules", value_name = "a,b", value_parser = ModuleParser, value_delimiter = ',')]
     modules_flag: Vec<Module>,
     /// Customer id or name (repeatable); default every mapped customer
     #[arg(long = "tenant", value_name = "ID|NAME")]
@@ -446,6 +446,38 @@ fn parse_period(s: &str) -> Result<String, String> {
         Err(format!(
             "{s:?} is not a month: write it as YYYY-MM, e.g. 2026-10"
         ))
+    }
+}
+
+/// Module names for clap: parsed by [`parse_module`] (its message for an unknown name), and listed as
+/// possible values so `--help` and the shell completions offer them (`licenses` as a hidden alias).
+#[derive(Debug, Clone, Copy)]
+struct ModuleParser;
+
+impl clap::builder::TypedValueParser for ModuleParser {
+    type Value = Module;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Module, clap::Error> {
+        let parse: fn(&str) -> Result<Module, String> = parse_module;
+        parse.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(Module::ALL.iter().map(|m| {
+            let v = clap::builder::PossibleValue::new(m.as_str());
+            if *m == Module::Licences {
+                v.alias("licenses")
+            } else {
+                v
+            }
+        })))
     }
 }
 

@@ -98,9 +98,9 @@ pub async fn add_email_domains(
     let mut notes = Vec::new();
     if by_id.len() > MAX_SITE_READS {
         notes.push(format!(
-            "{} sites of unmapped Halo clients were not read for their e-mail domain (Halo's site list \
+            "{} of unmapped Halo clients not read for their e-mail domain (Halo's site list \
              does not return it; at most {MAX_SITE_READS} are read one by one)",
-            by_id.len() - MAX_SITE_READS
+            crate::render::count(by_id.len() - MAX_SITE_READS, "site", "sites")
         ));
         by_id.truncate(MAX_SITE_READS);
     }

@@ -69,6 +69,7 @@ impl Apis {
         let graph_secret = optional(&secrets, SecretName::GraphClientSecret)?;
         let graph_refresh = optional(&secrets, SecretName::GraphRefreshToken)?;
         let mut found = Vec::new();
+        let mut from = std::collections::HashMap::new();
         for (name, source) in [
             (SecretName::HaloClientSecret, halo_source),
             (
@@ -88,11 +89,13 @@ impl Apis {
                 graph_refresh.as_ref().map(|(_, s)| s.clone()),
             ),
         ] {
-            if let Some(SecretSource::File(path)) = source
-                && let Some(w) =
-                    crate::permissions::secret_file_warning(&name.file_env_var(), &path)
+            if let Some(SecretSource::File(path)) = &source
+                && let Some(w) = crate::permissions::secret_file_warning(&name.file_env_var(), path)
             {
                 found.push(w);
+            }
+            if let Some(source) = source {
+                from.insert(name, source);
             }
         }
         if let Some(w) = crate::permissions::state_dir_warning(&config.sync.state_dir) {
@@ -132,24 +135,27 @@ impl Apis {
         let warnings = Arc::new(Mutex::new(found));
         let sink = warnings.clone();
         let secrets = Arc::new(secrets);
-        let creds = Credentials::new(provider, settings).with_rotation_callback(Box::new(
-            move |name: RefreshTokenName, value: &SecretString| {
-                let Some((_, secret_name, source)) = sources.iter().find(|(r, _, _)| *r == name)
-                else {
-                    return;
-                };
-                let message = match secrets.store_rotated(*secret_name, value, source) {
-                    Ok(Rotation::Stored(_)) => return,
-                    Ok(Rotation::NotStored { warning }) => warning,
-                    Err(e) => format!("could not store the rotated refresh token: {e}"),
-                };
-                if let Ok(mut w) = sink.lock()
-                    && !w.contains(&message)
-                {
-                    w.push(message);
-                }
-            },
-        ));
+        let creds = Credentials::new(provider, settings)
+            .with_secret_sources(from)
+            .with_rotation_callback(Box::new(
+                move |name: RefreshTokenName, value: &SecretString| {
+                    let Some((_, secret_name, source)) =
+                        sources.iter().find(|(r, _, _)| *r == name)
+                    else {
+                        return;
+                    };
+                    let message = match secrets.store_rotated(*secret_name, value, source) {
+                        Ok(Rotation::Stored(_)) => return,
+                        Ok(Rotation::NotStored { warning }) => warning,
+                        Err(e) => format!("could not store the rotated refresh token: {e}"),
+                    };
+                    if let Ok(mut w) = sink.lock()
+                        && !w.contains(&message)
+                    {
+                        w.push(message);
+                    }
+                },
+            ));
         let creds = Arc::new(creds);
         Ok(Apis {
             partner_center: PartnerCenter::new(

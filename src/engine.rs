@@ -35,13 +35,14 @@ pub struct Target {
 }
 
 /// Which configured tenants take part: mapped, not skipped, matching `--tenant` (customer id, or a name
-/// matched case-insensitively against the `[[tenant]]` name and the Partner Center company name).
+/// matched case-insensitively against the `[[tenant]]` name and the Partner Center company name; see
+/// [`crate::tenant_filter`]). The second value: notes on `--tenant` values naming skipped customers.
 pub fn select_targets(
     config: &Config,
     customers: &[Customer],
     filters: &[String],
     modules: &[Module],
-) -> Result<Vec<Target>> {
+) -> Result<(Vec<Target>, Vec<String>)> {
     let company = |id: &str| {
         customers
             .iter()
@@ -49,29 +50,18 @@ pub fn select_targets(
             .map(|c| c.company_name.clone())
     };
     let mut chosen: Vec<&TenantEntry> = Vec::new();
+    let mut notes = Vec::new();
     for f in filters {
-        let f_l = f.trim().to_lowercase();
-        let hits: Vec<&TenantEntry> = config
-            .tenants
-            .iter()
-            .filter(|t| {
-                t.customer_id.eq_ignore_ascii_case(&f_l)
-                    || t.name.as_deref().is_some_and(|n| n.to_lowercase() == f_l)
-                    || company(&t.customer_id).is_some_and(|n| n.to_lowercase() == f_l)
-            })
-            .collect();
-        match hits.len() {
-            0 => bail!(
-                "--tenant {f:?} matches no [[tenant]] entry of the config (give a customer id or a name; `csp-sync tenants list` shows them)"
-            ),
-            1 => chosen.push(hits[0]),
-            _ => bail!(
-                "--tenant {f:?} matches several customers: {}; give the customer id instead",
-                hits.iter()
-                    .map(|t| format!("{} ({})", t.name.clone().unwrap_or_default(), t.customer_id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        let named = crate::tenant_filter::resolve(f, config, customers);
+        if let Some(e) = crate::tenant_filter::error_for(f, &named) {
+            bail!(e);
+        }
+        match named {
+            crate::tenant_filter::Named::Mapped(t) => chosen.push(t),
+            crate::tenant_filter::Named::Skipped(t) => {
+                notes.push(crate::tenant_filter::skipped_note(f, t));
+            }
+            _ => {}
         }
     }
     let pool: Vec<&TenantEntry> = if filters.is_empty() {
@@ -102,7 +92,7 @@ pub fn select_targets(
     }
     out.sort_by(|a, b| a.entry.customer_id.cmp(&b.entry.customer_id));
     out.dedup_by(|a, b| a.entry.customer_id == b.entry.customer_id);
-    Ok(out)
+    Ok((out, notes))
 }
 
 /// The raw Halo records read this run, by entity path, for checking a saved plan.

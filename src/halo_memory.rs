@@ -131,7 +131,11 @@ impl HaloMemory {
                     && (USER_LISTLESS.contains(&f.field.as_str())
                         || USER_CONTRACT_FLAGS.contains(&f.field.as_str())))
                 || (change.entity == HaloEntity::Asset
-                    && ASSET_LISTLESS.contains(&f.field.as_str()));
+                    && ASSET_LISTLESS.contains(&f.field.as_str()))
+                // Every licence field written: a later reason tells a Halo edit from a Partner Center
+                // change by it (`plan::licences`). Comparisons still read it only where Halo's value is
+                // unknown.
+                || change.entity == HaloEntity::SoftwareLicence;
             if keep {
                 self.written
                     .entry(key.clone())
@@ -202,5 +206,22 @@ mod tests {
         assert!(m.last_written(HaloEntity::Users, 7, "department").is_some());
         m.retain_records(HaloEntity::Users, &BTreeSet::from([8]));
         assert!(m.written.is_empty());
+    }
+
+    #[test]
+    fn remembers_every_licence_field_written() {
+        let mut m = HaloMemory::default();
+        let mut c = change(&[("count", json!(10)), ("name", json!("M365 BP"))]);
+        c.module = Module::Licences;
+        c.entity = HaloEntity::SoftwareLicence;
+        m.record(&c, 3, &BTreeSet::new());
+        assert_eq!(
+            m.last_written(HaloEntity::SoftwareLicence, 3, "count"),
+            Some(&json!(10))
+        );
+        assert_eq!(
+            m.last_written(HaloEntity::SoftwareLicence, 3, "name"),
+            Some(&json!("M365 BP"))
+        );
     }
 }

@@ -853,6 +853,17 @@ impl Http {
         }
     }
 
+    /// A retry wait as a person reads it, scaled like the sleep itself ("21 s", "3 min 30 s").
+    pub fn shown_wait(&self, d: Duration) -> String {
+        let secs = (d.as_secs_f64() * self.options.retry_scale).round() as u64;
+        match secs {
+            0 => "less than a second".to_string(),
+            1..=59 => format!("{secs} s"),
+            _ if secs.is_multiple_of(60) => format!("{} min", secs / 60),
+            _ => format!("{} min {} s", secs / 60, secs % 60),
+        }
+    }
+
     /// The retry policy in force for `api`.
     pub fn retry_policy(&self, api: Api) -> RetryPolicy {
         self.policy(api)
@@ -922,11 +933,17 @@ impl Http {
                         tracing::warn!(
                             api = %req.api, url = %redacted, attempt,
                             wait_ms = wait.as_millis() as u64, from_server = server_wait.is_some(),
-                            "throttled (429); waiting before retrying"
+                            "throttled (429) by {} at {redacted}; retrying in {} (attempt {} of {max_attempts})",
+                            req.api, self.shown_wait(wait), attempt + 1
                         );
                         self.note_retry(req.api, attempt, wait, "throttled");
                         self.retry_sleep(wait).await;
                     } else if status.is_server_error() {
+                        // 501 Not Implemented and 505 say the server will never do this: the URL
+                        // points at the wrong service, and waiting does not cure that.
+                        if matches!(status.as_u16(), 501 | 505) {
+                            return Ok(resp);
+                        }
                         if req.kind == RequestKind::Create {
                             let mut err = ApiError::from_response(&resp);
                             err.kind = ErrorKind::Uncertain;
@@ -940,7 +957,9 @@ impl Http {
                             .unwrap_or_else(|| policy.backoff(attempt));
                         tracing::warn!(
                             api = %req.api, url = %redacted, status = status.as_u16(), attempt,
-                            wait_ms = wait.as_millis() as u64, "server error; retrying"
+                            wait_ms = wait.as_millis() as u64,
+                            "{} answered HTTP {} at {redacted}; retrying in {} (attempt {} of {max_attempts})",
+                            req.api, status.as_u16(), self.shown_wait(wait), attempt + 1
                         );
                         self.note_retry(req.api, attempt, wait, "server error");
                         self.retry_sleep(wait).await;
@@ -998,7 +1017,9 @@ impl Http {
                     tracing::warn!(
                         api = %req.api, url = %redacted, attempt,
                         wait_ms = wait.as_millis() as u64, error = %failure.message,
-                        "request failed; retrying"
+                        "{} request to {redacted} failed ({}); retrying in {} (attempt {} of {})",
+                        req.api, failure.message, self.shown_wait(wait), attempt + 1,
+                        if failure.connect { CONNECT_ATTEMPTS } else { max_attempts }
                     );
                     let cause = if failure.connect {
                         "connection failed"

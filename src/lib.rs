@@ -39,4 +39,5 @@ pub mod redact;
 pub mod render;
 pub mod secrets;
 pub mod state;
+pub mod tenant_filter;
 pub mod ui;

@@ -7,7 +7,13 @@
 
 use std::io::IsTerminal as _;
 
+use std::fmt::Write as _;
+
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 /// The filter directives for a verbosity (-1 quiet .. 3).
 pub fn directives(verbosity: i8) -> &'static str {
@@ -48,6 +54,10 @@ pub fn init(verbosity: i8, json: bool) {
             .with_span_list(false)
             .try_init()
             .is_ok()
+    } else if verbosity < 2 {
+        // People's level: the lines read like the UI's own (`warning: ...`), without timestamps or
+        // key=value fields; every event at these levels says what it needs in its message.
+        builder.event_format(Plain).try_init().is_ok()
     } else {
         let ansi = std::io::stderr().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -59,6 +69,50 @@ pub fn init(verbosity: i8, json: bool) {
     };
     if installed && let Some(problem) = problem {
         tracing::warn!("{problem}");
+    }
+}
+
+/// The text format at the default verbosity and `-v`: `warning: <message>` / `error: <message>` like
+/// [`crate::ui::Ui`]'s lines, info as the bare message; fields other than the message are left out.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _cx: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let prefix = match *event.metadata().level() {
+            tracing::Level::ERROR => "error: ",
+            tracing::Level::WARN => "warning: ",
+            tracing::Level::INFO => "",
+            _ => "debug: ",
+        };
+        let mut message = MessageOnly(String::new());
+        event.record(&mut message);
+        writeln!(writer, "{prefix}{}", message.0)
+    }
+}
+
+/// Collects the `message` field of an event.
+struct MessageOnly(String);
+
+impl Visit for MessageOnly {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        }
     }
 }
 

@@ -43,8 +43,8 @@ impl Grid {
         self.rows.push(row.into_iter().map(Into::into).collect());
     }
 
-    /// A UTF-8 table for a terminal (no colours: `NO_COLOR` safe).
-    pub fn to_table(&self) -> String {
+    /// The grid as a comfy table, cells wrapping to fit a width when one is set.
+    fn comfy(&self) -> Table {
         let mut t = Table::new();
         t.load_style(presets::UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
@@ -52,20 +52,17 @@ impl Grid {
         for r in &self.rows {
             t.add_row(r.clone());
         }
-        format!("{t}\n")
+        t
+    }
+
+    /// A UTF-8 table for a terminal (no colours: `NO_COLOR` safe).
+    pub fn to_table(&self) -> String {
+        format!("{}\n", self.comfy())
     }
 
     /// A UTF-8 table no wider than `width` columns (cells wrap).
     pub fn to_table_width(&self, width: usize) -> String {
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_width(u16::try_from(width).unwrap_or(u16::MAX))
-            .set_header(self.headers.clone());
-        for r in &self.rows {
-            t.add_row(r.clone());
-        }
-        format!("{t}\n")
+        self.to_table_width_keeping(width, &[])
     }
 
     /// Like [`Grid::to_table_width`], but the columns in `whole` (periods, counts, amounts) keep their
@@ -83,14 +80,8 @@ impl Grid {
         };
         // Each column costs its content, a space either side and a border.
         let kept: usize = whole.iter().map(|&i| longest(i) + 3).sum();
-        let mut t = Table::new();
-        t.load_style(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_width(u16::try_from(width).unwrap_or(u16::MAX))
-            .set_header(self.headers.clone());
-        for r in &self.rows {
-            t.add_row(r.clone());
-        }
+        let mut t = self.comfy();
+        t.set_width(u16::try_from(width).unwrap_or(u16::MAX));
         let others = self.headers.len().saturating_sub(whole.len());
         if kept + 1 + others * 12 <= width {
             for &i in whole {
@@ -220,7 +211,15 @@ pub fn problems_grid(plan: &Plan) -> Grid {
             g.push([
                 t.name.clone(),
                 format!("held back ({})", h.guard),
-                format!("{} {} changes", h.changes.len(), h.module),
+                format!(
+                    "{} {}",
+                    h.changes.len(),
+                    if h.changes.len() == 1 {
+                        format!("{} change", h.module)
+                    } else {
+                        format!("{} changes", h.module)
+                    }
+                ),
                 h.reason.clone(),
             ]);
         }

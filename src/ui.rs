@@ -134,6 +134,14 @@ impl Ui {
         self.line("INFO", "", text);
     }
 
+    /// A note on stderr (`note: ...`): something asked for that was deliberately not done; suppressed by
+    /// `-q`.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            self.line("INFO", "note: ", text);
+        }
+    }
+
     /// A warning on stderr; always shown.
     pub fn warn(&self, text: &str) {
         self.line("WARN", "warning: ", text);

@@ -65,6 +65,10 @@ pub(crate) fn fault_response(kind: &FaultKind) -> Resp {
                 None => r,
             }
         }
+        FaultKind::StatusWithRetryAfter {
+            status,
+            retry_after,
+        } => fault_response(&FaultKind::Status(*status)).with_header("retry-after", retry_after),
         FaultKind::Status(503) => graph_error(
             503,
             "serviceNotAvailable",
@@ -761,9 +765,11 @@ fn batch(st: &mut State, urls: &Urls, req: &Req) -> Resp {
             )
         } else {
             match crate::server::take_fault(st, crate::Api::Graph, &inner) {
-                Some(kind @ (FaultKind::TooManyRequests { .. } | FaultKind::Status(_))) => {
-                    fault_response(&kind)
-                }
+                Some(
+                    kind @ (FaultKind::TooManyRequests { .. }
+                    | FaultKind::Status(_)
+                    | FaultKind::StatusWithRetryAfter { .. }),
+                ) => fault_response(&kind),
                 _ => handle(st, urls, &inner),
             }
         };

@@ -117,6 +117,10 @@ pub enum FaultKind {
     TooManyRequests { retry_after: Option<String> },
     /// That status with the API's error body (5xx carry no `Retry-After`).
     Status(u16),
+    /// That status (a 503 or 504) with the API's error body and `Retry-After` set verbatim: Graph's
+    /// 503/504 may carry one (microsoft-apis.md 3.9, GRAPH-DOCS `errors.md`). A status fault like
+    /// [`FaultKind::Status`]: inside a `$batch` it hits the item, the header in the item's `headers`.
+    StatusWithRetryAfter { status: u16, retry_after: String },
     /// The connection is closed without a response; the request is not applied.
     DropBeforeResponse,
     /// The request is applied to the state, then the connection is closed without a response.

@@ -249,6 +249,14 @@ fn dispatch(st: &mut State, urls: &Urls, api: Api, req: &Req) -> Resp {
 }
 
 fn fault_response(api: Api, kind: &FaultKind) -> Resp {
+    if let FaultKind::StatusWithRetryAfter {
+        status,
+        retry_after,
+    } = kind
+    {
+        return fault_response(api, &FaultKind::Status(*status))
+            .with_header("retry-after", retry_after);
+    }
     match api {
         Api::Login => crate::identity::fault_response(kind),
         Api::PartnerCenter => crate::partner_center::fault_response(kind),
@@ -286,7 +294,9 @@ fn log(st: &mut State, api: Api, req: &Req, status: u16) {
 fn network_level(kind: &FaultKind) -> bool {
     !matches!(
         kind,
-        FaultKind::TooManyRequests { .. } | FaultKind::Status(_)
+        FaultKind::TooManyRequests { .. }
+            | FaultKind::Status(_)
+            | FaultKind::StatusWithRetryAfter { .. }
     )
 }
 

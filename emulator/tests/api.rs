@@ -717,6 +717,45 @@ fn graph_batch_and_devices() {
         .clone();
     assert_eq!(r2["status"], 429);
     assert_eq!(r2["headers"]["Retry-After"], "1.5");
+    // A 503 with Retry-After (reference 3.9): on an item of a batch, and on a request of its own.
+    let unavailable = FaultKind::StatusWithRetryAfter {
+        status: 503,
+        retry_after: "2".into(),
+    };
+    emu.inject(Fault::new(
+        Api::Graph,
+        "/subscribedSkus",
+        unavailable.clone(),
+    ));
+    emu.inject(Fault::new(Api::Graph, "/deviceManagement", unavailable));
+    let v = http(
+        "POST",
+        &format!("{g}/v1.0/$batch"),
+        &[
+            ("Authorization", &tok),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .json();
+    let r2 = v["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "2")
+        .unwrap()
+        .clone();
+    assert_eq!(r2["status"], 503);
+    assert_eq!(r2["headers"]["Retry-After"], "2");
+    assert_eq!(r2["body"]["error"]["code"], "serviceNotAvailable");
+    let r = http(
+        "GET",
+        &format!("{g}/v1.0/deviceManagement/managedDevices"),
+        &[("Authorization", &tok)],
+        b"",
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("2"));
     let many: Vec<Value> = (0..21)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"}))
         .collect();

@@ -909,7 +909,9 @@ impl Graph {
         tracing::warn!(
             api = %Api::Graph, tenant = %lower(tenant), items, attempt,
             wait_ms = wait.as_millis() as u64, from_server,
-            "throttled (429); waiting before retrying ($batch items)"
+            "throttled (429) by Microsoft Graph: {items} $batch item(s) in tenant {}; retrying them in {} (attempt {} of {})",
+            lower(tenant), self.http.shown_wait(wait), attempt + 1,
+            self.http.retry_policy(Api::Graph).max_attempts
         );
         for _ in 0..items {
             self.http.note_part_retry(Api::Graph, attempt, wait, true);

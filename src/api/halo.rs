@@ -504,7 +504,7 @@ impl Halo {
                 tracing::warn!(
                     entity = entity_path,
                     page_no,
-                    "Halo ignored page_no; stopping"
+                    "Halo ignored page_no on page {page_no} of /api/{entity_path}; reading stops at the pages already read"
                 );
                 break;
             }

@@ -314,7 +314,7 @@ impl Exports<'_> {
                 match self.read_blob(&url, totals.lines, &mut on_lines).await {
                     Ok(t) => break t,
                     Err(BlobError::Retry(m)) if attempt < BLOB_ATTEMPTS => {
-                        tracing::warn!(blob = %blob.name, attempt, "billing export blob download failed ({m}); reading it again");
+                        tracing::warn!(blob = %blob.name, attempt, "billing export blob {} download failed ({m}); reading it again", blob.name);
                         self.http
                             .retry_sleep(Duration::from_secs(2u64.pow(attempt)))
                             .await;

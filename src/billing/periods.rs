@@ -83,7 +83,7 @@ pub fn parse_invoices(items: &[Value]) -> Vec<BilledPeriod> {
             (None, None) => String::new(),
         };
         if period.is_empty() {
-            tracing::warn!(invoice = %id, "a Partner Center invoice without dates was skipped");
+            tracing::warn!(invoice = %id, "Partner Center invoice {id} has no dates and was skipped");
             continue;
         }
         let details = get(item, "invoiceDetails").and_then(Value::as_array);

@@ -143,8 +143,8 @@ pub async fn run(config: &Config, ui: &Ui, tenants: bool) -> Result<Exit> {
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
     ui.info(&format!(
-        "csp-sync: {} credentials checked, {failed} failed",
-        checks.len()
+        "csp-sync: {} checked, {failed} failed",
+        crate::render::count(checks.len(), "credential", "credentials")
     ));
     for w in apis.take_warnings() {
         ui.warn(&w);

@@ -211,8 +211,9 @@ pub async fn run(explicit_config: Option<&Path>, ui: &Ui) -> Result<Exit> {
     let failed = f.0.iter().filter(|x| x.status == Status::Fail).count();
     let warned = f.0.iter().filter(|x| x.status == Status::Warn).count();
     ui.info(&format!(
-        "csp-sync: {} checks, {failed} failed, {warned} warnings",
-        f.0.len()
+        "csp-sync: {}, {failed} failed, {}",
+        crate::render::count(f.0.len(), "check", "checks"),
+        crate::render::count(warned, "warning", "warnings")
     ));
     Ok(if failed > 0 { Exit::Error } else { Exit::Ok })
 }
@@ -283,11 +284,11 @@ async fn check_all(config: &Config, f: &mut Findings) -> Result<()> {
                             "partner_center",
                             "customers",
                             Status::Warn,
-                            format!("{} customers, {unmapped} not in the config", list.len()),
+                            format!("{}, {unmapped} not in the config", crate::render::count(list.len(), "customer", "customers")),
                             Some("csp-sync tenants map".into()),
                         );
                     } else {
-                        f.ok("partner_center", "customers", format!("{} customers, all in the config", list.len()));
+                        f.ok("partner_center", "customers", format!("{}, all in the config", crate::render::count(list.len(), "customer", "customers")));
                     }
                     for t in &mapped {
                         if !list.iter().any(|c| c.id.eq_ignore_ascii_case(&t.customer_id)) {

@@ -7,6 +7,29 @@ use anyhow::{Context as _, bail};
 
 use crate::config::{EXAMPLE, FILE_NAME};
 
+/// The file `init` writes: its PATH argument, else `--config`, else `$CSP_SYNC_CONFIG` (the file the other
+/// commands then read), else `None` for `./csp-sync.toml`. A PATH and a `--config` that differ are refused
+/// rather than one silently winning.
+pub fn target(
+    path: Option<&Path>,
+    config_flag: Option<&Path>,
+    env: Option<&Path>,
+) -> anyhow::Result<Option<PathBuf>> {
+    let env = env.filter(|p| !p.as_os_str().is_empty());
+    match (path, config_flag) {
+        (Some(p), Some(c)) if p != c => bail!(
+            "`init` was given two files: --config {} and {}; give one (`csp-sync --config {} init` or \
+             `csp-sync init {}`)",
+            c.display(),
+            p.display(),
+            c.display(),
+            p.display()
+        ),
+        (Some(p), _) | (None, Some(p)) => Ok(Some(p.to_path_buf())),
+        (None, None) => Ok(env.map(Path::to_path_buf)),
+    }
+}
+
 /// Writes [`EXAMPLE`] to `path` (default `./csp-sync.toml`), refusing to overwrite an existing file,
 /// and tells `out` what to do next.
 pub fn run_init(path: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -59,6 +82,19 @@ pub fn run_init(path: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_is_the_argument_or_the_config_flag_and_never_two() {
+        let a = Path::new("a.toml");
+        let b = Path::new("b.toml");
+        assert_eq!(target(Some(a), None, None).unwrap(), Some(a.into()));
+        assert_eq!(target(None, Some(a), Some(b)).unwrap(), Some(a.into()));
+        assert_eq!(target(Some(a), Some(a), None).unwrap(), Some(a.into()));
+        assert_eq!(target(None, None, Some(b)).unwrap(), Some(b.into()));
+        assert_eq!(target(None, None, None).unwrap(), None);
+        let e = target(Some(a), Some(b), None).unwrap_err().to_string();
+        assert!(e.contains("two files"), "{e}");
+    }
 
     #[test]
     fn writes_the_example_and_refuses_to_overwrite() {

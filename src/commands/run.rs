@@ -49,7 +49,10 @@ pub async fn prepare(
     let now = context::now()?;
     let apis = Apis::new(config, Secrets::from_env())?;
     let customers = read_customers(&apis).await?;
-    let targets = engine::select_targets(config, &customers, tenants, modules)?;
+    let (targets, notes) = engine::select_targets(config, &customers, tenants, modules)?;
+    for n in notes {
+        ui.note(&n);
+    }
     let state = StateDir::new(config.sync.state_dir.clone());
     let plan = engine::plan(
         config,

@@ -111,8 +111,8 @@ fn list(ui: &Ui, journal: &Journal) -> Exit {
         }
     }
     ui.info(&format!(
-        "csp-sync: {} runs in the journal (`csp-sync runs RUN` shows one, `csp-sync undo RUN` takes it back)",
-        rows.len()
+        "csp-sync: {} in the journal (`csp-sync runs RUN` shows one, `csp-sync undo RUN` takes it back)",
+        crate::render::count(rows.len(), "run", "runs")
     ));
     Exit::Ok
 }
@@ -192,10 +192,10 @@ fn show(ui: &Ui, journal: &Journal, n: u64) -> Result<Exit> {
     }
     let row = RunRow::of(&r);
     ui.info(&format!(
-        "csp-sync: run {n} ({}, started {}): {} changes applied ({}), {} failed; exit {}",
+        "csp-sync: run {n} ({}, started {}): {} applied ({}), {} failed; exit {}",
         row.command,
         row.started_at,
-        r.applied.len(),
+        crate::render::count(r.applied.len(), "change", "changes"),
         counts(&row.changes),
         row.failed,
         row.exit_text()

@@ -369,9 +369,15 @@ pub(crate) async fn apply_and_record(
 
     // Failed writes make the exit code 1: labelled "error:".
     for f in &report.failed {
+        // The tenant by its name, as the plan's lines name it (the id when the plan has none).
+        let tenant = plan
+            .tenants
+            .iter()
+            .find(|t| t.customer_id.eq_ignore_ascii_case(f.customer_id) && !t.name.is_empty())
+            .map_or(f.customer_id, |t| t.name.as_str());
         ui.error(&format!(
             "{}: {} {}: {}",
-            f.customer_id,
+            tenant,
             f.change.action.as_str(),
             f.change.label,
             f.error
@@ -421,9 +427,13 @@ pub(crate) async fn apply_and_record(
         )
     };
     ui.info(&format!(
-        "csp-sync: {applied}, {} failed; {} Halo requests",
+        "csp-sync: {applied}, {} failed; {}",
         report.failed.len(),
-        apis.http.request_count(crate::http::Api::Halo),
+        crate::render::count(
+            usize::try_from(apis.http.request_count(crate::http::Api::Halo)).unwrap_or(usize::MAX),
+            "Halo request",
+            "Halo requests"
+        ),
     ));
     for w in apis.take_warnings() {
         ui.warn(&w);
@@ -448,9 +458,9 @@ pub(crate) async fn apply_and_record(
     let stopped = interrupt.requested();
     if let Some(signal) = stopped {
         ui.warn(&format!(
-            "csp-sync: stopped by {}: {} changes not started (a plain `csp-sync sync` finishes them)",
+            "csp-sync: stopped by {}: {} not started (a plain `csp-sync sync` finishes them)",
             signal_name(signal),
-            report.not_started
+            crate::render::count(report.not_started, "change", "changes")
         ));
         exit = exit.worst(signal);
     }

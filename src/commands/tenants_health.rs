@@ -403,8 +403,9 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
         }
     }
     ui.info(&format!(
-        "csp-sync: {} customers, {flagged} flagged, {token_failures} token failures",
-        rows.len()
+        "csp-sync: {}, {flagged} flagged, {}",
+        crate::render::count(rows.len(), "customer", "customers"),
+        crate::render::count(token_failures, "token failure", "token failures")
     ));
     for w in apis.take_warnings() {
         ui.warn(&w);

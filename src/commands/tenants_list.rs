@@ -95,8 +95,8 @@ pub async fn run(config: &Config, ui: &Ui, unmapped_only: bool) -> Result<Exit> 
     }
     let unmapped = rows.iter().filter(|r| r.mapping == "unmapped").count();
     ui.info(&format!(
-        "csp-sync: {} customers, {unmapped} unmapped; contract mode {}",
-        rows.len(),
+        "csp-sync: {}, {unmapped} unmapped; contract mode {}",
+        crate::render::count(rows.len(), "customer", "customers"),
         config.users.contract_mode.as_str()
     ));
     Ok(Exit::Ok)

@@ -6,6 +6,7 @@
 //!   optionally the unambiguous ones written;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 use futures_util::StreamExt;
@@ -181,6 +182,92 @@ pub fn check_and_write(
     Ok(written)
 }
 
+/// What a scripted decision changes that its author may not have meant: a customer that was already
+/// mapped elsewhere (or skipped) is remapped, or the client's `azure_tenants` names other tenants than this
+/// customer's. SPEC 2 has no flag to force a mapping, so these are warnings beside the write, not refusals.
+pub fn mapping_warnings(
+    customer: &Customer,
+    edit: MappingEdit,
+    clients: &[HaloClient],
+    mapping: &MappingState,
+    customers: &[Customer],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let client_label = |id: i64| {
+        clients
+            .iter()
+            .find(|c| c.id == id)
+            .map_or_else(|| format!("#{id}"), |c| format!("{} (#{id})", c.name))
+    };
+    let before = mapping
+        .mapped
+        .iter()
+        .find(|(cust, _)| cust.eq_ignore_ascii_case(&customer.id))
+        .map(|(_, id)| *id);
+    let was_skipped = mapping
+        .skipped
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&customer.id));
+    match (edit, before) {
+        (MappingEdit::Client { halo_client_id, .. }, Some(old)) if old != halo_client_id => {
+            out.push(format!(
+                "{} was mapped to Halo client {}; it now maps to {}. Its users, licences and assets \
+                 already in {} stay there (csp-sync never moves or deletes them); the next sync creates \
+                 or links them in the new client. To put it back: `csp-sync tenants map --customer {} \
+                 --client {old}`",
+                customer.company_name,
+                client_label(old),
+                client_label(halo_client_id),
+                client_label(old),
+                customer.id
+            ));
+        }
+        (MappingEdit::Skip, Some(old)) => out.push(format!(
+            "{} was mapped to Halo client {}; it is now skipped, so csp-sync stops syncing it (its records \
+             in Halo stay as they are). To sync it again: `csp-sync tenants map --customer {} --client {old}`",
+            customer.company_name,
+            client_label(old),
+            customer.id
+        )),
+        (MappingEdit::Client { halo_client_id, .. }, None) if was_skipped => out.push(format!(
+            "{} was skipped; it now maps to {} and is synced from the next run",
+            customer.company_name,
+            client_label(halo_client_id)
+        )),
+        _ => {}
+    }
+    if let MappingEdit::Client { halo_client_id, .. } = edit
+        && let Some(client) = clients.iter().find(|c| c.id == halo_client_id)
+    {
+        let own = [customer.id.as_str(), customer.tenant_id.as_str()];
+        let others: Vec<String> = client
+            .azure_tenant_ids
+            .iter()
+            .filter(|t| !own.iter().any(|o| o.eq_ignore_ascii_case(t)))
+            .map(|t| {
+                customers
+                    .iter()
+                    .find(|c| c.id.eq_ignore_ascii_case(t) || c.tenant_id.eq_ignore_ascii_case(t))
+                    .map_or_else(|| t.clone(), |c| format!("{t} ({})", c.company_name))
+            })
+            .collect();
+        if !others.is_empty() {
+            out.push(format!(
+                "Halo client {} lists the Azure tenant {} in its azure_tenants, not {}'s ({}); check that \
+                 it is the right client, and map {} elsewhere with `csp-sync tenants map --customer {} \
+                 --client HALO_ID` if it is not",
+                client_label(halo_client_id),
+                others.join(", "),
+                customer.company_name,
+                customer.id,
+                customer.company_name,
+                customer.id
+            ));
+        }
+    }
+    out
+}
+
 /// Prints the mappings written.
 pub fn show_written(ui: &Ui, written: &[Written]) -> Result<()> {
     match ui.format {
@@ -229,7 +316,12 @@ async fn run_set(config: &Config, ui: &Ui, customer_id: &str, edit: MappingEdit)
             "Partner Center has no customer {customer_id}; nothing was written (`csp-sync tenants list` shows the customers)"
         );
     };
+    let mapped_now = config
+        .tenant(&customer.id)
+        .is_some_and(|t| t.halo_client_id.is_some() && !t.skip);
     let (clients, site_ids) = match edit {
+        // The clients only name the one a mapped customer leaves.
+        MappingEdit::Skip if mapped_now => (read_clients(&apis).await?, None),
         MappingEdit::Skip => (Vec::new(), None),
         MappingEdit::Client {
             halo_client_id,
@@ -263,15 +355,19 @@ async fn run_set(config: &Config, ui: &Ui, customer_id: &str, edit: MappingEdit)
             (clients, sites)
         }
     };
+    let mapping = mapping_state(config);
     let written = check_and_write(
         &config.path,
         customer,
         edit,
         &clients,
-        &mapping_state(config),
+        &mapping,
         site_ids.as_deref(),
         &customers,
     )?;
+    for w in mapping_warnings(customer, edit, &clients, &mapping, &customers) {
+        ui.warn(&w);
+    }
     show_written(ui, std::slice::from_ref(&written))?;
     ui.info(&format!(
         "csp-sync: {} {} in {}",
@@ -286,6 +382,55 @@ async fn run_set(config: &Config, ui: &Ui, customer_id: &str, edit: MappingEdit)
         ui.warn(&w);
     }
     Ok(Exit::Ok)
+}
+
+/// The line after the suggestions: how many, how many exact, and with `--accept-exact` what was written
+/// and who is left for a person (by name, with the command that maps them).
+fn suggest_summary(
+    config: &Config,
+    suggestions: &[Suggestion],
+    written: Option<&[Written]>,
+) -> String {
+    let exact = suggestions.iter().filter(|s| s.accept_exact).count();
+    let by_name = suggestions
+        .iter()
+        .filter(|s| s.auto_accept.is_some() && !s.accept_exact)
+        .count();
+    let mut line = format!(
+        "csp-sync: {}, {exact} with exact evidence (tenant id or verified domain){}",
+        crate::render::count(suggestions.len(), "unmapped customer", "unmapped customers"),
+        if by_name > 0 {
+            format!(", {by_name} by name only")
+        } else {
+            String::new()
+        }
+    );
+    match written {
+        Some(written) => {
+            let _ = write!(
+                line,
+                "; {} written to {}",
+                written.len(),
+                config.path.display()
+            );
+            let left: Vec<&str> = suggestions
+                .iter()
+                .filter(|s| !written.iter().any(|w| w.customer_id == s.customer_id))
+                .map(|s| s.customer_name.as_str())
+                .collect();
+            if !left.is_empty() {
+                let _ = write!(
+                    line,
+                    "; left for you: {} (map with `csp-sync tenants map`, or `--customer ID --client \
+                     HALO_ID` / `--skip`)",
+                    left.join(", ")
+                );
+            }
+        }
+        None if exact > 0 => line.push_str("; write the exact ones with --accept-exact"),
+        None => {}
+    }
+    line
 }
 
 /// Reads what suggestions need and computes them.
@@ -339,8 +484,10 @@ fn suggestions_grid(suggestions: &[Suggestion]) -> Grid {
             if let Some(o) = &c.already_mapped_to {
                 flags.push(format!("mapped to {o}"));
             }
-            let decision = if s.auto_accept == Some(c.halo_client_id) {
+            let decision = if s.auto_accept == Some(c.halo_client_id) && s.accept_exact {
                 "accept (unambiguous)".to_string()
+            } else if s.auto_accept == Some(c.halo_client_id) {
+                "name only: --accept-exact leaves it to you".to_string()
             } else if i == 0 {
                 s.why_not.clone().unwrap_or_default()
             } else {
@@ -384,7 +531,7 @@ async fn run_suggest(config: &Config, ui: &Ui, accept_exact: bool) -> Result<Exi
         // The mapping grows as suggestions are written, so a client is never given to two customers.
         let mut mapping = mapping_state(config);
         for s in &suggestions {
-            let Some(client_id) = s.auto_accept else {
+            let Some(client_id) = s.auto_accept.filter(|_| s.accept_exact) else {
                 continue;
             };
             let Some(customer) = customers.iter().find(|c| c.id == s.customer_id) else {
@@ -408,7 +555,7 @@ async fn run_suggest(config: &Config, ui: &Ui, accept_exact: bool) -> Result<Exi
                     written.push(w);
                 }
                 Err(e) => {
-                    ui.warn(&format!(
+                    ui.error(&format!(
                         "{}: {}",
                         customer.company_name,
                         crate::app::chain(&e)
@@ -418,35 +565,33 @@ async fn run_suggest(config: &Config, ui: &Ui, accept_exact: bool) -> Result<Exi
             }
         }
     }
-    match ui.format {
-        Format::Json => ui.out_json(&SuggestDoc {
-            version: 1,
-            suggestions: &suggestions,
-            written: accept_exact.then_some(written.as_slice()),
-        }),
-        f => {
-            ui.out(&suggestions_grid(&suggestions).render(f));
-            if accept_exact && !written.is_empty() {
-                ui.out("\n");
-                ui.out(&written_grid(&written).render(f));
+    if suggestions.is_empty() && ui.format != Format::Json {
+        ui.info(&format!(
+            "csp-sync: every Partner Center customer is mapped or skipped in {}; nothing to suggest \
+             (`csp-sync tenants list` shows the mappings)",
+            config.path.display()
+        ));
+    } else {
+        match ui.format {
+            Format::Json => ui.out_json(&SuggestDoc {
+                version: 1,
+                suggestions: &suggestions,
+                written: accept_exact.then_some(written.as_slice()),
+            }),
+            f => {
+                ui.out(&suggestions_grid(&suggestions).render(f));
+                if accept_exact && !written.is_empty() {
+                    ui.out("\n");
+                    ui.out(&written_grid(&written).render(f));
+                }
             }
         }
+        ui.info(&suggest_summary(
+            config,
+            &suggestions,
+            accept_exact.then_some(&written[..]),
+        ));
     }
-    let unambiguous = suggestions
-        .iter()
-        .filter(|s| s.auto_accept.is_some())
-        .count();
-    ui.info(&format!(
-        "csp-sync: {} unmapped customers, {unambiguous} unambiguous{}",
-        suggestions.len(),
-        if accept_exact {
-            format!("; {} written to {}", written.len(), config.path.display())
-        } else if unambiguous > 0 {
-            "; write them with --accept-exact".to_string()
-        } else {
-            String::new()
-        }
-    ));
     for w in apis.take_warnings() {
         ui.warn(&w);
     }

@@ -309,8 +309,9 @@ pub async fn run(config: &Config, ui: &Ui) -> Result<Exit> {
     }
     show_written(ui, &written)?;
     ui.info(&format!(
-        "csp-sync: {} of {total} unmapped customers decided and saved in {}",
+        "csp-sync: {} of {} decided and saved in {}",
         written.len(),
+        crate::render::count(total, "unmapped customer", "unmapped customers"),
         config.path.display()
     ));
     for w in apis.take_warnings() {

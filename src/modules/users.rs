@@ -101,7 +101,7 @@ impl SyncModule for Users {
         }
         tracing::warn!(
             tenant = %id,
-            "the stored read lacks {} linked user(s) Graph never reported removed ({}); reading all users",
+            "tenant {id}: the stored read lacks {} linked user(s) Graph never reported removed ({}); reading all users",
             missing.len(),
             missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         );

@@ -28,7 +28,7 @@ use crate::halo_memory::HaloMemory;
 use crate::model::{HaloAsset, HaloSnapshot, IntuneDevice};
 use crate::plan::users::{GUARD_DEACTIVATION, GUARD_EMPTY_SOURCE};
 use crate::plan::{
-    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan,
+    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, change_order,
 };
 
 /// The Intune property of the serial number.
@@ -309,10 +309,15 @@ impl TenantPlanner<'_> {
                 return None;
             }
             DeviceRead::Failed(e) => {
+                let advice = if crate::auth::names_a_token_failure(e) {
+                    ""
+                } else {
+                    "; check the Graph permission DeviceManagementManagedDevices.Read.All (or the GDAP \
+                     Intune role) and rerun"
+                };
                 self.plan.errors.push(format!(
-                    "assets: could not read the Intune devices of {name}: {e}. Nothing was planned for its \
-                     assets and none was made inactive; check the Graph permission \
-                     DeviceManagementManagedDevices.Read.All (or the GDAP Intune role) and rerun."
+                    "assets: no asset change was planned and none was made inactive: could not read the \
+                     Intune devices: {e}{advice}"
                 ));
                 return None;
             }
@@ -430,22 +435,31 @@ impl TenantPlanner<'_> {
             }
         }
         if empty_source {
+            // --allow-deactivations lifts the count guard only (SPEC 8), so with the flag this says so.
+            let flag = if self.policy.allow_deactivations {
+                ". --allow-deactivations does not override this guard: it only lifts [safety] \
+                 max_deactivations / max_deactivation_percent, and an empty device list is more often a \
+                 permission fault than every device leaving. If the tenant really has no devices left, \
+                 set [safety] empty_source_guard = false for one run"
+            } else {
+                ""
+            };
             let why = format!(
-                "Intune returned no devices for {name} while Halo holds {active_synced} active synced \
-                 asset(s) for it; treated as unknown: no asset made inactive and no absence clock started. \
-                 Check the Graph permission DeviceManagementManagedDevices.Read.All (or the GDAP Intune \
-                 role) in that tenant"
+                "Intune returned no devices for {name} while Halo holds {} for it; treated as unknown: no \
+                 asset made inactive and no absence clock started. Check the Graph permission \
+                 DeviceManagementManagedDevices.Read.All (or the GDAP Intune role) in that tenant",
+                crate::render::count(active_synced, "active synced asset", "active synced assets")
             );
             if deactivations.is_empty() {
                 self.plan.notes.push(why);
             } else {
-                deactivations.sort_by(order);
+                deactivations.sort_by(change_order);
                 self.plan.held_back.push(HeldBack {
                     module: Module::Assets,
                     guard: GUARD_EMPTY_SOURCE.into(),
                     reason: format!(
-                        "{why}; {} held back",
-                        crate::render::count(deactivations.len(), "change", "changes")
+                        "{why}; {} held back{flag}",
+                        crate::render::count(deactivations.len(), "deactivation", "deactivations")
                     ),
                     changes: deactivations,
                 });
@@ -453,13 +467,13 @@ impl TenantPlanner<'_> {
             deactivations = Vec::new();
         } else if waiting > 0 {
             self.plan.notes.push(format!(
-                "{waiting} asset(s) whose device is gone from Intune: made inactive once gone for \
-                 stale_after_days = {}",
+                "{} whose device is gone from Intune: made inactive once gone for stale_after_days = {}",
+                crate::render::count(waiting, "asset", "assets"),
                 self.policy.stale_after_days
             ));
         }
         self.guard(deactivations, active_synced);
-        self.plan.changes.sort_by(order);
+        self.plan.changes.sort_by(change_order);
         for c in &self.plan.changes {
             match c.action {
                 Action::Create => summary.created += 1,
@@ -802,7 +816,7 @@ impl TenantPlanner<'_> {
         if deactivations.is_empty() {
             return;
         }
-        deactivations.sort_by(order);
+        deactivations.sort_by(change_order);
         let n = deactivations.len();
         let percent = if active_synced == 0 {
             100.0
@@ -817,10 +831,12 @@ impl TenantPlanner<'_> {
                 module: Module::Assets,
                 guard: GUARD_DEACTIVATION.into(),
                 reason: format!(
-                    "{n} assets made inactive ({percent:.1}% of {active_synced} active synced assets) exceed \
+                    "{} made inactive ({percent:.1}% of {active_synced} active synced) exceed \
                      both [safety] max_deactivations = {} and max_deactivation_percent = {}; review them \
                      and rerun with --allow-deactivations to apply them",
-                    self.policy.max_deactivations, self.policy.max_deactivation_percent
+                    crate::render::count(n, "asset", "assets"),
+                    self.policy.max_deactivations,
+                    self.policy.max_deactivation_percent
                 ),
                 changes: deactivations,
             });
@@ -851,18 +867,11 @@ fn fc(field: &str, from: Value, to: Value) -> FieldChange {
     }
 }
 
-fn order(a: &Change, b: &Change) -> std::cmp::Ordering {
-    (a.action, a.label.to_lowercase(), &a.source_key).cmp(&(
-        b.action,
-        b.label.to_lowercase(),
-        &b.source_key,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{HaloClient, HaloUser};
+    use crate::model::HaloUser;
+    use crate::plan::test_support::{client, written as field};
 
     const T: &str = "c0a7b1d2-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
     const CLIENT: i64 = 101;
@@ -900,12 +909,7 @@ mod tests {
 
     fn halo(assets: Vec<HaloAsset>) -> HaloSnapshot {
         HaloSnapshot {
-            clients: vec![HaloClient {
-                id: CLIENT,
-                name: "Contoso".into(),
-                main_site_id: Some(201),
-                ..HaloClient::default()
-            }],
+            clients: vec![client(CLIENT, "Contoso", 201)],
             users: vec![HaloUser {
                 id: 1001,
                 client_id: CLIENT,
@@ -1004,10 +1008,6 @@ mod tests {
         )
         .tenants
         .remove(0)
-    }
-
-    fn field<'a>(c: &'a Change, name: &str) -> Option<&'a Value> {
-        c.fields.iter().find(|f| f.field == name).map(|f| &f.to)
     }
 
     #[test]
@@ -1151,18 +1151,22 @@ mod tests {
         // Another device still in Intune, so the read is not empty (the empty-source guard's case).
         let other = device("d2", "PC-2", "Windows", "5CG2");
         let h = halo(vec![synced(7, &d), synced(8, &other)]);
-        let others = || DeviceRead::Devices(vec![other.clone()]);
-        let seen_days_ago = |days: i64| {
-            BTreeMap::from([(
-                device_key(T, "d1"),
-                DeviceState {
-                    last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * days)),
-                },
-            )])
-        };
         let policy = AssetsPolicy::default();
+        // Plans with `d` last seen `days` ago (`None`: never seen by the state).
+        let gone_for = |days: Option<i64>| {
+            let state = days.map_or_else(BTreeMap::new, |n| {
+                seen_days_ago(std::slice::from_ref(&d), n)
+            });
+            run_mem(
+                DeviceRead::Devices(vec![other.clone()]),
+                &h,
+                &policy,
+                &state,
+                &wrote(8, &other),
+            )
+        };
         // Inside the period: nothing but a note.
-        let p = run_mem(others(), &h, &policy, &seen_days_ago(29), &wrote(8, &other));
+        let p = gone_for(Some(29));
         assert!(p.tenants[0].changes.is_empty());
         assert!(
             p.tenants[0]
@@ -1171,13 +1175,13 @@ mod tests {
                 .any(|n| n.contains("stale_after_days = 30"))
         );
         // Outside: made inactive, never deleted.
-        let p = run_mem(others(), &h, &policy, &seen_days_ago(31), &wrote(8, &other));
+        let p = gone_for(Some(31));
         let c = &p.tenants[0].changes[0];
         assert_eq!((c.action, c.halo_id), (Action::Deactivate, Some(7)));
         assert_eq!(c.payload(true)["inactive"], json!(true));
         assert_eq!(p.summary[0].made_inactive, 1);
         // Never seen by this state: the clock starts now.
-        let p = run_mem(others(), &h, &policy, &BTreeMap::new(), &wrote(8, &other));
+        let p = gone_for(None);
         assert!(p.tenants[0].changes.is_empty());
         assert_eq!(p.seen, vec![device_key(T, "d2"), device_key(T, "d1")]);
         // Back in Intune: reactivated.
@@ -1330,9 +1334,9 @@ mod tests {
         assert!(fields.contains(&json!({"id": 121, "value": ago(1)})));
     }
 
-    #[test]
-    fn the_deactivation_guard_holds_a_tenants_wave_of_gone_devices() {
-        let gone: Vec<IntuneDevice> = (0..10)
+    /// `n` Windows devices and a Halo holding a synced asset for each (ids 1..=n).
+    fn synced_devices(n: usize) -> (Vec<IntuneDevice>, HaloSnapshot) {
+        let devices: Vec<IntuneDevice> = (0..n)
             .map(|i| {
                 device(
                     &format!("d{i}"),
@@ -1343,22 +1347,34 @@ mod tests {
             })
             .collect();
         let h = halo(
-            gone.iter()
+            devices
+                .iter()
                 .enumerate()
                 .map(|(i, d)| synced(i as i64 + 1, d))
                 .collect(),
         );
-        let state: BTreeMap<String, DeviceState> = gone
+        (devices, h)
+    }
+
+    /// A state that last saw each of `devices` `days` ago.
+    fn seen_days_ago(devices: &[IntuneDevice], days: i64) -> BTreeMap<String, DeviceState> {
+        devices
             .iter()
             .map(|d| {
                 (
                     device_key(T, &d.id),
                     DeviceState {
-                        last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * 40)),
+                        last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * days)),
                     },
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_deactivation_guard_holds_a_tenants_wave_of_gone_devices() {
+        let (gone, h) = synced_devices(10);
+        let state = seen_days_ago(&gone, 40);
         let policy = AssetsPolicy {
             max_deactivations: 2,
             ..AssetsPolicy::default()
@@ -1388,34 +1404,9 @@ mod tests {
 
     #[test]
     fn an_empty_device_read_makes_nothing_inactive_and_starts_no_clock() {
-        let gone: Vec<IntuneDevice> = (0..3)
-            .map(|i| {
-                device(
-                    &format!("d{i}"),
-                    &format!("PC-{i}"),
-                    "Windows",
-                    &format!("S{i}"),
-                )
-            })
-            .collect();
-        let h = halo(
-            gone.iter()
-                .enumerate()
-                .map(|(i, d)| synced(i as i64 + 1, d))
-                .collect(),
-        );
+        let (gone, h) = synced_devices(3);
         // Two long gone by the state, one never seen by it.
-        let state: BTreeMap<String, DeviceState> = gone[..2]
-            .iter()
-            .map(|d| {
-                (
-                    device_key(T, &d.id),
-                    DeviceState {
-                        last_seen: Some(now() - jiff::SignedDuration::from_hours(24 * 40)),
-                    },
-                )
-            })
-            .collect();
+        let state = seen_days_ago(&gone[..2], 40);
         let policy = AssetsPolicy {
             allow_deactivations: true,
             ..AssetsPolicy::default()

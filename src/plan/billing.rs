@@ -464,8 +464,10 @@ pub fn plan_billing<'a>(
                     source_key: period.invoice_id.clone(),
                     label: reference.clone(),
                     reason: format!(
-                        "Azure usage of {} not yet invoiced: cost {cost:.2}, price {price:.2} {} ({} lines)",
-                        period.period, policy.currency, lines.len()
+                        "Azure usage of {} not yet invoiced: cost {cost:.2}, price {price:.2} {} ({})",
+                        period.period,
+                        policy.currency,
+                        crate::render::count(lines.len(), "line", "lines")
                     ),
                     fields: vec![
                         f("reference", json!(reference)),

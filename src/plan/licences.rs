@@ -245,6 +245,17 @@ impl<'a> HaloIndex<'a> {
         }
     }
 
+    /// Whether a difference is a Halo edit: Halo's value is known and is not what csp-sync last wrote
+    /// there, while Partner Center still says what was written (every field written to a licence is
+    /// remembered, `halo_memory`). Without such a record the origin is not known.
+    fn edited_in_halo(&self, l: &HaloLicence, f: &FieldChange) -> bool {
+        !self.unknown(l, &f.field)
+            && self
+                .memory
+                .last_written(HaloEntity::SoftwareLicence, l.id, &f.field)
+                .is_some_and(|w| loosely_equal(w, &f.to) && !loosely_equal(w, &f.from))
+    }
+
     /// The field changes of `diffs` on licence `l`, with fields whose Halo value is unknown compared with
     /// what csp-sync last wrote there instead (dropped when that is the wanted value).
     fn settle(&self, l: &HaloLicence, diffs: Vec<FieldChange>) -> Vec<FieldChange> {
@@ -369,7 +380,12 @@ impl<'a> TenantPlanner<'a> {
         }
         if dead_without_record > 0 {
             tp.notes.push(format!(
-                "{dead_without_record} cancelled or expired subscription(s) have no Halo licence; none created"
+                "{} without a Halo licence; none created",
+                crate::render::count(
+                    dead_without_record,
+                    "cancelled or expired subscription",
+                    "cancelled or expired subscriptions"
+                )
             ));
         }
 
@@ -580,7 +596,7 @@ impl<'a> TenantPlanner<'a> {
             }
             let fields = self.index.settle(l, diff_fields(l, &want));
             if !fields.is_empty() {
-                let reason = update_reason(&fields);
+                let reason = update_reason(&fields, &|f| self.index.edited_in_halo(l, f));
                 tp.changes.push(licence_change(
                     Action::Update,
                     Some(l.id),
@@ -703,7 +719,7 @@ impl<'a> TenantPlanner<'a> {
                     "existing licence \"{}\" has no subscription link: linked, not duplicated",
                     l.name
                 );
-                let rest = update_reason(&fields);
+                let rest = update_reason(&fields, &|_| false);
                 if !rest.is_empty() {
                     reason.push_str("; ");
                     reason.push_str(&rest);
@@ -1300,10 +1316,22 @@ fn show(v: &Value) -> String {
 }
 
 /// A reason in a technician's words for a set of field changes, one phrase per field, `; `-separated.
-fn update_reason(fields: &[FieldChange]) -> String {
+fn update_reason(fields: &[FieldChange], edited_in_halo: &dyn Fn(&FieldChange) -> bool) -> String {
     let mut parts = Vec::new();
     for f in fields {
         let (from, to) = (show(&f.from), show(&f.to));
+        if edited_in_halo(f) {
+            let source = if f.field == "licences_in_use" {
+                "Entra"
+            } else {
+                "Partner Center"
+            };
+            parts.push(format!(
+                "{} edited in Halo ({from}; {source} unchanged since the last sync: {to})",
+                field_words(&f.field)
+            ));
+            continue;
+        }
         let phrase = match f.field.as_str() {
             "count" => format!("seat count {from} -> {to} in Partner Center"),
             "licences_in_use" => format!("assigned seats {from} -> {to}"),
@@ -1336,6 +1364,21 @@ fn update_reason(fields: &[FieldChange]) -> String {
         parts.push(phrase);
     }
     parts.join("; ")
+}
+
+/// A licence field in words, for reasons.
+fn field_words(field: &str) -> &str {
+    match field {
+        "count" => "seat count",
+        "licences_in_use" => "assigned seats",
+        "autorenew" => "auto-renew",
+        "end_date" => "commitment end",
+        "start_date" => "start",
+        "billing_cycle" => "billing cycle",
+        "term_duration" => "term",
+        "product_sku" => "product SKU",
+        other => other,
+    }
 }
 
 fn create_reason(sub: &Subscription) -> String {
@@ -1371,6 +1414,7 @@ fn licence_change(
 mod tests {
     use super::*;
     use crate::plan::Summary;
+    use crate::plan::test_support::written as field;
     use serde_json::json;
 
     const TENANT: &str = "aaaaaaaa-0000-0000-0000-000000000001";
@@ -1447,10 +1491,6 @@ mod tests {
 
     fn changes(p: &LicencesPlan) -> Vec<&Change> {
         p.tenants.iter().flat_map(|t| &t.changes).collect()
-    }
-
-    fn field<'c>(c: &'c Change, name: &str) -> Option<&'c Value> {
-        c.fields.iter().find(|f| f.field == name).map(|f| &f.to)
     }
 
     /// Applies a plan's changes to the snapshot the way Halo would: creates get the next id, updates and
@@ -1886,6 +1926,45 @@ mod tests {
         assert_eq!(
             cs[0].payload(false),
             json!({"id": 1, "count": 12, "_dont_fire_automations": true})
+        );
+    }
+
+    #[test]
+    fn a_seat_count_edited_in_halo_says_so_when_csp_sync_wrote_the_count() {
+        let skus = vec![usage(SPB_ID, "SPB", 7, 10)];
+        let s = sub("s-1", "Microsoft 365 Business Premium", 10);
+        let first = plan(
+            &[input(vec![s.clone()], skus.clone())],
+            &HaloSnapshot::default(),
+        );
+        let mut halo = apply(&first, &HaloSnapshot::default());
+        // What the sync remembers of the create (every licence field written).
+        let mut memory = HaloMemory::default();
+        memory.record(changes(&first)[0], 1, &std::collections::BTreeSet::new());
+        let plan_mem = |subs: Vec<Subscription>, halo: &HaloSnapshot| {
+            plan_licences(
+                &[input(subs, skus.clone())],
+                halo,
+                &LicencesPolicy::default(),
+                &memory,
+                now(),
+            )
+        };
+        // A technician set 14 seats in Halo; Partner Center still has 10.
+        halo.licences[0].count = Some(14);
+        let p = plan_mem(vec![s.clone()], &halo);
+        assert_eq!(
+            changes(&p)[0].reason,
+            "seat count edited in Halo (14; Partner Center unchanged since the last sync: 10)"
+        );
+        // Partner Center moved instead: said as before.
+        halo.licences[0].count = Some(10);
+        let mut more = s;
+        more.quantity = 12;
+        let p = plan_mem(vec![more], &halo);
+        assert_eq!(
+            changes(&p)[0].reason,
+            "seat count 10 -> 12 in Partner Center"
         );
     }
 

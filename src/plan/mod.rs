@@ -10,6 +10,8 @@ pub mod contract;
 pub mod licences;
 pub mod schema;
 pub mod tenants;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod undo;
 pub mod users;
 
@@ -359,6 +361,15 @@ impl Summary {
         }
         s
     }
+}
+
+/// Deterministic order of a module's changes: by action, then label (case-insensitive), then source key.
+pub fn change_order(a: &Change, b: &Change) -> std::cmp::Ordering {
+    (a.action, a.label.to_lowercase(), &a.source_key).cmp(&(
+        b.action,
+        b.label.to_lowercase(),
+        &b.source_key,
+    ))
 }
 
 /// Lower-cases and trims an identifier or e-mail address for comparison.

@@ -257,6 +257,10 @@ pub struct Suggestion {
     pub auto_accept: Option<i64>,
     /// Why there is no `auto_accept`, in words; `None` when there is one.
     pub why_not: Option<String>,
+    /// Whether `auto_accept` rests on exact evidence, the customer's tenant id or a verified domain on the
+    /// client: only these does `tenants map --suggest --accept-exact` write (an equal name alone is not
+    /// proof enough to write without a person's look).
+    pub accept_exact: bool,
 }
 
 /// Evidence-based suggestions for every unmapped, non-skipped customer, ordered by customer name then id.
@@ -418,12 +422,23 @@ fn suggest_one(
             None => note.to_string(),
         });
     }
+    let accept_exact = auto_accept.is_some_and(|id| {
+        candidates
+            .iter()
+            .find(|c| c.halo_client_id == id)
+            .is_some_and(|c| {
+                c.evidence
+                    .iter()
+                    .any(|e| matches!(e, Evidence::TenantId | Evidence::Domain { .. }))
+            })
+    });
     Suggestion {
         customer_id: customer.id.clone(),
         customer_name: customer.company_name.clone(),
         candidates,
         auto_accept,
         why_not,
+        accept_exact,
     }
 }
 

@@ -233,10 +233,12 @@ fn guard(tp: &mut TenantPlan, changes: Vec<Change>, active: usize, policy: &Undo
             module: changes[0].module,
             guard: GUARD_DEACTIVATION.into(),
             reason: format!(
-                "{n} deactivations ({percent:.1}% of {active} active synced users) exceed both [safety] \
+                "{} ({percent:.1}% of {active} active synced users) exceed both [safety] \
                  max_deactivations = {} and max_deactivation_percent = {}; review them and rerun with \
                  --allow-deactivations to apply them",
-                policy.max_deactivations, policy.max_deactivation_percent
+                crate::render::count(n, "deactivation", "deactivations"),
+                policy.max_deactivations,
+                policy.max_deactivation_percent
             ),
             changes,
         });

@@ -32,7 +32,8 @@ use serde_json::{Map, Value};
 
 use super::contract::{self, Decision};
 use super::{
-    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, norm,
+    Action, Change, Conflict, FieldChange, HaloEntity, HeldBack, Module, TenantPlan, change_order,
+    norm,
 };
 use crate::config::ContractMode;
 use crate::halo_memory::HaloMemory;
@@ -707,11 +708,11 @@ impl TenantPlanner<'_, '_> {
         let dir = match &self.input.directory {
             Ok(dir) => *dir,
             Err(why) => {
+                // `why` names its own fix (a token failure its cause, an API failure its hint), and
+                // names no tenant when the cause is the same in all: then one line reports them all.
                 self.plan.errors.push(format!(
-                    "users: could not read the Entra users of {name} ({}): {why}. Nothing was planned \
-                     for this tenant's users and nobody was deactivated; check the app's consent or GDAP \
-                     roles in that tenant and rerun.",
-                    self.tenant
+                    "users: no user change was planned and nobody was deactivated: could not read the \
+                     Entra users: {why}"
                 ));
                 return self.plan;
             }
@@ -727,8 +728,8 @@ impl TenantPlanner<'_, '_> {
         let scoped = Scoped::of(dir, self.policy);
         if scoped.without_id > 0 {
             self.plan.notes.push(format!(
-                "{} Entra user(s) without an object id were ignored",
-                scoped.without_id
+                "{} without an object id ignored",
+                crate::render::count(scoped.without_id, "Entra user", "Entra users")
             ));
         }
         let site = self.resolve_site(client);
@@ -757,7 +758,8 @@ impl TenantPlanner<'_, '_> {
             && let Err(why) = &site
         {
             self.plan.errors.push(format!(
-                "users: {creates_blocked} new contact(s) for {name} not created: {why}"
+                "users: {} for {name} not created: {why}",
+                crate::render::count(creates_blocked, "new contact", "new contacts")
             ));
         }
 
@@ -765,7 +767,7 @@ impl TenantPlanner<'_, '_> {
         self.guard(deactivations, &scoped, dir);
         self.contract_notes();
 
-        self.plan.changes.sort_by(order);
+        self.plan.changes.sort_by(change_order);
         self.plan.conflicts.sort_by(|a, b| {
             (a.label.to_lowercase(), &a.source_key).cmp(&(b.label.to_lowercase(), &b.source_key))
         });
@@ -1381,7 +1383,7 @@ impl TenantPlanner<'_, '_> {
         if deactivations.is_empty() {
             return;
         }
-        deactivations.sort_by(order);
+        deactivations.sort_by(change_order);
         let name = self.input.name;
         let active_linked = self
             .owners
@@ -1395,13 +1397,25 @@ impl TenantPlanner<'_, '_> {
             } else {
                 "no users in scope"
             };
+            // --allow-deactivations lifts the count guard only: an empty answer is far more often a
+            // permission or scope fault than a whole tenant leaving (SPEC 8), so the flag says so.
+            let flag = if self.policy.allow_deactivations {
+                ". --allow-deactivations does not override this guard: it only lifts [safety] \
+                 max_deactivations / max_deactivation_percent, and an empty directory is more often a \
+                 permission or scope fault than every user leaving. If the tenant really has no users \
+                 left, set [safety] empty_source_guard = false for one run"
+            } else {
+                ""
+            };
             self.plan.held_back.push(HeldBack {
                 module: Module::Users,
                 guard: GUARD_EMPTY_SOURCE.into(),
                 reason: format!(
-                    "the Entra directory of {name} returned {what} while Halo holds {active_linked} active \
-                     synced users for it; treated as unknown, {n} deactivation(s) held back. Check the \
-                     Graph permissions and the [users] scope settings"
+                    "the Entra directory of {name} returned {what} while Halo holds {} for it; treated \
+                     as unknown, {} held back. Check the Graph permissions and the [users] scope settings \
+                     (include_guests, require_licence, contract_skus, exclude_upn){flag}",
+                    crate::render::count(active_linked, "active synced user", "active synced users"),
+                    crate::render::count(n, "deactivation", "deactivations")
                 ),
                 changes: deactivations,
             });
@@ -1419,10 +1433,12 @@ impl TenantPlanner<'_, '_> {
                 module: Module::Users,
                 guard: GUARD_DEACTIVATION.into(),
                 reason: format!(
-                    "{n} deactivations ({percent:.1}% of {active_linked} active synced users) exceed both \
+                    "{} ({percent:.1}% of {active_linked} active synced users) exceed both \
                      [safety] max_deactivations = {} and max_deactivation_percent = {}; review them and \
                      rerun with --allow-deactivations to apply them",
-                    self.policy.max_deactivations, self.policy.max_deactivation_percent
+                    crate::render::count(n, "deactivation", "deactivations"),
+                    self.policy.max_deactivations,
+                    self.policy.max_deactivation_percent
                 ),
                 changes: deactivations,
             });
@@ -1432,20 +1448,12 @@ impl TenantPlanner<'_, '_> {
     }
 }
 
-/// Deterministic order of changes: by action, then label (case-insensitive), then source key.
-fn order(a: &Change, b: &Change) -> std::cmp::Ordering {
-    (a.action, a.label.to_lowercase(), &a.source_key).cmp(&(
-        b.action,
-        b.label.to_lowercase(),
-        &b.source_key,
-    ))
-}
-
 #[cfg(test)]
 #[allow(clippy::many_single_char_names)]
 mod tests {
     use super::*;
     use crate::model::{HaloSite, TenantDirectory};
+    use crate::plan::test_support::{client, field_changes as fields};
     use serde_json::json;
 
     const T1: &str = "aaaaaaaa-0000-0000-0000-000000000001";
@@ -1524,18 +1532,10 @@ mod tests {
         HaloSnapshot {
             clients: vec![
                 HaloClient {
-                    id: CLIENT,
-                    name: "Acme".into(),
-                    main_site_id: Some(420),
                     azure_tenant_ids: vec![T1.into(), T2.into()],
-                    ..HaloClient::default()
+                    ..client(CLIENT, "Acme", 420)
                 },
-                HaloClient {
-                    id: OTHER,
-                    name: "Other Ltd".into(),
-                    main_site_id: Some(500),
-                    ..HaloClient::default()
-                },
+                client(OTHER, "Other Ltd", 500),
             ],
             sites: vec![
                 HaloSite {
@@ -1600,7 +1600,7 @@ mod tests {
         assert_eq!(plans.len(), tenants.len());
         for t in &plans {
             let mut sorted = t.changes.clone();
-            sorted.sort_by(order);
+            sorted.sort_by(change_order);
             assert_eq!(
                 sorted, t.changes,
                 "changes are ordered by action then label"
@@ -1680,13 +1680,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    fn fields(c: &Change) -> BTreeMap<String, (Value, Value)> {
-        c.fields
-            .iter()
-            .map(|f| (f.field.clone(), (f.from.clone(), f.to.clone())))
-            .collect()
     }
 
     fn actions(t: &TenantPlan) -> Vec<(Action, String)> {
@@ -1877,7 +1870,7 @@ mod tests {
         let t = run1(&d, &h, &policy());
         assert_eq!(actions(&t), [(Action::Update, "o2".to_string())]);
         assert_eq!(t.errors.len(), 1);
-        assert!(t.errors[0].contains("1 new contact(s)") && t.errors[0].contains("halo_site_id"));
+        assert!(t.errors[0].contains("1 new contact for") && t.errors[0].contains("halo_site_id"));
 
         // A configured site of another client, or unknown, is refused too.
         for site in [500, 999] {

@@ -6,25 +6,67 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use csp_sync_emulator::Api;
+use csp_sync_emulator::{Api, RequestRecord};
 use serde_json::Value;
 
 use crate::estate::ConfigOptions;
 use crate::support::{Env, text};
 
-/// The Halo entities a sync of users and licences writes.
-const ENTITIES: [&str; 4] = ["Client", "Site", "Users", "SoftwareLicence"];
+/// The Halo entities a sync writes (users, licences, assets, invoices).
+const ENTITIES: [&str; 6] = [
+    "Client",
+    "Site",
+    "Users",
+    "SoftwareLicence",
+    "Asset",
+    "Invoice",
+];
+
+/// The Halo entities csp-sync creates, with the field it finds a created record again by (SPEC 7, 8):
+/// contacts by Entra object id, licences by subscription, assets by Intune id, invoices by
+/// `CSP <invoice id>` (one per client: the key is the client and the reference), clients by name.
+const NATURAL_KEYS: [(&str, &str); 5] = [
+    ("Users", "azureoid"),
+    ("SoftwareLicence", "third_party_product"),
+    ("Asset", "intune_id"),
+    ("Invoice", "reference"),
+    ("Client", "name"),
+];
+
+/// A record's natural key (lower case) under its entity's [`NATURAL_KEYS`] field; an invoice's is
+/// prefixed with its client id.
+fn natural_key(entity: &str, field: &str, r: &Value) -> Option<String> {
+    let k = r[field].as_str().filter(|k| !k.is_empty())?.to_lowercase();
+    Some(if entity == "Invoice" {
+        format!("client {} {k}", r["client_id"])
+    } else {
+        k
+    })
+}
 
 /// Halo's records without their ids (ids depend on the order creates landed in), each as canonical JSON,
-/// sorted: equal for two runs that left Halo holding the same records.
+/// sorted: equal for two runs that left Halo holding the same records. An asset's linked users are named by
+/// their `azureoid` for the same reason.
 pub fn halo_end_state(env: &Env) -> Vec<String> {
     env.em.with_state(|s| {
+        let oid_of: BTreeMap<i64, Value> = s
+            .halo_records("Users")
+            .iter()
+            .filter_map(|u| Some((u["id"].as_i64()?, u["azureoid"].clone())))
+            .collect();
         let mut out = Vec::new();
         for e in ENTITIES {
             for r in s.halo_records(e) {
                 let mut r = r.clone();
                 if let Some(o) = r.as_object_mut() {
                     o.remove("id");
+                    if let Some(Value::Array(users)) = o.get_mut("users").filter(|_| e == "Asset") {
+                        for u in users.iter_mut() {
+                            if let Some(oid) = u["id"].as_i64().and_then(|id| oid_of.get(&id)) {
+                                *u = serde_json::json!({ "azureoid": oid });
+                            }
+                        }
+                    }
                 }
                 out.push(format!("{e} {r}"));
             }
@@ -36,32 +78,93 @@ pub fn halo_end_state(env: &Env) -> Vec<String> {
 
 /// Halo's end state after a clean sync of `opts`'s estate (and checks a second sync has nothing to do).
 pub fn clean_end_state(opts: &ConfigOptions) -> Vec<String> {
+    clean_end_state_after(opts, 1)
+}
+
+/// Halo's end state after a clean estate took `writing` syncs that wrote (the assets module links the
+/// assets it created to the contacts created in the same run one sync later), and checks the next sync has
+/// nothing to do.
+pub fn clean_end_state_after(opts: &ConfigOptions, writing: usize) -> Vec<String> {
     let env = Env::new(opts);
-    let out = env.run(&["-o", "json", "sync"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for n in 1..=writing {
+        let posts = env.halo_posts();
+        let out = env.run(&["-o", "json", "sync"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(env.halo_posts() > posts, "clean sync {n} wrote nothing");
+    }
     let posts = env.halo_posts();
-    assert!(posts > 0, "the clean sync wrote nothing");
     let again = env.run(&["-o", "json", "sync"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
-    assert_eq!(env.halo_posts(), posts, "a second clean sync wrote to Halo");
+    assert_eq!(
+        env.halo_posts(),
+        posts,
+        "clean sync {} wrote to Halo",
+        writing + 1
+    );
+    let blind = blind_resends(&env.em.requests());
+    assert!(blind.is_empty(), "a clean run re-sent creates: {blind:?}");
     halo_end_state(&env)
 }
 
-/// Halo records sharing a natural key (contacts by Entra object id, licences by subscription), as
-/// "entity key xN".
+/// Every create csp-sync sent to Halo again without having read Halo since (SPEC 8: a create whose outcome
+/// is unknown is never re-sent blindly), from the emulator's request log across runs: for each record
+/// POSTed without `id` whose natural key an earlier create already carried, either Halo was read (a list of
+/// that entity) in between, or the earlier POST was answered 429 or 401 (refused before any processing).
+pub fn blind_resends(reqs: &[RequestRecord]) -> Vec<String> {
+    let mut last: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        if r.api != Api::Halo || r.method != "POST" {
+            continue;
+        }
+        let Some((entity, key)) = NATURAL_KEYS
+            .iter()
+            .find(|(e, _)| r.path.eq_ignore_ascii_case(&format!("/api/{e}")))
+        else {
+            continue;
+        };
+        let records = match &r.body {
+            Some(Value::Array(a)) => a.clone(),
+            Some(v) => vec![v.clone()],
+            None => Vec::new(),
+        };
+        for rec in records.iter().filter(|rec| rec.get("id").is_none()) {
+            let Some(k) = natural_key(entity, key, rec) else {
+                continue;
+            };
+            if let Some(&j) = last.get(&(*entity, k.clone())) {
+                if j == i {
+                    out.push(format!("{entity} {k}: created twice in request {i}"));
+                    continue;
+                }
+                let refused = matches!(reqs[j].status, 401 | 429);
+                let read = reqs[j + 1..i].iter().any(|q| {
+                    q.api == Api::Halo
+                        && q.method == "GET"
+                        && q.path.eq_ignore_ascii_case(&format!("/api/{entity}"))
+                });
+                if !refused && !read {
+                    out.push(format!(
+                        "{entity} {k}: sent again (request {i}) after request {j} answered {} with no read of Halo between",
+                        reqs[j].status
+                    ));
+                }
+            }
+            last.insert((*entity, k), i);
+        }
+    }
+    out
+}
+
+/// Halo records sharing a natural key (contacts by Entra object id, licences by subscription, assets by
+/// Intune id, invoices by reference, clients by name), as "entity key xN".
 pub fn duplicates(env: &Env) -> Vec<String> {
     env.em.with_state(|s| {
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        for (entity, key) in [
-            ("Users", "azureoid"),
-            ("SoftwareLicence", "third_party_product"),
-            ("Client", "name"),
-        ] {
+        for (entity, key) in NATURAL_KEYS {
             for r in s.halo_records(entity) {
-                if let Some(k) = r[key].as_str().filter(|k| !k.is_empty()) {
-                    *seen
-                        .entry(format!("{entity} {}", k.to_lowercase()))
-                        .or_default() += 1;
+                if let Some(k) = natural_key(entity, key, r) {
+                    *seen.entry(format!("{entity} {k}")).or_default() += 1;
                 }
             }
         }
@@ -72,10 +175,16 @@ pub fn duplicates(env: &Env) -> Vec<String> {
     })
 }
 
-/// Asserts the end state equals the clean run's and holds no duplicate; says what differs.
+/// Asserts the end state equals the clean run's and holds no duplicate; says what differs. No create was
+/// re-sent blindly on the way there either ([`blind_resends`]).
 pub fn assert_converged(env: &Env, clean: &[String], case: &str) {
     let dups = duplicates(env);
     assert!(dups.is_empty(), "{case}: duplicates in Halo: {dups:?}");
+    let blind = blind_resends(&env.em.requests());
+    assert!(
+        blind.is_empty(),
+        "{case}: creates re-sent blindly: {blind:#?}"
+    );
     let got = halo_end_state(env);
     let missing: Vec<&String> = clean.iter().filter(|r| !got.contains(r)).collect();
     let extra: Vec<&String> = got.iter().filter(|r| !clean.contains(r)).collect();

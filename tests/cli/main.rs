@@ -16,6 +16,7 @@ mod fault_matrix;
 mod faults;
 mod fidelity;
 mod licences;
+mod messages;
 mod metrics;
 mod microsoft_requests;
 mod rate_window;
