@@ -3,11 +3,13 @@
 //! its own. Prints Halo requests next to their minimum, wall time and peak memory (VmHWM).
 //!
 //! ```sh
-//! cargo build --release --bin csp-sync && cargo run --release --example bench -- [TENANTS] [USERS] [DEVICES]
+//! cargo build --release --bin csp-sync && cargo run --release --example bench -- [TENANTS] [USERS] [DEVICES] [report]
 //! ```
 //!
 //! With DEVICES (Intune devices per tenant) the assets module runs too, and each run also prints Graph
-//! device requests per tenant and Halo asset requests next to their minimum.
+//! device requests per tenant and Halo asset requests next to their minimum. With `report`, Halo is read
+//! with `[halo] bulk_read = "report"` (SPEC 7): one SQL report each for sites and users, lists for clients
+//! and assets.
 
 #[path = "../tests/cli/estate.rs"]
 mod estate;
@@ -88,18 +90,35 @@ fn run(
 }
 
 struct Counts {
+    /// Every request to Halo, the token's included.
+    all: usize,
+    tokens: usize,
     reads: usize,
+    /// `POST /api/Report`: reads by report.
+    reports: usize,
     writes: usize,
+}
+
+fn is_report(path: &str) -> bool {
+    path.eq_ignore_ascii_case("/api/Report")
 }
 
 fn halo_counts(em: &Emulator) -> Counts {
     let reqs = em.requests();
-    let halo = reqs
-        .iter()
-        .filter(|r| r.api == Api::Halo && r.path.starts_with("/api/"));
+    let halo = || reqs.iter().filter(|r| r.api == Api::Halo);
+    let api = || halo().filter(|r| r.path.starts_with("/api/"));
     Counts {
-        reads: halo.clone().filter(|r| r.method == "GET").count(),
-        writes: halo.filter(|r| r.method == "POST").count(),
+        all: halo().count(),
+        tokens: halo()
+            .filter(|r| r.path.eq_ignore_ascii_case("/auth/token"))
+            .count(),
+        reads: api().filter(|r| r.method == "GET").count(),
+        reports: api()
+            .filter(|r| r.method == "POST" && is_report(&r.path))
+            .count(),
+        writes: api()
+            .filter(|r| r.method == "POST" && !is_report(&r.path))
+            .count(),
     }
 }
 
@@ -153,6 +172,7 @@ fn main() {
     let tenants = args.first().copied().unwrap_or(200);
     let users = args.get(1).copied().unwrap_or(100);
     let devices = args.get(2).copied().unwrap_or(0);
+    let report = std::env::args().skip(1).any(|a| a == "report");
     let bin = binary();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     // One instant for the estate's dates and csp-sync's clock.
@@ -170,6 +190,9 @@ fn main() {
         extra: vec![("[safety]", "max_deactivations = 1000000".into())],
         ..estate::ConfigOptions::default()
     };
+    if report {
+        opts.extra.push(("[halo]", "bulk_read = \"report\"".into()));
+    }
     if devices > 0 {
         opts.modules.push("assets");
         opts.extra.push((
@@ -184,7 +207,8 @@ fn main() {
     env.push(("CSP_SYNC_RETRY_SCALE".into(), "1".into()));
     env.push(("CSP_SYNC_NOW".into(), now.to_string()));
     println!(
-        "estate: {tenants} tenants x {users} users x {devices} devices; csp-sync {}",
+        "estate: {tenants} tenants x {users} users x {devices} devices; Halo read by {}; csp-sync {}",
+        if report { "report" } else { "list" },
         bin.display()
     );
 
@@ -211,20 +235,29 @@ fn main() {
             .requests()
             .iter()
             .filter(|r| r.api == Api::Halo && r.method == "POST" && r.path.starts_with("/api/"))
+            .filter(|r| !is_report(&r.path))
             .filter_map(|r| r.body.as_ref().and_then(|b| b.as_array().map(Vec::len)))
             .sum::<usize>();
+        // By report, sites and users are one request each.
         let min_reads = pages(clients)
-            + pages(sites)
-            + pages(halo_users_before)
+            + if report {
+                2
+            } else {
+                pages(sites) + pages(halo_users_before)
+            }
             + if devices > 0 { pages(assets_before) } else { 0 };
         let min_writes = changed.div_ceil(100);
         println!(
             "{label} (run {nth}): exit {code}, {:.1} s wall ({cpu:.1} s CPU of csp-sync), peak {:.1} MB; \
-             Halo GETs {} (minimum {min_reads}), POSTs {} for {changed} records (minimum {min_writes}); \
-             {created} users created",
+             Halo requests {} ({} token, {} GETs and {} reports: {} reads, minimum {min_reads}; POSTs {} for \
+             {changed} records, minimum {min_writes}); {created} users created",
             wall.as_secs_f64(),
             peak_kb as f64 / 1024.0,
+            c.all,
+            c.tokens,
             c.reads,
+            c.reports,
+            c.reads + c.reports,
             c.writes,
         );
         if devices > 0 {

@@ -20,6 +20,8 @@ mod graph;
 mod halo;
 mod halo_list_fields;
 mod halo_lists;
+mod halo_report;
+mod halo_report_tables;
 mod identity;
 mod partner_center;
 mod scenario;
