@@ -111,7 +111,9 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             runtime()?.block_on(commands::auth_check::run(&config, ui, *tenants))
         }
         Command::Diff(args) => {
-            let config = load_config(cli)?;
+            let mut config = load_config(cli)?;
+            // The open period's estimate is `diff`'s alone (SPEC 7).
+            config.billing.estimate = true;
             let metrics = crate::metrics::Recorder::new("diff", cli.metrics_file.clone());
             let result = runtime()?.block_on(commands::diff::run(&config, ui, args, &metrics));
             match metrics.finish(ui, &result) {

@@ -316,6 +316,9 @@ pub struct BillingConfig {
     pub since: Option<String>,
     /// `YYYY-MM` from `sync billing --period` (not a config key): bill that period only.
     pub period: Option<String>,
+    /// Whether this run reads the open period's estimate (not a config key): `diff` only, the command
+    /// that shows it (SPEC 7); `sync` never writes it and does not read it.
+    pub estimate: bool,
 }
 
 /// Whether `s` is a `YYYY-MM` month.
@@ -1584,6 +1587,7 @@ fn parse_billing(s: Option<&Section>) -> Result<BillingConfig, ConfigError> {
         currency: "USD".into(),
         since: None,
         period: None,
+        estimate: false,
     };
     let Some(s) = s else { return Ok(out) };
     s.check_keys(&["markup_percent", "markup", "currency", "since"])?;

@@ -15,9 +15,10 @@ use crate::api::halo::{
     HaloAssetRecord, HaloClientRecord, HaloLicenceRecord, HaloSiteRecord, HaloUserRecord,
     absent_fields, parse_records,
 };
-use crate::config::{Config, TenantEntry};
+use crate::config::{BulkRead, Config, TenantEntry};
 use crate::context::Apis;
 use crate::halo_memory::HaloMemory;
+use crate::halo_read::{ReadPath, ReadPaths};
 use crate::model::{Customer, HaloSite, HaloSnapshot};
 use crate::modules::tenants::Adoption;
 use crate::modules::{self, HaloRead, Outputs, PartnerCx, PlanCx, Runner, TenantCx, TenantSource};
@@ -105,12 +106,16 @@ const CLIENTS: HaloRead = HaloRead {
 };
 
 /// What Halo must be read for: the union of the modules' [`HaloRead`]s, clients always.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct HaloNeeds {
     modules: &'static [&'static dyn Runner],
     wanted: [bool; modules::REGISTRY.len()],
     /// `[users] contract_field`: the user custom field read back with `include_custom_fields`.
     user_custom_field: Option<i64>,
+    /// `[halo] bulk_read`: paged lists, or a report for the entities that have one (`crate::halo_read`).
+    bulk: BulkRead,
+    /// Per entity, the records its read held at the last sync (the empty-report guard).
+    last_counts: BTreeMap<HaloEntity, usize>,
 }
 
 impl HaloNeeds {
@@ -124,7 +129,18 @@ impl HaloNeeds {
             modules: modules::REGISTRY,
             wanted,
             user_custom_field: None,
+            bulk: BulkRead::Api,
+            last_counts: BTreeMap::new(),
         }
+    }
+
+    /// Reads as `[halo] bulk_read` says, with the record counts of the last sync's reads (kept in the
+    /// state's Halo memory) for the empty-report guard.
+    #[must_use]
+    pub fn with_bulk_read(mut self, bulk: BulkRead, memory: &HaloMemory) -> HaloNeeds {
+        self.bulk = bulk;
+        self.last_counts = memory.read_counts();
+        self
     }
 
     /// Also reads this user custom field (`include_custom_fields=ID`, halo-api.md 3.3), for
@@ -174,34 +190,43 @@ fn list_params<'a>(reads: &'a [HaloRead], custom: Option<&'a str>) -> Vec<Vec<(&
 /// Reads Halo's raw records once per entity, across all clients, inactive records included: clients
 /// always, the rest as the modules of `needs` say (keyed by entity path: "Client", "Site", ...).
 pub async fn read_halo_raw(apis: &Apis, needs: HaloNeeds) -> Result<HaloRaw> {
+    Ok(read_halo_paths(apis, needs).await?.0)
+}
+
+/// [`read_halo_raw`], with the path each entity's read took (list or report, `crate::halo_read`). A
+/// report refused with 403 is read by list, with one warning for the run (in `apis`' warnings).
+pub async fn read_halo_paths(apis: &Apis, needs: HaloNeeds) -> Result<(HaloRaw, ReadPaths)> {
     let reads = needs.reads();
     let custom = needs.user_custom_field.map(|id| id.to_string());
     let params = list_params(&reads, custom.as_deref());
-    let lists = futures_util::future::join_all(
-        reads
-            .iter()
-            .zip(&params)
-            .map(|(r, p)| apis.halo.list(r.entity.path(), r.key, p)),
-    )
+    let lists = futures_util::future::join_all(reads.iter().zip(&params).map(|(r, p)| {
+        let last = needs.last_counts.get(&r.entity).copied();
+        crate::halo_read::read(apis, r.entity, r.key, p, needs.bulk, last)
+    }))
     .await;
     let mut raw = HaloRaw::new();
+    let mut paths = ReadPaths::default();
     for (r, list) in reads.iter().zip(lists) {
-        let records =
-            list.map_err(|e| anyhow::anyhow!("reading Halo {}: {e}", halo_list_name(r.entity)))?;
+        let (records, path) = list?;
         raw.insert(r.entity.path(), records);
+        paths.0.insert(r.entity, path);
     }
-    Ok(raw)
+    warn_refused(apis, &paths);
+    Ok((raw, paths))
 }
 
-/// How an error names a Halo list.
-fn halo_list_name(entity: HaloEntity) -> &'static str {
-    match entity {
-        HaloEntity::Client => "clients",
-        HaloEntity::Site => "sites",
-        HaloEntity::Users => "users",
-        HaloEntity::SoftwareLicence => "software licences",
-        HaloEntity::Asset => "assets",
-        HaloEntity::Invoice => "invoices",
+/// The run's one warning about reports Halo refused (403), if any were (in `apis`' warnings).
+fn warn_refused(apis: &Apis, paths: &ReadPaths) {
+    let refused: Vec<HaloEntity> = paths
+        .0
+        .iter()
+        .filter(|(_, p)| **p == ReadPath::ListReportRefused)
+        .map(|(e, _)| *e)
+        .collect();
+    if !refused.is_empty()
+        && let Ok(mut w) = apis.warnings.lock()
+    {
+        w.push(crate::halo_read::refused_warning(&refused));
     }
 }
 
@@ -249,29 +274,35 @@ fn slim(entity: HaloEntity, v: Value) -> Result<Slim, crate::api::Error> {
     })
 }
 
-/// Reads Halo like [`read_halo_raw`] straight into the snapshot: each page's records become the
-/// planners' models as they arrive and the raw JSON is dropped, so a large estate's lists are never held
-/// as JSON values in full (issue 15: peak memory). Also forgets what the memory holds of users and
-/// licences Halo no longer lists, and fills `azureoid` on an older Halo whose list lacks it. Returns the
-/// snapshot and a warning about reads by id, if any were made.
+/// Reads Halo like [`read_halo_raw`] straight into the snapshot: each page's records (or a report's
+/// rows, `bulk_read = "report"`) become the planners' models as they arrive and the raw JSON is dropped,
+/// so a large estate's lists are never held as JSON values in full (issue 15: peak memory). Both paths
+/// go through one conversion ([`slim`]), so they make the same models. Also notes each entity's record
+/// count (the empty-report guard of the next run), forgets what the memory holds of users and licences
+/// Halo no longer lists, and fills `azureoid` on an older Halo whose list lacks it. Returns the snapshot,
+/// the path each entity's read took, and a warning about the extra reads an older Halo cost, if any.
 async fn read_halo_snapshot(
     apis: &Apis,
     needs: HaloNeeds,
     memory: &mut HaloMemory,
-) -> Result<(HaloSnapshot, Option<String>)> {
+) -> Result<(HaloSnapshot, ReadPaths, Option<String>)> {
     let reads = needs.reads();
     let custom = needs.user_custom_field.map(|id| id.to_string());
     let params = list_params(&reads, custom.as_deref());
     let lists = futures_util::future::join_all(reads.iter().zip(&params).map(|(r, p)| {
-        apis.halo
-            .list_map(r.entity.path(), r.key, p, |v| slim(r.entity, v))
+        let last = needs.last_counts.get(&r.entity).copied();
+        crate::halo_read::read_map(apis, r.entity, r.key, p, needs.bulk, last, |v| {
+            slim(r.entity, v)
+        })
     }))
     .await;
     let mut snap = HaloSnapshot::default();
+    let mut paths = ReadPaths::default();
     let mut users_have_oid = false;
     for (r, list) in reads.iter().zip(lists) {
-        let records =
-            list.map_err(|e| anyhow::anyhow!("reading Halo {}: {e}", halo_list_name(r.entity)))?;
+        let (records, path) = list?;
+        paths.0.insert(r.entity, path);
+        memory.set_read_count(r.entity, records.len());
         for rec in records {
             match rec {
                 Slim::Client(c) => snap.clients.push(c),
@@ -286,6 +317,7 @@ async fn read_halo_snapshot(
             }
         }
     }
+    warn_refused(apis, &paths);
     let site_client: BTreeMap<i64, i64> = snap.sites.iter().map(|s| (s.id, s.client_id)).collect();
     for u in &mut snap.users {
         // Some Halo versions give only the site; the site knows its client.
@@ -308,11 +340,18 @@ async fn read_halo_snapshot(
         }
     }
     let warning = if !snap.users.is_empty() && !users_have_oid {
-        crate::halo_users_by_id::fill_azureoid_models(apis, &mut snap.users, memory).await?
+        // A report refused this run is not asked again: the users are read by id.
+        let reports = paths.0.get(&HaloEntity::Users) != Some(&ReadPath::ListReportRefused);
+        let (warning, by_report) =
+            crate::halo_users_by_id::complete(apis, &mut snap.users, memory, reports).await?;
+        if by_report {
+            paths.0.insert(HaloEntity::Users, ReadPath::ListAndReport);
+        }
+        warning
     } else {
         None
     };
-    Ok((snap, warning))
+    Ok((snap, paths, warning))
 }
 
 /// Reads Halo (see [`read_halo_raw`]) into the snapshot the planners compare against.
@@ -474,13 +513,14 @@ pub async fn plan(
         .collect();
     let mut memory = state.halo_memory();
     let halo_fut = async {
-        let needs =
-            HaloNeeds::for_modules(modules).with_user_custom_field(config.users.contract_field);
-        let (snap, warning) = read_halo_snapshot(apis, needs, &mut memory).await?;
+        let needs = HaloNeeds::for_modules(modules)
+            .with_user_custom_field(config.users.contract_field)
+            .with_bulk_read(config.halo.bulk_read, &memory);
+        let (snap, paths, warning) = read_halo_snapshot(apis, needs, &mut memory).await?;
         if let Some(warning) = warning {
             ui.warn(&warning);
         }
-        anyhow::Ok(snap)
+        anyhow::Ok((snap, paths))
     };
     let pcx = PartnerCx {
         config,
@@ -503,7 +543,7 @@ pub async fn plan(
         .collect::<Vec<_>>();
     let (halo, partner, mut reads) = tokio::join!(halo_fut, partner_fut, reads_fut);
     bar.finish_and_clear();
-    let halo = halo?;
+    let (halo, halo_read) = halo?;
     for (t, r) in targets.iter().zip(reads.iter_mut()) {
         let source = TenantSource::new(&t.entry.customer_id);
         let cx = TenantCx {
@@ -593,6 +633,7 @@ pub async fn plan(
     plan.billing = out.billing;
     plan.estimates = out.estimates;
     plan.devices = out.devices;
+    plan.halo_read = halo_read;
     let unread = unread_fields(&halo);
     Ok(Planned {
         plan,
@@ -639,5 +680,69 @@ mod tests {
         .unwrap();
         assert_eq!(snap.users[0].site_id, 482);
         assert_eq!(snap.users[0].client_id, 7);
+    }
+
+    /// A report row (columns in SQL Server's case, `bit` columns as 0/1, what the report has no column for
+    /// absent) becomes the model the list record makes, through the same conversion; only the fields each
+    /// read lacks differ, and they are noted as unread.
+    #[test]
+    fn a_report_row_makes_the_model_its_list_record_makes() {
+        let users = crate::api::halo_report::query_for(HaloEntity::Users).unwrap();
+        let list = json!({"id": 12, "client_id": 7, "site_id": 482, "name": "Jane Doe",
+            "firstname": "Jane", "surname": "Doe", "emailaddress": "jane@contoso.com", "title": "CFO",
+            "phonenumber": "1", "mobilenumber": "2", "inactive": false,
+            "azureoid": "A74CF9F4-B608-417B-9933-505592C558D6", "covered_by_contract": true,
+            "customfields": []});
+        let row = json!({"ID": 12, "Client_Id": 7, "SITE_ID": 482, "Name": "Jane Doe",
+            "FirstName": "Jane", "Surname": "Doe", "EmailAddress": "jane@contoso.com", "Title": "CFO",
+            "PhoneNumber": "1", "MobileNumber": "2", "Inactive": 0,
+            "AzureOID": "a74cf9f4-b608-417b-9933-505592c558d6",
+            "Azure_Tenant_Id": "C0A7B1D2-3E4F-4A5B-8C6D-7E8F9A0B1C2D"});
+        let (Slim::User(from_list, true), Slim::User(from_report, true)) = (
+            slim(HaloEntity::Users, list).unwrap(),
+            slim(HaloEntity::Users, users.record(row)).unwrap(),
+        ) else {
+            panic!("not users, or azureoid not seen")
+        };
+        assert_eq!(from_list.unread, vec!["department", "azure_tenant_id"]);
+        assert_eq!(
+            from_report.unread,
+            vec!["department", "covered_by_contract", "customfields"]
+        );
+        assert_eq!(
+            from_report.azure_tenant_id.as_deref(),
+            Some("c0a7b1d2-3e4f-4a5b-8c6d-7e8f9a0b1c2d")
+        );
+        let comparable = |mut u: crate::model::HaloUser| {
+            u.unread.clear();
+            u.azure_tenant_id = None;
+            u.covered_by_contract = None;
+            u.customfields = Value::Null;
+            u
+        };
+        assert_eq!(comparable(from_report), comparable(from_list));
+
+        let licences = crate::api::halo_report::query_for(HaloEntity::SoftwareLicence).unwrap();
+        let list = json!({"id": 301, "client_id": 102, "name": "Microsoft 365 Business Basic",
+            "count": 5, "licences_in_use": 3, "tenant_id": "t", "third_party_product": "s",
+            "product_sku": "O365_BUSINESS_ESSENTIALS", "status": "Active", "billing_cycle": "Monthly",
+            "term_duration": "Monthly", "autorenew": true, "start_date": "2026-01-01T00:00:00",
+            "end_date": "2027-01-01T00:00:00", "manufacturer": "Microsoft"});
+        let mut row = serde_json::Map::new();
+        for (k, v) in list.as_object().unwrap() {
+            row.insert(k.to_uppercase(), v.clone());
+        }
+        row.insert("AUTORENEW".into(), json!(1));
+        let (Slim::Licence(from_list), Slim::Licence(from_report)) = (
+            slim(HaloEntity::SoftwareLicence, list).unwrap(),
+            slim(
+                HaloEntity::SoftwareLicence,
+                licences.record(Value::Object(row)),
+            )
+            .unwrap(),
+        ) else {
+            panic!("not licences")
+        };
+        assert_eq!(from_report, from_list);
     }
 }

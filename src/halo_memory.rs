@@ -38,7 +38,20 @@ pub struct HaloMemory {
     /// list lacks the field.
     #[serde(default)]
     pub azureoid: BTreeMap<i64, String>,
+    /// Entity path -> the records its read held at the last sync: a report with no rows for an entity
+    /// that had some is a failed read, not an empty Halo (SPEC 7, `crate::halo_read`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub read: BTreeMap<String, usize>,
 }
+
+const ALL_ENTITIES: &[HaloEntity] = &[
+    HaloEntity::Client,
+    HaloEntity::Site,
+    HaloEntity::Users,
+    HaloEntity::SoftwareLicence,
+    HaloEntity::Asset,
+    HaloEntity::Invoice,
+];
 
 fn record_key(entity: HaloEntity, id: i64) -> String {
     format!("{}/{id}", entity.path())
@@ -49,6 +62,19 @@ fn field_key(entity: HaloEntity, field: &str) -> String {
 }
 
 impl HaloMemory {
+    /// The records each entity's read held at the last sync.
+    pub fn read_counts(&self) -> BTreeMap<HaloEntity, usize> {
+        ALL_ENTITIES
+            .iter()
+            .filter_map(|e| self.read.get(e.path()).map(|n| (*e, *n)))
+            .collect()
+    }
+
+    /// Notes how many records an entity's read held this run (saved by a sync only).
+    pub fn set_read_count(&mut self, entity: HaloEntity, records: usize) {
+        self.read.insert(entity.path().to_string(), records);
+    }
+
     /// The value csp-sync last wrote to `field` of a record, if it remembers one.
     pub fn last_written(&self, entity: HaloEntity, id: i64, field: &str) -> Option<&Value> {
         self.written.get(&record_key(entity, id))?.get(field)

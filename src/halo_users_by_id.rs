@@ -1,22 +1,98 @@
 //! An older Halo whose user list has no `azureoid` (the 2024 `Users_List` of Halo's OpenAPI document;
-//! halo-api.md 3.3, SPEC 7): without it csp-sync cannot tell linked contacts apart, so each user is read
-//! once by id (`GET /api/Users/{id}`, the full record) and its `azureoid` kept by Halo id in the state
-//! ([`HaloMemory::azureoid`]). Later runs read by id only the users that are new since. Reading by report
-//! (`[halo] bulk_read = "report"`) is the cheap path where reports are allowed.
+//! halo-api.md 3.3, SPEC 7): without it csp-sync cannot tell linked contacts apart. Where the agent may run
+//! reports, the users' `azureoid` and `azure_tenant_id` are read by one SQL report (`USERS.UAzureOID`,
+//! halo-api.md 2.3) into the list's models ([`complete`]); where not, each user is read once by id
+//! (`GET /api/Users/{id}`, the full record) and its `azureoid` kept by Halo id in the state
+//! ([`HaloMemory::azureoid`]), and later runs read by id only the users that are new since.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, anyhow};
 use futures_util::StreamExt;
 use futures_util::stream;
 use serde_json::Value;
 
+use crate::api::halo::{HaloUserRecord, parse_records};
 use crate::context::Apis;
 use crate::halo_memory::HaloMemory;
 use crate::model::HaloUser;
+use crate::plan::HaloEntity;
 
 /// Requests in flight while reading users one by one (the rate limiter paces them anyway).
 const CONCURRENCY: usize = 4;
+
+/// Completes the users of a list that lacks `azureoid`: from the users report (`reports`: the agent may
+/// run it, as far as this run knows) when it holds every listed user, else by id ([`fill_azureoid_models`]).
+/// The report's rows become models through the list's conversion (its columns renamed to the API field
+/// names), and give each user its `azureoid` and `azure_tenant_id`, which then count as read; the other
+/// fields stay the list's (the report has no department, no custom fields). Returns the warning to show and
+/// whether the report was read.
+pub async fn complete(
+    apis: &Apis,
+    users: &mut [HaloUser],
+    memory: &mut HaloMemory,
+    reports: bool,
+) -> Result<(Option<String>, bool)> {
+    let query = crate::api::halo_report::query_for(HaloEntity::Users).filter(|_| reports);
+    let Some(query) = query else {
+        return Ok((fill_azureoid_models(apis, users, memory).await?, false));
+    };
+    let by_id = match apis.halo.report(&query.sql(None)).await {
+        Ok(rows) => {
+            let rows: Vec<Value> = rows.into_iter().map(|r| query.record(r)).collect();
+            match parse_records::<HaloUserRecord>("Users", rows) {
+                Ok(records) => records
+                    .iter()
+                    .map(|r| {
+                        let u = r.to_model();
+                        (u.id, (u.azureoid, u.azure_tenant_id))
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+                Err(e) => {
+                    tracing::debug!(
+                        "the users report could not be read ({e}); reading users by id"
+                    );
+                    return Ok((fill_azureoid_models(apis, users, memory).await?, false));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!("the users report failed ({e}); reading users by id");
+            return Ok((fill_azureoid_models(apis, users, memory).await?, false));
+        }
+    };
+    // A report that lacks users the list showed is not trusted: read by id instead.
+    if let Some(u) = users.iter().find(|u| !by_id.contains_key(&u.id)) {
+        tracing::debug!(
+            user = u.id,
+            "the users report lacks a listed user; reading users by id"
+        );
+        return Ok((fill_azureoid_models(apis, users, memory).await?, false));
+    }
+    memory.azureoid.clear();
+    for u in users.iter_mut() {
+        let Some((oid, tenant)) = by_id.get(&u.id) else {
+            continue;
+        };
+        u.azureoid.clone_from(oid);
+        u.azure_tenant_id.clone_from(tenant);
+        u.unread
+            .retain(|f| f != "azureoid" && f != "azure_tenant_id");
+        // Known for a later run whose report is refused: it reads by id only users new since.
+        memory
+            .azureoid
+            .insert(u.id, oid.clone().unwrap_or_default());
+    }
+    Ok((
+        Some(
+            "Halo's user list has no `azureoid` field (an older Halo version): their azureoid was read by \
+             one SQL report. Upgrading Halo saves that request; [halo] bulk_read = \"report\" reads the \
+             users by report alone"
+                .to_string(),
+        ),
+        true,
+    ))
+}
 
 /// Fills `azureoid` into the users of a list that lacks it, from the memory or, for users it does not
 /// know, by reading them by id; forgets users no longer listed. A filled user's `azureoid` counts as read.

@@ -582,6 +582,9 @@ impl fmt::Display for ApiError {
 /// Extracts `(code, message)` from an error body of any of the services (reference section 5).
 pub fn parse_error_body(body: &str) -> (Option<String>, String) {
     let Ok(v) = serde_json::from_str::<Value>(body) else {
+        if let Some(x) = storage_error_body(body) {
+            return x;
+        }
         return (None, excerpt(body));
     };
     let str_of = |v: &Value| match v {
@@ -626,6 +629,24 @@ pub fn parse_error_body(body: &str) -> (Option<String>, String) {
         return (None, excerpt(s));
     }
     (None, excerpt(body))
+}
+
+/// Azure Storage's XML error (`<Error><Code>..</Code><Message>..</Message>[<AuthenticationErrorDetail>..]`):
+/// the code, and the detail when there is one (it says why, e.g. an expired SAS), else the message's first
+/// line (the rest is the request id and time).
+fn storage_error_body(body: &str) -> Option<(Option<String>, String)> {
+    let tag = |name: &str| -> Option<&str> {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        let end = body[start..].find(&format!("</{name}>"))? + start;
+        Some(&body[start..end])
+    };
+    tag("Error")?;
+    let code = tag("Code").map(|c| c.trim().to_string());
+    let message = tag("AuthenticationErrorDetail")
+        .or_else(|| tag("Message").map(first_line))
+        .unwrap_or_default();
+    Some((code, excerpt(message)))
 }
 
 fn first_line(s: &str) -> &str {
@@ -1237,6 +1258,22 @@ mod tests {
         );
         let long = "x".repeat(1000);
         assert_eq!(parse_error_body(&long).1.chars().count(), EXCERPT_CHARS + 1);
+        // Azure Storage (the billing export's blob host), an expired SAS as the service words it.
+        let storage = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.\nRequestId:fc3ea0bb-801a-00da-4cc9-21dfba000000\nTime:2019-06-13T09:22:53.9093129Z</Message><AuthenticationErrorDetail>Signature not valid in the specified time frame: Start [Thu, 13 Jun 2019 16:18:07 GMT] - Expiry [Fri, 14 Jun 2019 16:23:07 GMT] - Current [Thu, 13 Jun 2019 09:22:53 GMT]</AuthenticationErrorDetail></Error>";
+        let (code, message) = parse_error_body(storage);
+        assert_eq!(code.as_deref(), Some("AuthenticationFailed"));
+        assert!(
+            message.starts_with("Signature not valid in the specified time frame: Start ["),
+            "{message}"
+        );
+        let missing = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>BlobNotFound</Code><Message>The specified blob does not exist.\nRequestId:1\nTime:2</Message></Error>";
+        assert_eq!(
+            parse_error_body(missing),
+            (
+                Some("BlobNotFound".into()),
+                "The specified blob does not exist.".into()
+            )
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod fuzz;
 pub mod halo_memory;
+pub mod halo_read;
 pub mod halo_users_by_id;
 pub mod http;
 pub mod interrupt;

@@ -38,6 +38,10 @@ pub struct ExportSettings {
     pub lines_per_blob: usize,
     /// The SAS `sig` the blob host requires.
     pub sas_sig: String,
+    /// How long a manifest's SAS is valid from the moment the manifest is produced (the export finishing),
+    /// seconds of the real monotonic clock, like token lifetimes; its `se=` says when, in wall-clock time.
+    /// Past it the blob host refuses the SAS with 403 `AuthenticationFailed`.
+    pub sas_lifetime_secs: u64,
 }
 
 impl Default for ExportSettings {
@@ -49,6 +53,7 @@ impl Default for ExportSettings {
             json_lines: true,
             lines_per_blob: 50_000,
             sas_sig: "emuSASsig%2Bs3cr3t%3D".into(),
+            sas_lifetime_secs: 3600,
         }
     }
 }
@@ -88,12 +93,23 @@ pub(crate) struct BillingRuntime {
     /// Operation id -> (usage key, polls so far).
     ops: HashMap<String, (String, u32)>,
     manifests: HashMap<String, Value>,
-    /// Blob path -> gzip'd body.
-    blobs: HashMap<String, Vec<u8>>,
+    /// Manifest (operation) id -> the SAS issued with it.
+    sas: HashMap<String, Sas>,
+    /// Blob path -> (manifest id, gzip'd body).
+    blobs: HashMap<String, (String, Vec<u8>)>,
     /// Exports started, in order (usage key).
     pub started: Vec<String>,
     /// Blobs built per usage key (see [`prebuild`]).
     built: HashMap<String, Vec<Vec<u8>>>,
+}
+
+/// A manifest's SAS: valid from its issue until `expires` (monotonic); `start` / `expiry` are its `st=` /
+/// `se=` in wall-clock seconds, as Azure Storage quotes them when it refuses the SAS.
+#[derive(Debug, Clone)]
+struct Sas {
+    expires: std::time::Instant,
+    start: i64,
+    expiry: i64,
 }
 
 /// Builds (once) and returns the gzip'd blobs of an export key, as its operations will serve them.
@@ -371,7 +387,8 @@ fn operation(st: &mut State, urls: &Urls, id: &str) -> Resp {
     *polls += 1;
     let (key, polls) = (key.clone(), *polls);
     let created = util::rfc3339(util::now_secs());
-    if polls <= settings.running_polls {
+    // An export finished in the background (its manifest produced) says so at once.
+    if polls <= settings.running_polls && !st.rt.billing.manifests.contains_key(id) {
         return Resp::json(
             200,
             &json!({"@odata.type": odata("runningOperation"), "id": id, "status": "running",
@@ -393,40 +410,10 @@ fn operation(st: &mut State, urls: &Urls, id: &str) -> Resp {
     if let Some(f) = &data.fail {
         return failed(util::s(f, "code"), util::s(f, "message"));
     }
-    let manifest = st.rt.billing.manifests.get(id).cloned().unwrap_or_else(|| {
-        let month = st
-            .billing
-            .invoices
-            .iter()
-            .find(|i| util::s(i, "id") == key)
-            .map(|i| util::s(i, "billingPeriodStartDate").get(..7).unwrap_or("").replace('-', ""))
-            .unwrap_or_default();
-        let root_path = format!(
-            "/billedusagefastpath/v1/PartnerTenantId={}/BillingMonth={month}/InvoiceId={key}/{id}",
-            st.partner_tenant_id
-        );
-        // Built once per export key and reused by later operations of the same export (large ones are slow).
-        let blobs = st
-            .rt
-            .billing
-            .built
-            .entry(key.clone())
-            .or_insert_with(|| build_blobs(&data, &settings))
-            .clone();
-        let mut names = Vec::new();
-        for (n, b) in blobs.into_iter().enumerate() {
-            let name = format!("part-{n:05}-{id}.c000.json.gz");
-            st.rt.billing.blobs.insert(format!("{root_path}/{name}"), b);
-            names.push(json!({"name": name, "partitionValue": "default"}));
-        }
-        let m = json!({"id": id, "schemaVersion": "2", "dataFormat": if settings.json_lines { "compressedJSONLines" } else { "compressedJSON" },
-            "createdDateTime": created, "eTag": util::opaque(17), "partnerTenantId": st.partner_tenant_id,
-            "rootDirectory": format!("{}{root_path}", urls.blob),
-            "sasToken": format!("skoid={}&sktid={}&skt=2028-01-01T00%3A00%3A00Z&ske=2028-12-31T00%3A00%3A00Z&sks=b&skv=2021-10-04&sv=2021-10-04&st=2028-01-01T00%3A00%3A00Z&se=2028-12-31T00%3A00%3A00Z&sr=d&sp=r&sdd=3&sig={}", util::guid(), st.partner_tenant_id, settings.sas_sig),
-            "partitionType": "default", "blobCount": names.len(), "blobs": names});
-        st.rt.billing.manifests.insert(id.to_string(), m.clone());
-        m
-    });
+    let manifest = match st.rt.billing.manifests.get(id).cloned() {
+        Some(m) => m,
+        None => produce_manifest(st, urls, id, &key, &data),
+    };
     let mut body = json!({"@odata.type": odata("exportSuccessOperation"), "id": id, "status": "succeeded",
         "createdDateTime": created, "lastActionDateTime": created});
     if settings.embedded_manifest {
@@ -440,39 +427,182 @@ fn operation(st: &mut State, urls: &Urls, id: &str) -> Resp {
     Resp::json(200, &body)
 }
 
-fn storage_error(status: u16, code: &str, message: &str) -> Resp {
-    Resp {
-        status,
-        headers: vec![("content-type".into(), "application/xml".into())],
-        body: format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>").into_bytes(),
+/// The export `id` of `key` finishes now: its blobs are placed on the storage host and its manifest is
+/// produced, with a SAS issued now for [`ExportSettings::sas_lifetime_secs`].
+fn produce_manifest(st: &mut State, urls: &Urls, id: &str, key: &str, data: &ExportData) -> Value {
+    let settings = st.billing.export.clone();
+    let created = util::rfc3339(util::now_secs());
+    let month = st
+        .billing
+        .invoices
+        .iter()
+        .find(|i| util::s(i, "id") == key)
+        .map(|i| {
+            util::s(i, "billingPeriodStartDate")
+                .get(..7)
+                .unwrap_or("")
+                .replace('-', "")
+        })
+        .unwrap_or_default();
+    let root_path = format!(
+        "/billedusagefastpath/v1/PartnerTenantId={}/BillingMonth={month}/InvoiceId={key}/{id}",
+        st.partner_tenant_id
+    );
+    // Built once per export key and reused by later operations of the same export (large ones are slow).
+    let blobs = st
+        .rt
+        .billing
+        .built
+        .entry(key.to_string())
+        .or_insert_with(|| build_blobs(data, &settings))
+        .clone();
+    let mut names = Vec::new();
+    for (n, b) in blobs.into_iter().enumerate() {
+        let name = format!("part-{n:05}-{id}.c000.json.gz");
+        st.rt
+            .billing
+            .blobs
+            .insert(format!("{root_path}/{name}"), (id.to_string(), b));
+        names.push(json!({"name": name, "partitionValue": "default"}));
+    }
+    let start = util::now_secs();
+    let expiry = start + settings.sas_lifetime_secs as i64;
+    st.rt.billing.sas.insert(
+        id.to_string(),
+        Sas {
+            expires: std::time::Instant::now()
+                + std::time::Duration::from_secs(settings.sas_lifetime_secs),
+            start,
+            expiry,
+        },
+    );
+    let enc = |secs: i64| util::rfc3339(secs).replace(':', "%3A");
+    let m = json!({"id": id, "schemaVersion": "2", "dataFormat": if settings.json_lines { "compressedJSONLines" } else { "compressedJSON" },
+        "createdDateTime": created, "eTag": util::opaque(17), "partnerTenantId": st.partner_tenant_id,
+        "rootDirectory": format!("{}{root_path}", urls.blob),
+        "sasToken": format!("skoid={}&sktid={}&skt={}&ske={}&sks=b&skv=2021-10-04&sv=2021-10-04&st={}&se={}&sr=d&sp=r&sdd=3&sig={}", util::guid(), st.partner_tenant_id, enc(start), enc(expiry), enc(start), enc(expiry), settings.sas_sig),
+        "partitionType": "default", "blobCount": names.len(), "blobs": names});
+    st.rt.billing.manifests.insert(id.to_string(), m.clone());
+    m
+}
+
+/// Every export still running finishes now, as Microsoft's would between two runs: its manifest is
+/// produced (its SAS issued now) and the next poll of it says `succeeded`. Failing and empty exports are
+/// left to answer as they do.
+pub(crate) fn finish_running(st: &mut State, urls: &Urls) {
+    let running_polls = st.billing.export.running_polls;
+    let ops: Vec<(String, String)> = st
+        .rt
+        .billing
+        .ops
+        .iter()
+        .filter(|(id, _)| !st.rt.billing.manifests.contains_key(*id))
+        .map(|(id, (key, _))| (id.clone(), key.clone()))
+        .collect();
+    for (id, key) in ops {
+        if let Some((_, polls)) = st.rt.billing.ops.get_mut(&id) {
+            *polls = (*polls).max(running_polls);
+        }
+        let Some(data) = st.billing.usage.get(&key).cloned() else {
+            continue;
+        };
+        if data.fail.is_none() {
+            produce_manifest(st, urls, &id, &key, &data);
+        }
     }
 }
 
-/// The storage host: a blob by path, only with the manifest's SAS signature and never with a bearer token.
+fn storage_error(status: u16, code: &str, message: &str, detail: Option<&str>) -> Resp {
+    // Azure Storage's error body: its message carries the request id and time; `x-ms-error-code` repeats
+    // the code.
+    let message = format!(
+        "{message}\nRequestId:{}\nTime:{}",
+        util::guid(),
+        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.7fZ")
+    );
+    let detail = detail.map_or_else(String::new, |d| {
+        format!("<AuthenticationErrorDetail>{d}</AuthenticationErrorDetail>")
+    });
+    Resp {
+        status,
+        headers: vec![
+            ("content-type".into(), "application/xml".into()),
+            ("x-ms-error-code".into(), code.into()),
+        ],
+        body: format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{message}</Message>{detail}</Error>").into_bytes(),
+    }
+}
+
+/// What Azure Storage says to any request it cannot authenticate.
+const NOT_AUTHENTICATED: &str = "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.";
+
+/// A wall-clock instant as Azure Storage quotes it (RFC 1123).
+fn http_date(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+/// The storage host: a blob by path, only with its manifest's SAS, within the SAS's validity, and never
+/// with a bearer token.
 pub(crate) fn blob(st: &mut State, req: &Req) -> Resp {
     if req.header("authorization").is_some() {
         return storage_error(
             403,
             "AuthenticationFailed",
-            "An Authorization header was sent to the blob host; the SAS alone must authorise this request.",
+            NOT_AUTHENTICATED,
+            Some(
+                "An Authorization header was sent to the blob host; the SAS alone must authorise this request.",
+            ),
         );
     }
     // The query is matched raw: the signature is compared as it appears in the SAS.
-    let sig = req.query.split('&').find_map(|p| p.strip_prefix("sig="));
-    if sig != Some(st.billing.export.sas_sig.as_str()) {
+    let param = |k: &str| {
+        req.query
+            .split('&')
+            .find_map(|p| p.strip_prefix(k)?.strip_prefix('='))
+    };
+    let Some((owner, body)) = st.rt.billing.blobs.get(&req.path).cloned() else {
+        if param("sig") != Some(st.billing.export.sas_sig.as_str()) {
+            return storage_error(403, "AuthenticationFailed", NOT_AUTHENTICATED, None);
+        }
+        return storage_error(
+            404,
+            "BlobNotFound",
+            "The specified blob does not exist.",
+            None,
+        );
+    };
+    let sas = st.rt.billing.sas.get(&owner).cloned();
+    let enc = |secs: i64| util::rfc3339(secs).replace(':', "%3A");
+    // The signature covers `st` and `se`: a SAS with other times is not the one issued.
+    let genuine = param("sig") == Some(st.billing.export.sas_sig.as_str())
+        && sas.as_ref().is_some_and(|s| {
+            param("se") == Some(enc(s.expiry).as_str())
+                && param("st") == Some(enc(s.start).as_str())
+        });
+    let Some(sas) = sas.filter(|_| genuine) else {
+        return storage_error(403, "AuthenticationFailed", NOT_AUTHENTICATED, None);
+    };
+    if std::time::Instant::now() >= sas.expires {
+        let detail = format!(
+            "Signature not valid in the specified time frame: Start [{}] - Expiry [{}] - Current [{}]",
+            http_date(sas.start),
+            http_date(sas.expiry),
+            http_date(util::now_secs())
+        );
         return storage_error(
             403,
             "AuthenticationFailed",
-            "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.",
+            NOT_AUTHENTICATED,
+            Some(&detail),
         );
     }
-    match st.rt.billing.blobs.get(&req.path) {
-        Some(b) => Resp {
-            status: 200,
-            headers: vec![("content-type".into(), "application/octet-stream".into())],
-            body: b.clone(),
-        },
-        None => storage_error(404, "BlobNotFound", "The specified blob does not exist."),
+    Resp {
+        status: 200,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        body,
     }
 }
 

@@ -1,5 +1,6 @@
 //! HaloPSA (reference halo-api.md sections 1-4): `/auth/token`, `/api/authinfo`, list/get/upsert/delete of
-//! Client, Site, Users, SoftwareLicence, Asset, AssetType, Invoice and RecurringInvoice.
+//! Client, Site, Users, SoftwareLicence, Asset, AssetType, Invoice and RecurringInvoice; SQL reports
+//! (`POST /api/Report`) in `halo_report`.
 
 use serde_json::{Map, Value, json};
 
@@ -69,6 +70,9 @@ pub(crate) fn handle(st: &mut State, urls: &Urls, req: &Req) -> Resp {
         }
     };
     let segs: Vec<&str> = rest.split('/').collect();
+    if segs.len() == 1 && segs[0].eq_ignore_ascii_case("Report") && req.method == "POST" {
+        return crate::halo_report::post(st, req);
+    }
     let Some(entity) = canonical_entity(segs[0]) else {
         return Resp::text(
             404,

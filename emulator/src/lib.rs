@@ -21,6 +21,8 @@ mod graph;
 mod halo;
 mod halo_list_fields;
 mod halo_lists;
+mod halo_report;
+mod halo_report_tables;
 mod identity;
 mod partner_center;
 mod scenario;
@@ -259,6 +261,14 @@ impl Emulator {
     /// Billing exports started so far (invoice ids; `current` for the unbilled estimate), in order.
     pub fn exports_started(&self) -> Vec<String> {
         billing::started(&self.shared.lock())
+    }
+
+    /// Every billing export still running finishes now, as Microsoft's do between two runs: its manifest
+    /// is produced and its SAS issued now (valid for `export.sas_lifetime_secs`); the next poll says
+    /// `succeeded`.
+    pub fn finish_exports(&self) {
+        let mut st = self.shared.lock();
+        billing::finish_running(&mut st, &self.shared.urls);
     }
 
     /// The gzip'd blobs the export of `key` (an invoice id, or `current`) will serve, built now and kept

@@ -145,6 +145,18 @@ pub struct Settings {
     /// Not a documented service behaviour: the round trip to a cloud API, for benchmarks. Requests wait
     /// concurrently, so a client that overlaps requests pays it once per round of them.
     pub latency_ms: u64,
+    /// `POST /api/Report` answers 403, as for an API application without `read:reporting` and
+    /// `edit:reporting` (halo-api.md 1.2, 2.3).
+    pub halo_reports_forbidden: bool,
+    /// A report whose SQL fails answers 200 with the message in `report.load_error` (Halo's
+    /// `ReportContent`) instead of a 400 (see `halo_report`).
+    pub halo_report_errors_as_load_error: bool,
+    /// Reports answer the one-element array `[{rows, available_columns}]` instead of one object with
+    /// `report.rows` (both shapes are read by real clients, halo-api.md 2.3).
+    pub halo_report_reply_array: bool,
+    /// `[(table, column)]`: columns of the report tables this Halo version does not have (a report
+    /// naming one fails with "Invalid column name").
+    pub halo_report_missing_columns: Vec<(String, String)>,
 }
 
 impl Default for Settings {
@@ -164,6 +176,10 @@ impl Default for Settings {
             halo_unkept_fields: Vec::new(),
             halo_token_dies_after_secs: None,
             latency_ms: 0,
+            halo_reports_forbidden: false,
+            halo_report_errors_as_load_error: false,
+            halo_report_reply_array: false,
+            halo_report_missing_columns: Vec::new(),
         }
     }
 }

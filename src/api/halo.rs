@@ -610,33 +610,18 @@ impl Halo {
         })
     }
 
-    /// Runs a one-row SQL report without saving it (`_loadreportonly`, reference halo-api.md 2.3), to check
-    /// that the agent may run reports (`bulk_read = "report"`). A `load_error` in the reply (object or
-    /// one-element array) is a failure.
-    pub async fn probe_report(&self) -> Result<(), Error> {
+    /// Runs a SQL report without saving it (`POST /api/Report` with `_loadreportonly`, halo-api.md 2.3) and
+    /// returns its rows (see [`super::halo_report::rows_of`]). A reply with a `load_error` is an
+    /// `Error::Invalid` naming it; a refusal keeps its status (403: no reporting permission).
+    pub async fn report(&self, sql: &str) -> Result<Vec<Value>, Error> {
         let url = self.url("Report", &[])?;
-        let body = serde_json::json!([{
-            "_loadreportonly": true,
-            "sql": "SELECT TOP 1 Uid AS id FROM USERS",
-        }]);
+        let body = serde_json::json!([{ "_loadreportonly": true, "sql": sql }]);
         let req = Request::post(Api::Halo, url.as_str())
             .kind(RequestKind::Read)
             .json(body);
         let resp = self.send(req).await?;
-        let v: Value = resp.json()?;
-        let report = match &v {
-            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
-            other => other.clone(),
-        };
-        let error = report
-            .get("load_error")
-            .or_else(|| report.get("report").and_then(|r| r.get("load_error")))
-            .and_then(Value::as_str)
-            .filter(|e| !e.trim().is_empty());
-        match error {
-            Some(e) => Err(Error::Invalid(format!("Halo report: {e}"))),
-            None => Ok(()),
-        }
+        super::halo_report::rows_of(resp.json()?)
+            .map_err(|e| Error::Invalid(format!("Halo report (POST /api/Report): {e}")))
     }
 
     /// One record, e.g. `get("Users", 12)`.

@@ -5,6 +5,7 @@
 
 pub mod graph;
 pub mod halo;
+pub mod halo_report;
 pub mod partner_center;
 
 use std::fmt::Write as _;

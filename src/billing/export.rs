@@ -248,6 +248,11 @@ impl Exports<'_> {
 
     /// Polls the operation once.
     pub async fn poll(&self, operation_url: &str) -> Result<Operation, String> {
+        self.poll_gone(operation_url).await.map_err(|(_, m)| m)
+    }
+
+    /// [`Exports::poll`]; the error says whether Graph no longer knows the operation (404/410).
+    pub async fn poll_gone(&self, operation_url: &str) -> Result<Operation, (bool, String)> {
         let url = self.rebase(operation_url);
         let resp = send_authed(
             self.http,
@@ -256,14 +261,17 @@ impl Exports<'_> {
             Request::get(Api::Graph, url),
         )
         .await
-        .map_err(|e| graph_err("polling the billing export", &e))?;
+        .map_err(|e| {
+            let gone = matches!(&e, api::Error::Api(a) if matches!(a.status, Some(404 | 410)));
+            (gone, graph_err("polling the billing export", &e))
+        })?;
         let retry_after = resp
             .headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(crate::http::parse_retry_after);
-        let body: Value = resp.json().map_err(|e| e.to_string())?;
-        parse_operation(&body, retry_after)
+        let body: Value = resp.json().map_err(|e| (false, e.to_string()))?;
+        parse_operation(&body, retry_after).map_err(|m| (false, m))
     }
 
     /// The manifest, fetched when linked.
@@ -290,12 +298,13 @@ impl Exports<'_> {
         &self,
         manifest: &Manifest,
         mut on_lines: impl FnMut(u64),
-    ) -> Result<UsageTotals, String> {
+    ) -> Result<UsageTotals, AggregateError> {
         if manifest.blobs.len() > MAX_BLOBS {
             return Err(format!(
                 "the export manifest lists {} blobs (more than {MAX_BLOBS})",
                 manifest.blobs.len()
-            ));
+            )
+            .into());
         }
         if let Some(n) = manifest.blob_count
             && n != manifest.blobs.len() as u64
@@ -320,8 +329,16 @@ impl Exports<'_> {
                             .await;
                         attempt += 1;
                     }
+                    Err(BlobError::Refused(m)) => {
+                        return Err(AggregateError {
+                            message: format!("reading billing export blob {}: {m}", blob.name),
+                            sas_refused: true,
+                        });
+                    }
                     Err(BlobError::Retry(m) | BlobError::Fatal(m)) => {
-                        return Err(format!("reading billing export blob {}: {m}", blob.name));
+                        return Err(
+                            format!("reading billing export blob {}: {m}", blob.name).into()
+                        );
                     }
                 }
             };
@@ -329,7 +346,8 @@ impl Exports<'_> {
             if totals.lines > MAX_LINES {
                 return Err(format!(
                     "the billing export holds more than {MAX_LINES} lines; refusing to read further"
-                ));
+                )
+                .into());
             }
         }
         Ok(totals)
@@ -345,14 +363,18 @@ impl Exports<'_> {
             .http
             .open_stream(url, BLOB_TIMEOUT)
             .await
-            .map_err(|e| {
-                if e.status.is_none_or(|s| s >= 500 || s == 429) {
-                    BlobError::Retry(e.to_string())
-                } else {
-                    BlobError::Fatal(format!(
-                        "{e} (the manifest's SAS may have expired: run again to start a new export)"
-                    ))
-                }
+            .map_err(|e| match e.status {
+                None | Some(429 | 500..) => BlobError::Retry(e.to_string()),
+                // The SAS is all the storage host takes: a refusal is of the SAS (expired, as a
+                // manifest's SAS does some time after the export finished).
+                Some(s @ (401 | 403)) => BlobError::Refused(format!(
+                    "the storage host refused the manifest's SAS (HTTP {s}{}: {})",
+                    e.code
+                        .as_deref()
+                        .map_or_else(String::new, |c| format!(" {c}")),
+                    e.message
+                )),
+                Some(_) => BlobError::Fatal(e.to_string()),
             })?;
         let mut decoder = flate2::write::MultiGzDecoder::new(LineSink::default());
         loop {
@@ -394,7 +416,32 @@ fn check_blob_root(root: &str) -> Result<(), String> {
 
 enum BlobError {
     Retry(String),
+    /// 401/403: the storage host refused the SAS.
+    Refused(String),
     Fatal(String),
+}
+
+/// Why an export's blobs could not be read; `sas_refused` when the storage host refused the manifest's
+/// SAS (401/403), which a new export (with a new SAS) cures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateError {
+    pub message: String,
+    pub sas_refused: bool,
+}
+
+impl From<String> for AggregateError {
+    fn from(message: String) -> Self {
+        AggregateError {
+            message,
+            sas_refused: false,
+        }
+    }
+}
+
+impl std::fmt::Display for AggregateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Where the gzip decoder writes: split into records, each parsed and added.

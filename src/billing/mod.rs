@@ -22,6 +22,33 @@ const DEFAULT_POLL_WAIT: Duration = Duration::from_secs(15);
 /// The longest wait between two polls.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(120);
 
+/// How long one run waits for one export: at most `polls` polls and `wait` in all between them. A
+/// `Retry-After` longer than what is left ends the wait (Graph is never polled sooner than it asks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollBudget {
+    pub polls: u32,
+    pub wait: Duration,
+}
+
+impl PollBudget {
+    /// A closed period's export (`sync`): [`MAX_POLLS`] polls; a running one is resumed by the next run.
+    pub const BILLED: PollBudget = PollBudget::polls(MAX_POLLS);
+    /// The open period's estimate (`diff` only; `diff` keeps no state, so a running estimate cannot be
+    /// resumed): six polls within a minute, then the estimate shows as `pending`.
+    pub const ESTIMATE: PollBudget = PollBudget {
+        polls: 6,
+        wait: Duration::from_secs(60),
+    };
+
+    /// `polls` polls, each wait up to [`MAX_POLL_WAIT`].
+    pub const fn polls(polls: u32) -> PollBudget {
+        PollBudget {
+            polls,
+            wait: Duration::from_secs(MAX_POLL_WAIT.as_secs() * polls as u64),
+        }
+    }
+}
+
 /// What reading one period gave.
 #[derive(Debug, Clone)]
 pub enum PeriodUsage {
@@ -35,16 +62,98 @@ pub enum PeriodUsage {
     Failed(String),
 }
 
-/// Reads one export to the end or to the poll budget. `stored` is the period's state: a running
-/// operation there is resumed; a new one is recorded there (the caller decides whether to save it).
+/// Reads one export to the end or to `max_polls` polls; see [`read_export_within`].
 pub async fn read_export(
     exports: &Exports<'_>,
     request: &ExportRequest,
     stored: &mut InvoiceState,
     max_polls: u32,
     now: jiff::Timestamp,
+    on_lines: impl FnMut(u64),
+) -> PeriodUsage {
+    read_export_within(
+        exports,
+        request,
+        stored,
+        PollBudget::polls(max_polls),
+        now,
+        on_lines,
+    )
+    .await
+}
+
+/// Reads one export to the end or to the poll budget. `stored` is the period's state: a running
+/// operation there is resumed; a new one is recorded there (the caller decides whether to save it).
+/// A resumed export whose files the storage host refuses (its SAS expired since it finished) is
+/// replaced by a new export in the same run, once, with a one-line warning.
+pub async fn read_export_within(
+    exports: &Exports<'_>,
+    request: &ExportRequest,
+    stored: &mut InvoiceState,
+    budget: PollBudget,
+    now: jiff::Timestamp,
     mut on_lines: impl FnMut(u64),
 ) -> PeriodUsage {
+    let mut resumed = stored.operation.is_some();
+    loop {
+        match read_once(exports, request, stored, budget, now, &mut on_lines).await {
+            Err(Stale::Refused(refused)) if resumed => {
+                // "reading billing export blob NAME: REASON": the reason is the same for every blob.
+                let reason = refused
+                    .split_once(": ")
+                    .map_or(refused.as_str(), |(_, r)| r);
+                tracing::warn!(
+                    "{} resumed from an earlier run can no longer be downloaded: {reason}; a new export is started in this run",
+                    describe(request),
+                );
+                stored.operation = None;
+                resumed = false;
+            }
+            Err(Stale::Gone(m)) if resumed => {
+                tracing::warn!(
+                    "{} resumed from an earlier run is no longer known to Graph ({m}); a new export is started in this run",
+                    describe(request),
+                );
+                stored.operation = None;
+                resumed = false;
+            }
+            Err(Stale::Refused(m)) => return PeriodUsage::Failed(m),
+            // A new operation Graph does not know: started again by the next run.
+            Err(Stale::Gone(m)) => {
+                stored.operation = None;
+                return PeriodUsage::Failed(m);
+            }
+            Ok(usage) => return usage,
+        }
+    }
+}
+
+fn describe(request: &ExportRequest) -> String {
+    match request {
+        ExportRequest::Billed { invoice_id } => {
+            format!("the billing export of Partner Center invoice {invoice_id}")
+        }
+        ExportRequest::Unbilled { .. } => "the unbilled-usage export".to_string(),
+    }
+}
+
+/// Why an export cannot be finished, which a new export cures.
+enum Stale {
+    /// The storage host refused the manifest's SAS (401/403): expired since the export finished.
+    Refused(String),
+    /// Graph answers the operation with 404/410.
+    Gone(String),
+}
+
+/// One export, resumed or started, to the end or to the budget; `Err` when it is stale.
+async fn read_once(
+    exports: &Exports<'_>,
+    request: &ExportRequest,
+    stored: &mut InvoiceState,
+    budget: PollBudget,
+    now: jiff::Timestamp,
+    on_lines: &mut impl FnMut(u64),
+) -> Result<PeriodUsage, Stale> {
     let operation = if let Some(op) = stored.operation.clone() {
         tracing::info!(operation = %crate::http::redact_url(&op), "resuming the billing export started earlier");
         op
@@ -55,49 +164,54 @@ pub async fn read_export(
                 stored.operation_started = Some(now.to_string());
                 op
             }
-            Err(e) => return PeriodUsage::Failed(e),
+            Err(e) => return Ok(PeriodUsage::Failed(e)),
         }
     };
-    for poll in 1..=max_polls.max(1) {
-        match exports.poll(&operation).await {
-            Err(e) => return PeriodUsage::Failed(e),
+    let max_polls = budget.polls.max(1);
+    let mut waited = Duration::ZERO;
+    for poll in 1..=max_polls {
+        match exports.poll_gone(&operation).await {
+            Err((true, e)) => return Err(Stale::Gone(e)),
+            Err((false, e)) => return Ok(PeriodUsage::Failed(e)),
             Ok(Operation::Running { retry_after }) => {
-                if poll == max_polls {
+                let wait = retry_after.unwrap_or(DEFAULT_POLL_WAIT).min(MAX_POLL_WAIT);
+                if poll == max_polls || waited + wait > budget.wait {
                     break;
                 }
-                let wait = retry_after.unwrap_or(DEFAULT_POLL_WAIT).min(MAX_POLL_WAIT);
                 tracing::debug!(
                     poll,
                     wait_ms = wait.as_millis() as u64,
                     "billing export still running"
                 );
                 exports.http.retry_sleep(wait).await;
+                waited += wait;
             }
             Ok(Operation::NoData) => {
                 stored.operation = None;
-                return PeriodUsage::NoData;
+                return Ok(PeriodUsage::NoData);
             }
             Ok(Operation::Failed { code, message }) => {
                 // A failed export is started again by the next run.
                 stored.operation = None;
-                return PeriodUsage::Failed(format!(
+                return Ok(PeriodUsage::Failed(format!(
                     "the billing export failed (code {code}: {message}); the next run starts it again"
-                ));
+                )));
             }
             Ok(Operation::Succeeded(r)) => {
                 stored.operation = None;
                 let manifest = match exports.manifest(r).await {
                     Ok(m) => m,
-                    Err(e) => return PeriodUsage::Failed(e),
+                    Err(e) => return Ok(PeriodUsage::Failed(e)),
                 };
-                return match exports.aggregate(&manifest, &mut on_lines).await {
-                    Ok(t) => PeriodUsage::Usage(t),
-                    Err(e) => PeriodUsage::Failed(e),
+                return match exports.aggregate(&manifest, &mut *on_lines).await {
+                    Ok(t) => Ok(PeriodUsage::Usage(t)),
+                    Err(e) if e.sas_refused => Err(Stale::Refused(e.message)),
+                    Err(e) => Ok(PeriodUsage::Failed(e.message)),
                 };
             }
         }
     }
-    PeriodUsage::Pending { operation }
+    Ok(PeriodUsage::Pending { operation })
 }
 
 /// The billing state with the Halo id of each invoice this run created (by Partner Center invoice id and

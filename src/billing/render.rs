@@ -62,16 +62,23 @@ pub fn grid(plan: &Plan) -> Option<Grid> {
                 c.status.clone(),
             ]);
         }
+        // No figure was read unless `read`: a 0.00 would misread as no usage.
+        let read = e.status == "read";
+        let figure = |v: f64| if read { amount(v) } else { "-".to_string() };
         g.push([
             "current (estimate)".to_string(),
             "total".to_string(),
-            amount(e.total_cost),
-            amount(e.total_price),
-            amount(e.total_price - e.total_cost),
-            format!(
-                "unbilled export {}: {:.2} {}",
-                e.status, e.export_total, e.currency
-            ),
+            figure(e.total_cost),
+            figure(e.total_price),
+            figure(e.total_price - e.total_cost),
+            match e.status.as_str() {
+                "read" => format!(
+                    "unbilled export read: {:.2} {}",
+                    e.export_total, e.currency
+                ),
+                "pending" => "unbilled export still running at the end of diff's wait (about a minute); the next diff asks again".to_string(),
+                other => format!("unbilled export {other}"),
+            },
         ]);
     }
     Some(g)
@@ -138,6 +145,24 @@ mod tests {
             assert!(t.contains("2028-01 (G000123456)"), "{t}");
             assert!(t.contains("1419.68"), "{t}");
         }
+        // An estimate not read shows no figure of the export.
+        let mut p = plan();
+        p.estimates[0].status = "pending".into();
+        p.estimates[0].customers.clear();
+        let md = grid(&p).unwrap().to_markdown();
+        assert!(
+            md.contains("| current (estimate) | total | - | - | - | unbilled export still running"),
+            "{md}"
+        );
+        assert!(
+            md.lines()
+                .filter(|l| l.starts_with("| current"))
+                .all(|l| !l.contains("GBP")),
+            "{md}"
+        );
+        p.estimates[0].status = "read".into();
+        let md = grid(&p).unwrap().to_markdown();
+        assert!(md.contains("unbilled export read: 1234.50 GBP"), "{md}");
         // Narrower than the kept columns need: everything wraps, still within the width.
         let t = table(&g, 40);
         assert!(t.lines().all(|l| l.chars().count() <= 40), "{t}");

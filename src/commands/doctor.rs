@@ -12,12 +12,14 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::api::halo_report;
 use crate::auth::GraphAuthMode;
 use crate::commands::{auth_check, run, tenants_health};
 use crate::config::{self, BulkRead, Config};
 use crate::context::{self, Apis};
 use crate::error::Exit;
-use crate::plan::Module;
+use crate::halo_read::{ReadPath, ReadPaths};
+use crate::plan::{HaloEntity, Module};
 use crate::render::{Format, Grid};
 use crate::secrets::Secrets;
 use crate::state::StateDir;
@@ -119,23 +121,61 @@ fn command_in(fix: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// What each module reads in Halo: (entity path, list key).
-fn halo_reads(modules: &[Module]) -> Vec<(&'static str, &'static str)> {
-    let mut out = vec![("Client", "clients")];
+/// What each module reads in Halo: (entity, list key).
+fn halo_reads(modules: &[Module]) -> Vec<(HaloEntity, &'static str)> {
+    let mut out = vec![(HaloEntity::Client, "clients")];
     if modules.contains(&Module::Users) {
-        out.push(("Site", "sites"));
-        out.push(("Users", "users"));
+        out.push((HaloEntity::Site, "sites"));
+        out.push((HaloEntity::Users, "users"));
     }
     if modules.contains(&Module::Licences) {
-        out.push(("SoftwareLicence", "licences"));
+        out.push((HaloEntity::SoftwareLicence, "licences"));
     }
     if modules.contains(&Module::Assets) {
-        out.push(("Asset", "assets"));
+        out.push((HaloEntity::Asset, "assets"));
     }
     if modules.contains(&Module::Billing) {
-        out.push(("Invoice", "invoices"));
+        out.push((HaloEntity::Invoice, "invoices"));
     }
     out
+}
+
+/// Runs an entity's report for one row (`bulk_read = "report"`): the finding, and the path a sync's read
+/// of it takes.
+async fn report_finding(
+    f: &mut Findings,
+    apis: &Apis,
+    entity: HaloEntity,
+    q: &halo_report::ReportQuery,
+) -> ReadPath {
+    let name = crate::halo_read::entity_name(entity);
+    let check = format!("report of {name} (bulk_read = \"report\")");
+    match apis.halo.report(&q.sql(Some(1))).await {
+        Ok(_) => {
+            f.ok("halo", check, "a one-row report ran");
+            ReadPath::Report
+        }
+        Err(e) if e.status() == Some(403) => {
+            f.push(
+                "halo",
+                check,
+                Status::Warn,
+                format!("{e}; {name} are read with paged lists instead (more requests)"),
+                Some("give the Halo API application the read:reporting and edit:reporting permissions, or set [halo] bulk_read = \"api\"".into()),
+            );
+            ReadPath::ListReportRefused
+        }
+        Err(e) => {
+            f.push(
+                "halo",
+                check,
+                Status::Fail,
+                format!("{e}; a sync's read of {name} would fail"),
+                Some("set [halo] bulk_read = \"api\" (this Halo version may name its columns otherwise)".into()),
+            );
+            ReadPath::Report
+        }
+    }
 }
 
 /// The modules any mapped tenant runs: `[sync] modules` and every tenant's own list.
@@ -351,7 +391,10 @@ async fn check_all(config: &Config, f: &mut Findings) -> Result<()> {
     if let Some(c) = by_name("Halo") {
         f.token("halo", c, Status::Fail);
         if c.ok {
-            for (path, key) in halo_reads(&modules) {
+            let mut paths = ReadPaths::default();
+            for (entity, key) in halo_reads(&modules) {
+                let path = entity.path();
+                paths.0.insert(entity, ReadPath::List);
                 match apis.halo.probe(path, key).await {
                     Ok(_) => f.ok("halo", format!("read {path}"), "allowed"),
                     Err(e) => f.push(
@@ -367,17 +410,14 @@ async fn check_all(config: &Config, f: &mut Findings) -> Result<()> {
                 }
             }
             if config.halo.bulk_read == BulkRead::Report {
-                match apis.halo.probe_report().await {
-                    Ok(()) => f.ok("halo", "reports (bulk_read = \"report\")", "a report ran"),
-                    Err(e) => f.push(
-                        "halo",
-                        "reports (bulk_read = \"report\")",
-                        Status::Warn,
-                        format!("{e}; reads fall back to paged lists (more requests)"),
-                        Some("give the Halo API application the read:reporting and edit:reporting permissions, or set [halo] bulk_read = \"api\"".into()),
-                    ),
+                for (entity, _) in halo_reads(&modules) {
+                    if let Some(q) = halo_report::query_for(entity) {
+                        let path = report_finding(f, &apis, entity, q).await;
+                        paths.0.insert(entity, path);
+                    }
                 }
             }
+            f.ok("halo", "read paths", format!("a sync reads {paths}"));
         }
     }
 

@@ -46,9 +46,6 @@ pub async fn prepare(
             ));
         }
     }
-    if config.halo.bulk_read == crate::config::BulkRead::Report {
-        ui.warn("[halo] bulk_read = \"report\" is not available in this version yet; Halo is read with paged API lists");
-    }
     let now = context::now()?;
     let apis = Apis::new(config, Secrets::from_env())?;
     let customers = read_customers(&apis).await?;
@@ -72,6 +69,7 @@ pub async fn prepare(
     for w in apis.take_warnings() {
         ui.warn(&w);
     }
+    ui.info(&format!("Halo read: {}", plan.plan.halo_read));
     Ok(Prepared { apis, plan })
 }
 

@@ -191,7 +191,8 @@ pub async fn run(
         metrics.plan(&plan);
         metrics.http(&apis.http);
         let needs = HaloNeeds::for_modules(&plan.modules)
-            .with_user_custom_field(config.users.contract_field);
+            .with_user_custom_field(config.users.contract_field)
+            .with_bulk_read(config.halo.bulk_read, &state.halo_memory());
         let raw = tokio::select! {
             raw = engine::read_halo_raw(&apis, needs) => raw?,
             exit = interrupt.wait() => return Ok(stopped_before_writing(ui, exit)),

@@ -32,7 +32,10 @@ pub async fn run(config: &Config, ui: &Ui, args: &UndoArgs) -> Result<Exit> {
     modules.sort();
     modules.dedup();
     let raw = tokio::select! {
-        raw = engine::read_halo_raw(&apis, HaloNeeds::for_modules(&modules)) => raw?,
+        raw = engine::read_halo_raw(
+            &apis,
+            HaloNeeds::for_modules(&modules).with_bulk_read(config.halo.bulk_read, &state.halo_memory()),
+        ) => raw?,
         exit = interrupt.wait() => return Ok(exit),
     };
     let records: BTreeMap<&str, Records<'_>> = raw

@@ -1,7 +1,8 @@
 //! The billing module (SPEC 7, billing): closed Partner Center periods -> one draft Halo invoice per mapped
 //! client and period. Partner-level read: the Partner Center invoices, each chosen period's billed usage
 //! export (resumed from the state when still running; a period done in the state is not exported again),
-//! the open period's unbilled estimate, and Halo's invoices around the periods (`includelines=true`).
+//! the open period's unbilled estimate (`diff` only: `sync` writes no estimate, so it reads none), and
+//! Halo's invoices around the periods (`includelines=true`).
 //! Planned with [`crate::plan::billing`]. Outputs: the per-period figures, the estimates, the state.
 
 use anyhow::Result;
@@ -11,7 +12,7 @@ use crate::api::value_to_i64;
 use crate::billing::export::{ExportRequest, Exports};
 use crate::billing::periods::{self, BilledPeriod};
 use crate::billing::state::{BillingState, InvoiceState};
-use crate::billing::{MAX_POLLS, PeriodUsage, read_export};
+use crate::billing::{PeriodUsage, PollBudget, read_export_within};
 use crate::engine::Target;
 use crate::modules::{Outputs, PartnerCx, PlanCx, SyncModule};
 use crate::plan::billing::{
@@ -103,7 +104,7 @@ async fn read(cx: &PartnerCx<'_>) -> BillingRead {
         let req = ExportRequest::Billed {
             invoice_id: p.invoice_id.clone(),
         };
-        let source = match read_export(&exports, &req, &mut st, MAX_POLLS, cx.now, |_| {}).await {
+        let source = match read_export_within(&exports, &req, &mut st, PollBudget::BILLED, cx.now, |_| {}).await {
             PeriodUsage::Usage(t) => PeriodSource::Usage(t),
             PeriodUsage::NoData => PeriodSource::NoData,
             PeriodUsage::Pending { .. } => PeriodSource::Pending,
@@ -112,12 +113,18 @@ async fn read(cx: &PartnerCx<'_>) -> BillingRead {
         *out.state.invoice(&p.invoice_id, &p.period) = st;
         out.periods.push((p, source));
     }
-    // The open period's estimate (never written; a running one is not kept: `diff` writes no state).
-    let mut scratch = InvoiceState::default();
-    let req = ExportRequest::Unbilled {
-        currency: cx.config.billing.currency.clone(),
-    };
-    out.estimate = Some(read_export(&exports, &req, &mut scratch, MAX_POLLS, cx.now, |_| {}).await);
+    // The open period's estimate: `diff` only (never written, so `sync` does not spend an export and its
+    // polls on it). A running one is not kept (`diff` writes no state): a short budget, then `pending`.
+    if cx.config.billing.estimate {
+        let mut scratch = InvoiceState::default();
+        let req = ExportRequest::Unbilled {
+            currency: cx.config.billing.currency.clone(),
+        };
+        out.estimate = Some(
+            read_export_within(&exports, &req, &mut scratch, PollBudget::ESTIMATE, cx.now, |_| {})
+                .await,
+        );
+    }
     // Halo's invoices around the periods to bill (its list has no filter by reference).
     let to_bill: Vec<&BilledPeriod> = out
         .periods

@@ -292,6 +292,10 @@ pub struct Plan {
     /// The device summary of the assets module, per tenant. Informational, like `seats`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<assets::DeviceSummary>,
+    /// How each Halo entity was read for this plan: `list` or `report` (`[halo] bulk_read`), or
+    /// `list_report_refused`. Informational.
+    #[serde(default, skip_serializing_if = "crate::halo_read::ReadPaths::is_empty")]
+    pub halo_read: crate::halo_read::ReadPaths,
 }
 
 impl Plan {
@@ -314,6 +318,7 @@ impl Plan {
             billing: Vec::new(),
             estimates: Vec::new(),
             devices: Vec::new(),
+            halo_read: crate::halo_read::ReadPaths::default(),
         }
     }
 

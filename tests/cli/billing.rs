@@ -35,6 +35,11 @@ fn invoices(env: &Env) -> Vec<Value> {
         .collect()
 }
 
+/// The plan of a `diff` or `sync` JSON output (`sync` nests it under `plan`).
+fn plan_of(v: &Value) -> &Value {
+    if v["plan"].is_object() { &v["plan"] } else { v }
+}
+
 fn cents(v: &Value) -> i64 {
     (v.as_f64().unwrap() * 100.0).round() as i64
 }
@@ -191,4 +196,180 @@ fn sync_billing_period_names_one_month() {
         "{}",
         text(&bad.stderr)
     );
+}
+
+/// A period whose export outlives a run: the run leaves it pending (kept in the state); it finishes
+/// between runs and its manifest's SAS expires before the rerun. The rerun resumes it, is refused the
+/// files (403 AuthenticationFailed), says so in one line, starts a new export at once and bills the period
+/// in that same run, once.
+#[test]
+fn a_resumed_export_whose_sas_expired_is_exported_again_in_the_same_run() {
+    let mut sc = support::small();
+    // Longer than a run's 20 polls.
+    sc.billing.export.running_polls = 1_000;
+    let id = sc.billing.invoices[1]["id"].as_str().unwrap().to_string();
+    let env = Env::with(sc, &opts());
+    let first = env.run(&["-o", "json", "sync", "billing"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let v: Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(plan_of(&v)["billing"][0]["status"], "pending", "{v:#}");
+    assert!(invoices(&env).is_empty());
+    let state = std::fs::read_to_string(env.dir.path().join("state/billing.json")).unwrap();
+    assert!(
+        state.contains("/operations/"),
+        "the running export is kept: {state}"
+    );
+
+    // The export finishes while no run is going, with a SAS that has expired by the next run.
+    env.em
+        .with_state(|s| s.billing.export.sas_lifetime_secs = 0);
+    env.em.finish_exports();
+    env.em.with_state(|s| {
+        s.billing.export.sas_lifetime_secs = 3600;
+        s.billing.export.running_polls = 1;
+    });
+    let second = env.run(&["-o", "json", "sync", "billing"]);
+    let err = text(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    let restarted: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("a new export is started in this run"))
+        .collect();
+    assert_eq!(restarted.len(), 1, "one line says so: {err}");
+    assert!(
+        restarted[0].contains(&id)
+            && restarted[0].contains("AuthenticationFailed")
+            && restarted[0].contains("Signature not valid in the specified time frame"),
+        "{err}"
+    );
+    let refused: Vec<u16> = env
+        .em
+        .requests()
+        .iter()
+        .filter(|q| q.api == Api::Blob)
+        .map(|q| q.status)
+        .collect();
+    assert_eq!(refused.first(), Some(&403), "{refused:?}");
+    assert_eq!(
+        refused.iter().filter(|s| **s == 403).count(),
+        1,
+        "{refused:?}"
+    );
+    assert_eq!(
+        env.em
+            .exports_started()
+            .iter()
+            .filter(|e| **e == id)
+            .count(),
+        2,
+        "the stored export, then one new one"
+    );
+    let inv = invoices(&env);
+    assert_eq!(inv.len(), 2, "{inv:#?}");
+    let contoso = inv.iter().find(|i| i["client_id"] == 101).unwrap();
+    assert_eq!(line_sum(contoso, "unit_cost"), 11_158);
+    assert_eq!(line_sum(contoso, "unit_price"), 12_097);
+    let v: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(plan_of(&v)["billing"][0]["status"], "read", "{v:#}");
+
+    // Done: a third run neither exports nor writes.
+    let posts = env.halo_posts();
+    let third = env.run(&["-o", "json", "sync", "billing"]);
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    assert_eq!(env.halo_posts(), posts);
+    assert_eq!(invoices(&env).len(), 2, "no duplicate invoice");
+    assert_eq!(
+        env.em
+            .exports_started()
+            .iter()
+            .filter(|e| **e == id)
+            .count(),
+        2
+    );
+}
+
+/// An export whose fresh SAS is refused too (here: issued already expired) is not started again and
+/// again: the period fails, nothing is billed, and the next run tries once more.
+#[test]
+fn a_refused_sas_on_a_new_export_fails_the_period_without_a_second_export() {
+    let mut sc = support::small();
+    sc.billing.export.sas_lifetime_secs = 0;
+    let id = sc.billing.invoices[1]["id"].as_str().unwrap().to_string();
+    let env = Env::with(sc, &opts());
+    let out = env.run(&["-o", "json", "sync", "billing"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused the manifest's SAS"), "{err}");
+    assert!(!err.contains("a new export is started"), "{err}");
+    assert_eq!(
+        env.em
+            .exports_started()
+            .iter()
+            .filter(|e| **e == id)
+            .count(),
+        1
+    );
+    assert!(invoices(&env).is_empty());
+}
+
+/// The unbilled estimate is read by `diff` only (SPEC 7: shown by `diff`, never written): `sync` starts no
+/// unbilled export; each `diff` starts exactly one and waits a short budget for it.
+#[test]
+fn only_diff_reads_the_estimate_and_within_a_short_budget() {
+    let env = Env::new(&opts());
+    let unbilled = |env: &Env| {
+        env.em
+            .exports_started()
+            .iter()
+            .filter(|e| *e == "current")
+            .count()
+    };
+    let sync = env.run(&["-o", "json", "sync", "billing"]);
+    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    let v: Value = serde_json::from_slice(&sync.stdout).unwrap();
+    assert!(
+        plan_of(&v)["billing"][0]["status"] == "read"
+            && plan_of(&v)["estimates"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+        "{v:#}"
+    );
+    let dry = env.run(&["-o", "json", "sync", "billing", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert_eq!(unbilled(&env), 0, "sync starts no unbilled export");
+
+    let diff = env.run(&["-o", "json", "diff", "billing"]);
+    assert!(diff.status.success(), "{}", text(&diff.stderr));
+    let v: Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(v["estimates"][0]["status"], "read");
+    assert_eq!(unbilled(&env), 1, "one unbilled export per diff");
+
+    // An estimate Microsoft takes long to prepare: the diff polls it six times, not twenty, then shows it
+    // pending.
+    env.em
+        .with_state(|s| s.billing.export.running_polls = 1_000);
+    let before = env.em.requests().len();
+    let slow = env.run(&["-o", "json", "diff", "billing"]);
+    assert!(slow.status.success(), "{}", text(&slow.stderr));
+    let v: Value = serde_json::from_slice(&slow.stdout).unwrap();
+    assert_eq!(v["estimates"][0]["status"], "pending");
+    assert_eq!(unbilled(&env), 2);
+    let polls = env.em.requests()[before..]
+        .iter()
+        .filter(|q| q.path.contains("/billing/operations/"))
+        .count();
+    assert_eq!(polls, 6, "the estimate's poll budget");
+
+    // Graph asks for 30 s between polls: the minute allows three polls, none sooner than asked.
+    env.em
+        .with_state(|s| s.billing.export.retry_after = "30".into());
+    let before = env.em.requests().len();
+    let slower = env.run(&["-o", "json", "diff", "billing"]);
+    assert!(slower.status.success(), "{}", text(&slower.stderr));
+    let polls = env.em.requests()[before..]
+        .iter()
+        .filter(|q| q.path.contains("/billing/operations/"))
+        .count();
+    assert_eq!(polls, 3, "a minute of Retry-After: 30");
+    assert_eq!(unbilled(&env), 3);
 }

@@ -253,3 +253,103 @@ fn a_generated_export_of_many_lines_is_summed() {
         t.total_nanos
     );
 }
+
+#[test]
+fn a_resumed_export_past_its_sas_is_replaced_once_and_read() {
+    let mut sc = support::small();
+    sc.billing.export.running_polls = 10;
+    let r = Reader::new(sc);
+    let mut st = InvoiceState::default();
+    assert!(matches!(r.read(&mut st, 2), PeriodUsage::Pending { .. }));
+    // Finished between runs with a SAS already expired when the next run reads it.
+    r.em.with_state(|s| s.billing.export.sas_lifetime_secs = 0);
+    r.em.finish_exports();
+    r.em.with_state(|s| {
+        s.billing.export.sas_lifetime_secs = 60;
+        s.billing.export.running_polls = 0;
+    });
+    let t = usage(r.read(&mut st, 5));
+    assert_eq!(t.total_nanos, 129_530_900_000);
+    assert_eq!(
+        r.em.exports_started().len(),
+        2,
+        "the stored one and one new"
+    );
+    assert!(st.operation.is_none());
+    let blob: Vec<u16> =
+        r.em.requests()
+            .iter()
+            .filter(|q| q.api == Api::Blob)
+            .map(|q| q.status)
+            .collect();
+    assert_eq!(blob, vec![403, 200]);
+}
+
+#[test]
+fn the_blob_host_takes_only_the_sas_it_issued_within_its_time() {
+    let r = Reader::new(support::small());
+    let _ = usage(r.read(&mut InvoiceState::default(), 5));
+    let q =
+        r.em.requests()
+            .into_iter()
+            .find(|q| q.api == Api::Blob && q.status == 200)
+            .unwrap();
+    let url = |query: &str| format!("{}{}?{query}", r.em.blob_url(), q.path);
+    let get = |u: String| {
+        r.rt.block_on(async {
+            let resp = reqwest::get(u).await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    };
+    assert_eq!(get(url(&q.query)).0, 200);
+    // A SAS whose expiry was moved is not the one signed.
+    let later = q.query.replacen("&se=", "&se=2099", 1);
+    let (status, body) = get(url(&later));
+    assert_eq!(status, 403);
+    assert!(body.contains("<Code>AuthenticationFailed</Code>"), "{body}");
+    assert!(!body.contains("time frame"), "{body}");
+    // Once the SAS's time is up (here: every SAS is past its lifetime of 0 s), it is refused as expired.
+    r.em.with_state(|s| s.billing.export.sas_lifetime_secs = 0);
+    let mut st = InvoiceState::default();
+    match r.read(&mut st, 5) {
+        PeriodUsage::Failed(m) => assert!(
+            m.contains("Signature not valid in the specified time frame"),
+            "{m}"
+        ),
+        other => panic!("expected the SAS refused, got {other:?}"),
+    }
+    assert_eq!(
+        r.em.exports_started().len(),
+        2,
+        "a new export is not replaced"
+    );
+}
+
+#[test]
+fn a_resumed_operation_graph_no_longer_knows_is_replaced_once() {
+    let mut sc = support::small();
+    sc.billing.export.running_polls = 10;
+    let r = Reader::new(sc);
+    let mut st = InvoiceState::default();
+    assert!(matches!(r.read(&mut st, 2), PeriodUsage::Pending { .. }));
+    r.em.with_state(|s| s.billing.export.running_polls = 0);
+    r.em.inject(Fault::new(
+        Api::Graph,
+        "/billing/operations/",
+        FaultKind::Status(404),
+    ));
+    let t = usage(r.read(&mut st, 5));
+    assert_eq!(t.total_nanos, 129_530_900_000);
+    assert_eq!(r.em.exports_started().len(), 2);
+
+    // A new operation answered 404 is not replaced in a loop: it fails, and is not kept for the next run.
+    r.em.inject(Fault::new(
+        Api::Graph,
+        "/billing/operations/",
+        FaultKind::Status(404),
+    ));
+    let mut fresh = InvoiceState::default();
+    assert!(matches!(r.read(&mut fresh, 5), PeriodUsage::Failed(_)));
+    assert!(fresh.operation.is_none());
+    assert_eq!(r.em.exports_started().len(), 3);
+}

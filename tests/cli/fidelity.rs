@@ -199,6 +199,8 @@ fn two_tenants_on_one_client_deactivate_a_leaver_only_once_both_were_read() {
 fn an_older_halo_without_azureoid_on_the_list_is_read_by_id_once() {
     let mut sc = support::small();
     sc.set_halo_list_azureoid(false);
+    // Where reports are not allowed (with reports, one report reads them: `report_reads`).
+    sc.settings.halo_reports_forbidden = true;
     let env = Env::with(sc, &opts());
     let out = run_ok(&env, &["sync"]);
     let err = text(&out.stderr);

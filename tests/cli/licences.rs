@@ -6,7 +6,7 @@ use crate::estate;
 use crate::support::{Env, text};
 use csp_sync_emulator::Api;
 
-fn licences_only(graph_only: bool) -> estate::ConfigOptions {
+pub(crate) fn licences_only(graph_only: bool) -> estate::ConfigOptions {
     estate::ConfigOptions {
         modules: vec!["licences"],
         only: Some(vec!["Contoso Ltd".into(), "Fabrikam Inc".into()]),
@@ -37,7 +37,12 @@ fn subscriptions(env: &Env, tenant: &str) -> Vec<Value> {
 
 #[test]
 fn first_sync_creates_named_licences_then_nothing() {
-    let env = Env::new(&licences_only(false));
+    first_sync_with(&licences_only(false));
+}
+
+/// [`first_sync_creates_named_licences_then_nothing`] with the given options (also run with `bulk_read = "report"`, `report_reads`).
+pub(crate) fn first_sync_with(o: &estate::ConfigOptions) {
+    let env = Env::new(o);
     let out = env.run(&["-o", "json", "sync"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let all = halo_licences(&env);
@@ -107,7 +112,12 @@ fn first_sync_creates_named_licences_then_nothing() {
 
 #[test]
 fn quantity_change_and_cancellation_are_reflected_and_nothing_is_deleted() {
-    let env = Env::new(&licences_only(false));
+    changes_with(&licences_only(false));
+}
+
+/// [`quantity_change_and_cancellation_are_reflected_and_nothing_is_deleted`] with the given options (also run with `bulk_read = "report"`, `report_reads`).
+pub(crate) fn changes_with(o: &estate::ConfigOptions) {
+    let env = Env::new(o);
     assert_eq!(env.run(&["sync"]).status.code(), Some(0));
     let subs = subscriptions(&env, "Contoso Ltd");
     let exchange = subs

@@ -22,6 +22,7 @@ mod microsoft_requests;
 mod rate_window;
 mod reliability;
 mod render;
+mod report_reads;
 mod runs_undo;
 mod secrets;
 mod tenants;
