@@ -70,7 +70,9 @@ pub struct Applied<'a> {
     pub customer_id: &'a str,
     pub change: &'a Change,
     pub halo_id: Option<i64>,
-    /// The record Halo sent back for it (the saved record, halo-api.md 4), when the POST answered.
+    /// The fields written of the record Halo sent back for it (the saved record, halo-api.md 4), when
+    /// the POST answered: only what [`crate::readback`] compares is kept, not a large run's every whole
+    /// record (issue 15: peak memory).
     pub saved: Option<Value>,
 }
 
@@ -174,6 +176,20 @@ pub async fn apply<'a, W: HaloWriter>(
     report
 }
 
+/// The fields of `saved` (a record Halo sent back) that `change` writes, as an object.
+fn written_fields(change: &Change, saved: &Value) -> Value {
+    let Some(rec) = saved.as_object() else {
+        return Value::Object(serde_json::Map::new());
+    };
+    Value::Object(
+        change
+            .fields
+            .iter()
+            .filter_map(|f| Some((f.field.clone(), rec.get(&f.field)?.clone())))
+            .collect(),
+    )
+}
+
 /// The id of a record Halo sent back (integers, whole-number doubles and numeric strings).
 fn id_of(v: &Value) -> Option<i64> {
     v.get("id").and_then(crate::api::value_to_i64)
@@ -203,7 +219,7 @@ async fn write_batch<'a, W: HaloWriter>(
                         customer_id,
                         change,
                         halo_id,
-                        saved: back.get(i).cloned(),
+                        saved: back.get(i).map(|r| written_fields(change, r)),
                     });
                 }
             }

@@ -219,7 +219,7 @@ pub async fn run(
     let (lock, interrupt) = lock_unless_dry(&state, args.dry_run)?;
     let started = crate::context::now()?;
     let modules = run::modules(config, &args.modules);
-    let prepared = tokio::select! {
+    let mut prepared = tokio::select! {
         p = run::prepare(config, ui, &modules, &args.tenants, args.allow_deactivations) => p?,
         exit = interrupt.wait() => return Ok(stopped_before_writing(ui, exit)),
     };
@@ -238,6 +238,8 @@ pub async fn run(
         command: "sync",
         undo_of: None,
     };
+    // Moved, not cloned: a large estate's memory is tens of MB (issue 15).
+    let memory = std::mem::take(&mut prepared.plan.memory);
     apply_and_record(
         config,
         ui,
@@ -247,7 +249,7 @@ pub async fn run(
         started,
         &prepared.plan.plan,
         &prepared.apis,
-        Some(&prepared.plan),
+        Some((&prepared.plan, memory)),
         &run,
         metrics,
     )
@@ -320,7 +322,7 @@ pub(crate) async fn apply_and_record(
     started: jiff::Timestamp,
     plan: &Plan,
     apis: &Apis,
-    planned: Option<&engine::Planned>,
+    planned: Option<(&engine::Planned, crate::halo_memory::HaloMemory)>,
     info: &RunInfo,
     metrics: &crate::metrics::Recorder,
 ) -> Result<Exit> {
@@ -384,7 +386,12 @@ pub(crate) async fn apply_and_record(
         ));
     }
     // What Halo kept of the writes, and the values written to fields its reads do not return.
-    let mut memory = planned.map_or_else(|| state.halo_memory(), |p| p.memory.clone());
+    // The memory of a freshly read plan comes with it (`Planned::memory`, taken from it).
+    let (planned, memory) = match planned {
+        Some((p, memory)) => (Some(p), Some(memory)),
+        None => (None, None),
+    };
+    let mut memory = memory.unwrap_or_else(|| state.halo_memory());
     let unread = planned.map(|p| p.unread.clone()).unwrap_or_default();
     for news in crate::readback::remember(&report, &mut memory, &unread) {
         ui.warn(&news);

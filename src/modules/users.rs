@@ -23,6 +23,8 @@ pub struct Users;
 pub struct UsersRead {
     /// `None` only for a tenant that was not read.
     pub directory: Option<Result<TenantDirectory, String>>,
+    /// The state to store, without its users until planned: they are the directory's (`Some` only
+    /// beside an `Ok` directory).
     pub state: Option<TenantUsersState>,
     /// Whether the users came from a delta round on the stored read (not a full read).
     pub via_delta: bool,
@@ -168,7 +170,11 @@ impl SyncModule for Users {
         }
         drop(inputs);
         for (t, r) in reads {
-            if let Some(st) = r.state {
+            if let Some(mut st) = r.state {
+                // The state's users are the directory's (held once while planning: issue 15).
+                if let Some(Ok(dir)) = r.directory {
+                    st.users = dir.users;
+                }
                 out.user_states.push((t.entry.customer_id.clone(), st));
             }
         }
@@ -238,7 +244,7 @@ async fn read_users(
             let state = TenantUsersState {
                 delta_link: Some(d.delta_link),
                 last_full_read: st.last_full_read,
-                users: users.clone(),
+                users: Vec::new(),
                 removed,
             };
             Ok((users, state, true))
@@ -276,7 +282,7 @@ fn full_state(
     };
     let users: Vec<EntraUser> = users.iter().map(GraphUser::to_model).collect();
     let state = TenantUsersState {
-        users: users.clone(),
+        users: Vec::new(),
         delta_link,
         last_full_read: Some(now.to_string()),
         removed: Vec::new(),
