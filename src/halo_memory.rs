@@ -30,7 +30,7 @@ pub const USER_CONTRACT_FLAGS: &[&str] = &["covered_by_contract", "customfields"
 pub struct HaloMemory {
     /// `"Users/1234"` -> field -> the value csp-sync last wrote there.
     #[serde(default)]
-    pub written: BTreeMap<String, BTreeMap<String, Value>>,
+    pub written: BTreeMap<String, Fields>,
     /// `"SoftwareLicence.licences_in_use"`: fields Halo accepted in a POST but did not keep.
     #[serde(default)]
     pub unkept: BTreeSet<String>,
@@ -42,6 +42,77 @@ pub struct HaloMemory {
     /// that had some is a failed read, not an empty Halo (SPEC 7, `crate::halo_read`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub read: BTreeMap<String, usize>,
+}
+
+/// One record's remembered fields: field -> value, sorted by field, stored and compared like a map of
+/// them. A sorted vector rather than a `BTreeMap`: a large estate remembers a few fields of each of tens
+/// of thousands of records, and a map's node costs some 600 bytes however few it holds (issue 15).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields(Vec<(String, Value)>);
+
+impl Fields {
+    /// The value remembered for `field`.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.0
+            .binary_search_by(|(f, _)| f.as_str().cmp(field))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Remembers `value` for `field`, returning the value it replaces.
+    pub fn insert(&mut self, field: String, value: Value) -> Option<Value> {
+        match self.0.binary_search_by(|(f, _)| f.as_str().cmp(&field)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (field, value));
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The fields and values, by field.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.0.iter().map(|(f, v)| (f, v))
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of fields to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut out = Fields::default();
+                // A repeated field keeps its last value, as a map's would.
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.insert(k, v);
+                }
+                out.0.shrink_to_fit();
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 const ALL_ENTITIES: &[HaloEntity] = &[
@@ -178,6 +249,32 @@ mod tests {
                 .collect(),
             extra: Map::new(),
         }
+    }
+
+    #[test]
+    fn remembered_fields_are_stored_as_a_map_sorted_by_field() {
+        let text = r#"{"written":{"Users/7":{"title":"b","department":"a","title":"c"}}}"#;
+        let m: HaloMemory = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            m.last_written(HaloEntity::Users, 7, "title"),
+            Some(&json!("c"))
+        );
+        assert_eq!(m.last_written(HaloEntity::Users, 7, "name"), None);
+        let as_map: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::from([(
+            "Users/7".to_string(),
+            BTreeMap::from([
+                ("department".to_string(), json!("a")),
+                ("title".to_string(), json!("c")),
+            ]),
+        )]);
+        assert_eq!(
+            serde_json::to_value(&m.written).unwrap(),
+            serde_json::to_value(&as_map).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&m.written).unwrap(),
+            r#"{"Users/7":{"department":"a","title":"c"}}"#
+        );
     }
 
     #[test]
