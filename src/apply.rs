@@ -70,9 +70,9 @@ pub struct Applied<'a> {
     pub customer_id: &'a str,
     pub change: &'a Change,
     pub halo_id: Option<i64>,
-    /// The fields written of the record Halo sent back for it (the saved record, halo-api.md 4), when
-    /// the POST answered: only what [`crate::readback`] compares is kept, not a large run's every whole
-    /// record (issue 15: peak memory).
+    /// Of the record Halo sent back for it (the saved record, halo-api.md 4), when the POST answered,
+    /// the written fields Halo saved with another value than the one sent: what [`crate::readback`]
+    /// reports, not a large run's every whole record (issue 15: peak memory).
     pub saved: Option<Value>,
 }
 
@@ -176,16 +176,14 @@ pub async fn apply<'a, W: HaloWriter>(
     report
 }
 
-/// The fields of `saved` (a record Halo sent back) that `change` writes, as an object.
+/// The fields of `saved` (a record Halo sent back) that `change` wrote and Halo saved with another value,
+/// as an object: all [`crate::readback::not_kept`] looks at, since a field absent from a reply says
+/// nothing.
 fn written_fields(change: &Change, saved: &Value) -> Value {
-    let Some(rec) = saved.as_object() else {
-        return Value::Object(serde_json::Map::new());
-    };
     Value::Object(
-        change
-            .fields
-            .iter()
-            .filter_map(|f| Some((f.field.clone(), rec.get(&f.field)?.clone())))
+        crate::readback::not_kept(change, saved)
+            .into_iter()
+            .map(|(field, _, got)| (field, got))
             .collect(),
     )
 }
