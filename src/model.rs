@@ -233,7 +233,7 @@ pub struct IntuneDevice {
     /// RFC 3339 time of the device's last check-in.
     pub last_sync: Option<String>,
     /// Every selected Intune property with a value, by its Graph name (`serialNumber`, `model`, ...), for
-    /// the `[assets] fields` mapping.
+    /// the `[assets] fields` mapping (the assets module keeps only the mapped ones).
     pub properties: std::collections::BTreeMap<String, String>,
 }
 

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use crate::api::graph::GraphManagedDevice;
 use crate::context::Apis;
 use crate::engine::{Planned, Target};
 use crate::modules::{HaloRead, Outputs, PlanCx, SyncModule, TenantCx};
@@ -51,7 +50,19 @@ impl SyncModule for Assets {
     async fn read_tenant(&self, cx: &TenantCx<'_>) -> Option<DeviceRead> {
         Some(match cx.source.take_devices(cx.apis).await {
             Ok(devices) => {
-                DeviceRead::Devices(devices.iter().map(GraphManagedDevice::to_model).collect())
+                // Only the properties `[assets] fields` maps are kept: every property of every device
+                // of a large estate is some 2 KB a device (issue 15).
+                let mapped = &cx.config.assets.fields;
+                DeviceRead::Devices(
+                    devices
+                        .iter()
+                        .map(|d| {
+                            let mut d = d.to_model();
+                            d.properties.retain(|k, _| mapped.contains_key(k));
+                            d
+                        })
+                        .collect(),
+                )
             }
             // microsoft-apis.md 3.7: a tenant without an Intune licence answers 400 "Request not
             // applicable to target tenant."
