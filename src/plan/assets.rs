@@ -668,6 +668,8 @@ impl TenantPlanner<'_> {
         extra.insert("site_id".into(), json!(site));
         extra.insert("assettype_id".into(), json!(assettype));
         extra.insert("_dontaddnewfields".into(), Value::Bool(true));
+        // Held until applied: no growth slack (issue 15).
+        fields.shrink_to_fit();
         self.plan.changes.push(Change {
             module: Module::Assets,
             action: Action::Create,
@@ -799,6 +801,7 @@ impl TenantPlanner<'_> {
                 );
             }
         }
+        fields.shrink_to_fit();
         self.plan.changes.push(Change {
             module: Module::Assets,
             action,

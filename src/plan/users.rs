@@ -981,8 +981,10 @@ impl TenantPlanner<'_, '_> {
         oid: &str,
         label: &str,
         reason: String,
-        fields: Vec<FieldChange>,
+        mut fields: Vec<FieldChange>,
     ) -> &mut Change {
+        // A plan of tens of thousands of creates holds every change until applied: no growth slack.
+        fields.shrink_to_fit();
         self.plan.changes.push(Change {
             module: Module::Users,
             action,
