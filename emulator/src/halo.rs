@@ -609,3 +609,80 @@ fn derive(st: &State, entity: &str, mut rec: Value) -> Value {
     }
     rec
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Scenario;
+
+    fn state() -> State {
+        State {
+            scenario: Scenario::small_at("2026-11-27T09:00:00Z".parse().unwrap()),
+            rt: crate::server::Runtime::default(),
+        }
+    }
+
+    #[test]
+    fn lookups_find_records_whether_or_not_the_table_is_in_id_order() {
+        let sorted: Vec<Value> = (1..=9).map(|i| json!({"id": i * 10})).collect();
+        for i in 1..=9 {
+            assert_eq!(position(&sorted, i * 10), Some(i as usize - 1));
+        }
+        assert_eq!(position(&sorted, 5), None);
+        assert_eq!(position(&sorted, 95), None);
+        let shuffled: Vec<Value> = [50, 10, 90, 30, 70, 20]
+            .iter()
+            .map(|i| json!({"id": i}))
+            .collect();
+        for (at, r) in shuffled.iter().enumerate() {
+            assert_eq!(position(&shuffled, r["id"].as_i64().unwrap()), Some(at));
+        }
+        assert_eq!(position(&shuffled, 40), None);
+        assert_eq!(position(&[json!({"name": "no id"})], 1), None);
+    }
+
+    #[test]
+    fn lists_page_in_id_order_even_from_a_table_out_of_order() {
+        let mut st = state();
+        let users = st.halo_records_mut("Users");
+        users.reverse();
+        let mut ids: Vec<i64> = users.iter().filter_map(|r| r["id"].as_i64()).collect();
+        assert!(ids.len() >= 3 && !ids.is_sorted());
+        ids.sort();
+        let page = |q: &str| {
+            let r = list(&st, "Users", &Req::for_test("GET", "/api/Users", q));
+            assert_eq!(r.status, 200);
+            r.body_json()
+        };
+        let all = page("includeinactive=true");
+        let got: Vec<i64> = all["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .collect();
+        assert_eq!(got, ids);
+        let second = page("includeinactive=true&pageinate=true&page_size=2&page_no=2");
+        assert_eq!(second["record_count"], json!(ids.len()));
+        assert_eq!(second["users"][0]["id"], json!(ids[2]));
+        let beyond = page("includeinactive=true&pageinate=true&page_size=2&page_no=999");
+        assert_eq!(beyond["users"], json!([]));
+        let first = ids[0];
+        assert_eq!(find(&st, "Users", first).unwrap()["id"], json!(first));
+    }
+
+    #[test]
+    fn next_ids_count_on_from_the_highest_id_once_per_table() {
+        let st = state();
+        let max = st.halo["Users"]
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .max()
+            .unwrap();
+        let mut ids = NextIds::default();
+        assert_eq!(ids.take(&st, "Users"), max + 1);
+        assert_eq!(ids.take(&st, "Users"), max + 2);
+        assert!(ids.take(&st, "Asset") > 0);
+        assert_eq!(ids.take(&st, "Users"), max + 3);
+    }
+}
