@@ -126,15 +126,13 @@ fn route(st: &mut State, urls: &Urls, req: &Req) -> Resp {
     if let Some(resp) = crate::app_permissions::route(st, urls, req, &token, &segs) {
         return resp;
     }
-    let customer = st.customer(&token.tenant).cloned();
+    // Borrowed, not copied: the handlers that change the state look their customer up themselves.
+    let customer = st.customer(&token.tenant);
     match (req.method.as_str(), segs.as_slice()) {
-        ("GET", ["users"]) => list_users(st, urls, req, &token, customer.as_ref()),
-        ("GET", ["users", "delta"]) => delta(st, urls, req, &token, customer.as_ref()),
+        ("GET", ["users"]) => list_users(st, urls, req, &token),
+        ("GET", ["users", "delta"]) => delta(st, urls, req, &token),
         ("GET", ["users", id]) => {
-            let users = customer
-                .as_ref()
-                .map(|c| c.users.as_slice())
-                .unwrap_or_default();
+            let users = customer.map(|c| c.users.as_slice()).unwrap_or_default();
             match users.iter().find(|u| {
                 util::s(u, "id").eq_ignore_ascii_case(id)
                     || util::s(u, "userPrincipalName").eq_ignore_ascii_case(id)
@@ -155,7 +153,7 @@ fn route(st: &mut State, urls: &Urls, req: &Req) -> Resp {
             }
         }
         ("GET", ["subscribedSkus"]) => {
-            let items = customer.as_ref().map(graph_skus).unwrap_or_default();
+            let items = customer.map(graph_skus).unwrap_or_default();
             let items = apply_select(items, req);
             Resp::json(
                 200,
@@ -164,7 +162,6 @@ fn route(st: &mut State, urls: &Urls, req: &Req) -> Resp {
         }
         ("GET", ["directory", "subscriptions"]) => {
             let items = customer
-                .as_ref()
                 .map(|c| c.company_subscriptions.clone())
                 .unwrap_or_default();
             let items = apply_select(items, req);
@@ -174,16 +171,14 @@ fn route(st: &mut State, urls: &Urls, req: &Req) -> Resp {
             )
         }
         ("GET", ["organization"]) => {
-            let org = organization(st, customer.as_ref());
+            let org = organization(st, customer);
             let items = apply_select(vec![org], req);
             Resp::json(
                 200,
                 &json!({"@odata.context": format!("{}/v1.0/$metadata#organization", urls.graph), "value": items}),
             )
         }
-        ("GET", ["deviceManagement", "managedDevices"]) => {
-            devices(st, urls, req, &token, customer.as_ref())
-        }
+        ("GET", ["deviceManagement", "managedDevices"]) => devices(st, urls, req, &token),
         ("POST", ["$batch"]) => batch(st, urls, req),
         ("GET", ["tenantRelationships", "delegatedAdminRelationships"]) => {
             if !token.tenant.eq_ignore_ascii_case(&st.partner_tenant_id) {
@@ -309,13 +304,7 @@ fn serve_page(st: &mut State, mut p: PendingPages, delta: bool) -> Resp {
     Resp::json(200, &body)
 }
 
-fn list_users(
-    st: &mut State,
-    urls: &Urls,
-    req: &Req,
-    token: &TokenInfo,
-    c: Option<&Customer>,
-) -> Resp {
+fn list_users(st: &mut State, urls: &Urls, req: &Req, token: &TokenInfo) -> Resp {
     if let Some(tok) = req.param("$skiptoken") {
         return match st.rt.pages.remove(tok) {
             Some(p) if p.tenant == token.tenant => serve_page(st, p, false),
@@ -338,7 +327,8 @@ fn list_users(
         );
     }
     let props = selection(req);
-    let items: Vec<Value> = c
+    let items: Vec<Value> = st
+        .customer(&token.tenant)
         .map(|c| c.users.iter().map(|u| util::select(u, &props)).collect())
         .unwrap_or_default();
     let mut next = format!("{}/v1.0/users?", urls.graph);
@@ -368,7 +358,7 @@ fn user_map(c: Option<&Customer>) -> HashMap<String, Value> {
     .unwrap_or_default()
 }
 
-fn delta(st: &mut State, urls: &Urls, req: &Req, token: &TokenInfo, c: Option<&Customer>) -> Resp {
+fn delta(st: &mut State, urls: &Urls, req: &Req, token: &TokenInfo) -> Resp {
     let context = format!("{}/v1.0/$metadata#users", urls.graph);
     let next_path = format!("{}/v1.0/users/delta?", urls.graph);
     if let Some(tok) = req.param("$skiptoken") {
@@ -389,8 +379,9 @@ fn delta(st: &mut State, urls: &Urls, req: &Req, token: &TokenInfo, c: Option<&C
                 .collect()
         })
     };
+    let c = st.customer(&token.tenant);
     let now_users = user_map(c);
-    let ordered: Vec<Value> = c.map(|c| c.users.clone()).unwrap_or_default();
+    let ordered: &[Value] = c.map_or(&[], |c| c.users.as_slice());
     let (select, items) = match req.param("$deltatoken") {
         Some("latest") => {
             let select = req
@@ -411,7 +402,7 @@ fn delta(st: &mut State, urls: &Urls, req: &Req, token: &TokenInfo, c: Option<&C
             };
             let props = props_of(&old.select);
             let mut items = Vec::new();
-            for u in &ordered {
+            for u in ordered {
                 let id = util::s(u, "id");
                 let now_sel = util::select(u, &props);
                 let changed = old
@@ -422,7 +413,7 @@ fn delta(st: &mut State, urls: &Urls, req: &Req, token: &TokenInfo, c: Option<&C
                     items.push(now_sel);
                 }
             }
-            let removed = c.map(|c| c.removed_users.clone()).unwrap_or_default();
+            let removed = c.map_or(&[][..], |c| c.removed_users.as_slice());
             for id in old.users.keys() {
                 if !now_users.contains_key(id) {
                     let reason =
@@ -545,13 +536,7 @@ fn organization(st: &State, c: Option<&Customer>) -> Value {
     org
 }
 
-fn devices(
-    st: &mut State,
-    urls: &Urls,
-    req: &Req,
-    token: &TokenInfo,
-    c: Option<&Customer>,
-) -> Resp {
+fn devices(st: &mut State, urls: &Urls, req: &Req, token: &TokenInfo) -> Resp {
     if let Some(tok) = req.param("$skiptoken") {
         return match st.rt.pages.remove(tok) {
             Some(p) if p.tenant == token.tenant => serve_page(st, p, false),
@@ -562,7 +547,7 @@ fn devices(
             ),
         };
     }
-    let Some(c) = c else {
+    let Some(c) = st.customer(&token.tenant) else {
         return graph_error(
             400,
             "BadRequest",

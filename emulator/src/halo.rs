@@ -91,7 +91,7 @@ pub(crate) fn handle(st: &mut State, urls: &Urls, req: &Req) -> Resp {
                 return Resp::text(404, &format!("{entity} {id} not found"));
             };
             let recs = st.halo_records_mut(entity);
-            match recs.iter().position(|r| r["id"].as_i64() == Some(id)) {
+            match position(recs, id) {
                 Some(pos) => Resp::json(200, &recs.remove(pos)),
                 None => Resp::text(404, &format!("{entity} {id} not found")),
             }
@@ -179,11 +179,18 @@ fn rate_limited(st: &mut State) -> Option<Resp> {
 }
 
 fn find(st: &State, entity: &str, id: i64) -> Option<Value> {
-    st.halo
-        .get(entity)?
-        .iter()
-        .find(|r| r["id"].as_i64() == Some(id))
-        .cloned()
+    let recs = st.halo.get(entity)?;
+    position(recs, id).map(|p| recs[p].clone())
+}
+
+/// Where the record with `id` is. Tables are kept in id order (new records get the next id, at the end),
+/// so a binary search finds it; a miss (or a table not in order) falls back to the scan.
+fn position(recs: &[Value], id: i64) -> Option<usize> {
+    let p = recs.partition_point(|r| r["id"].as_i64().is_some_and(|k| k < id));
+    if recs.get(p).is_some_and(|r| r["id"].as_i64() == Some(id)) {
+        return Some(p);
+    }
+    recs.iter().position(|r| r["id"].as_i64() == Some(id))
 }
 
 fn is_inactive(entity: &str, r: &Value) -> bool {
@@ -193,22 +200,45 @@ fn is_inactive(entity: &str, r: &Value) -> bool {
     r["inactive"] == json!(true)
 }
 
-fn eq_ci(v: &Value, s: &str) -> bool {
-    match v {
-        Value::String(x) => x.eq_ignore_ascii_case(s),
-        Value::Number(n) => n.to_string() == s,
-        Value::Bool(b) => b.to_string() == s,
-        _ => false,
+/// A filter value, prepared once for the whole table.
+struct Needle<'a> {
+    text: &'a str,
+    /// The integer `text` is the decimal form of (a number matches only when it prints as `text`).
+    int: Option<i64>,
+    lower: String,
+}
+
+impl<'a> Needle<'a> {
+    fn new(text: &'a str) -> Self {
+        let int = text.parse::<i64>().ok().filter(|i| i.to_string() == text);
+        Needle {
+            text,
+            int,
+            lower: text.to_lowercase(),
+        }
+    }
+
+    fn eq_ci(&self, v: &Value) -> bool {
+        match v {
+            Value::String(x) => x.eq_ignore_ascii_case(self.text),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => self.int == Some(i),
+                None => n.to_string() == self.text,
+            },
+            Value::Bool(b) => b.to_string() == self.text,
+            _ => false,
+        }
+    }
+
+    fn contained_ci(&self, v: &Value) -> bool {
+        v.as_str()
+            .is_some_and(|s| s.to_lowercase().contains(&self.lower))
     }
 }
 
-fn contains_ci(v: &Value, needle: &str) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.to_lowercase().contains(&needle.to_lowercase()))
-}
-
 fn list(st: &State, entity: &str, req: &Req) -> Resp {
-    let mut recs: Vec<Value> = st.halo.get(entity).cloned().unwrap_or_default();
+    // Filtered and paged by reference: only the records of the page are copied.
+    let mut recs: Vec<&Value> = st.halo.get(entity).into_iter().flatten().collect();
     if !req
         .param("includeinactive")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -223,7 +253,8 @@ fn list(st: &State, entity: &str, req: &Req) -> Resp {
         ("tenant_id", "tenant_id"),
     ] {
         if let Some(v) = req.param(param) {
-            recs.retain(|r| eq_ci(&r[field], v));
+            let v = Needle::new(v);
+            recs.retain(|r| v.eq_ci(&r[field]));
         }
     }
     if let Some(q) = req.param("search").filter(|q| !q.is_empty()) {
@@ -232,7 +263,8 @@ fn list(st: &State, entity: &str, req: &Req) -> Resp {
             "Asset" => &["inventory_number", "key_field", "key_field2"],
             _ => &["name"],
         };
-        recs.retain(|r| fields.iter().any(|f| contains_ci(&r[*f], q)));
+        let q = Needle::new(q);
+        recs.retain(|r| fields.iter().any(|f| q.contained_ci(&r[*f])));
     }
     if let Some(adv) = req.param("advanced_search") {
         let Ok(Value::Array(filters)) = serde_json::from_str::<Value>(adv) else {
@@ -243,22 +275,20 @@ fn list(st: &State, entity: &str, req: &Req) -> Resp {
             let value = f["filter_value"]
                 .as_str()
                 .map_or_else(|| f["filter_value"].to_string(), str::to_string);
+            let value = Needle::new(&value);
             match f["filter_type"].as_i64() {
-                Some(2 | 6) => recs.retain(|r| eq_ci(&r[&name], &value)),
-                Some(4) => recs.retain(|r| contains_ci(&r[&name], &value)),
+                Some(2 | 6) => recs.retain(|r| value.eq_ci(&r[&name])),
+                Some(4) => recs.retain(|r| value.contained_ci(&r[&name])),
                 _ => return Resp::text(400, "Invalid advanced search parameter"),
             }
         }
     }
-    if entity == "Client" && !util::param_bool(&req.params, "includeazuretenants") {
-        // Tenant mappings come only with includeazuretenants=true (parameter in the Halo swagger).
-        for r in &mut recs {
-            if let Some(o) = r.as_object_mut() {
-                o.remove("azure_tenants");
-            }
-        }
+    let without_tenants =
+        entity == "Client" && !util::param_bool(&req.params, "includeazuretenants");
+    let id_of = |r: &Value| r["id"].as_i64().unwrap_or(0);
+    if !recs.is_sorted_by_key(|r| id_of(r)) {
+        recs.sort_by_key(|r| id_of(r));
     }
-    recs.sort_by_key(|r| r["id"].as_i64().unwrap_or(0));
     let total = recs.len();
     let key = HALO_ENTITIES
         .iter()
@@ -279,11 +309,9 @@ fn list(st: &State, entity: &str, req: &Req) -> Resp {
             .unwrap_or(1)
             .max(1);
         let effective = size.min(st.settings.halo_page_cap);
-        recs = recs
-            .into_iter()
-            .skip((page_no - 1) * effective)
-            .take(effective)
-            .collect();
+        let start = (page_no - 1).saturating_mul(effective).min(recs.len());
+        let end = start.saturating_add(effective).min(recs.len());
+        recs = recs[start..end].to_vec();
         out_page_no = Some(page_no);
         out_page_size = Some(size);
     } else if let Some(n) = req.param("count").and_then(|v| v.parse::<usize>().ok()) {
@@ -291,7 +319,14 @@ fn list(st: &State, entity: &str, req: &Req) -> Resp {
     }
     let recs: Vec<Value> = recs
         .into_iter()
-        .map(|r| halo_lists::project(&st.settings, entity, r, req))
+        .map(|r| {
+            let mut r = r.clone();
+            if without_tenants && let Some(o) = r.as_object_mut() {
+                // Tenant mappings come only with includeazuretenants=true (parameter in the Halo swagger).
+                o.remove("azure_tenants");
+            }
+            halo_lists::project(&st.settings, entity, r, req)
+        })
         .collect();
     if key.is_empty() {
         return Resp::json(200, &Value::Array(recs));
@@ -332,7 +367,7 @@ fn required(entity: &str) -> &'static [&'static str] {
     }
 }
 
-fn upsert(st: &mut State, entity: &str, req: &Req) -> Resp {
+fn upsert(st: &mut State, entity: &'static str, req: &Req) -> Resp {
     let body = match req.json() {
         Ok(b) => b,
         Err(e) => return Resp::text(400, &e),
@@ -407,6 +442,7 @@ fn upsert(st: &mut State, entity: &str, req: &Req) -> Resp {
         }
     }
     let mut out = Vec::new();
+    let mut ids = NextIds::default();
     for item in items {
         let mut obj = item.as_object().cloned().unwrap_or_default();
         for (e, field) in &st.settings.halo_unkept_fields {
@@ -417,7 +453,7 @@ fn upsert(st: &mut State, entity: &str, req: &Req) -> Resp {
         let id = obj.get("id").and_then(Value::as_i64).unwrap_or(0);
         let rec = if id > 0 {
             let recs = st.halo_records_mut(entity);
-            let Some(r) = recs.iter_mut().find(|r| r["id"].as_i64() == Some(id)) else {
+            let Some(r) = position(recs, id).map(|p| &mut recs[p]) else {
                 continue;
             };
             if let Some(ro) = r.as_object_mut() {
@@ -427,12 +463,16 @@ fn upsert(st: &mut State, entity: &str, req: &Req) -> Resp {
             }
             r.clone()
         } else {
-            create(st, entity, obj)
+            create(st, &mut ids, entity, obj)
         };
         let rec = derive(st, entity, rec);
         let recs = st.halo_records_mut(entity);
-        if let Some(r) = recs.iter_mut().find(|r| r["id"] == rec["id"]) {
-            *r = rec.clone();
+        let at = match rec["id"].as_i64() {
+            Some(id) => position(recs, id),
+            None => recs.iter().position(|r| r["id"] == rec["id"]),
+        };
+        if let Some(p) = at {
+            recs[p] = rec.clone();
         }
         out.push(rec);
     }
@@ -443,19 +483,38 @@ fn upsert(st: &mut State, entity: &str, req: &Req) -> Resp {
     }
 }
 
-fn next_id(st: &State, entity: &str) -> i64 {
-    st.halo
-        .get(entity)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["id"].as_i64())
-        .max()
-        .unwrap_or(0)
-        + 1
+/// The next free id per table during one POST: the table's highest id plus one, found once per table
+/// (only this POST adds records while it runs, each with the id given here).
+#[derive(Default)]
+struct NextIds(Vec<(&'static str, i64)>);
+
+impl NextIds {
+    fn take(&mut self, st: &State, entity: &'static str) -> i64 {
+        if let Some((_, next)) = self.0.iter_mut().find(|(e, _)| *e == entity) {
+            *next += 1;
+            return *next;
+        }
+        let next = st
+            .halo
+            .get(entity)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_i64())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        self.0.push((entity, next));
+        next
+    }
 }
 
-fn create(st: &mut State, entity: &str, obj: Map<String, Value>) -> Value {
-    let id = next_id(st, entity);
+fn create(
+    st: &mut State,
+    ids: &mut NextIds,
+    entity: &'static str,
+    obj: Map<String, Value>,
+) -> Value {
+    let id = ids.take(st, entity);
     let mut rec = match entity {
         "Client" => {
             json!({"id": id, "name": "", "inactive": false, "toplevel_id": 1, "toplevel_name": "Customers", "website": "", "domain": "", "azure_tenants": [], "main_site_id": 0, "main_site_name": "", "colour": "#2bd3c6"})
@@ -494,7 +553,7 @@ fn create(st: &mut State, entity: &str, obj: Map<String, Value>) -> Value {
             .filter(|s| !s.is_empty())
             .unwrap_or("Main")
             .to_string();
-        let site_id = next_id(st, "Site");
+        let site_id = ids.take(st, "Site");
         let site = json!({"id": site_id, "name": site_name, "client_id": id, "client_name": rec["name"], "inactive": false, "isinvoicesite": true, "phonenumber": "", "timezone": "GMT Standard Time"});
         st.halo_records_mut("Site").push(site);
         rec["main_site_id"] = json!(site_id);
@@ -549,4 +608,81 @@ fn derive(st: &State, entity: &str, mut rec: Value) -> Value {
         _ => {}
     }
     rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Scenario;
+
+    fn state() -> State {
+        State {
+            scenario: Scenario::small_at("2026-11-27T09:00:00Z".parse().unwrap()),
+            rt: crate::server::Runtime::default(),
+        }
+    }
+
+    #[test]
+    fn lookups_find_records_whether_or_not_the_table_is_in_id_order() {
+        let sorted: Vec<Value> = (1..=9).map(|i| json!({"id": i * 10})).collect();
+        for i in 1..=9 {
+            assert_eq!(position(&sorted, i * 10), Some(i as usize - 1));
+        }
+        assert_eq!(position(&sorted, 5), None);
+        assert_eq!(position(&sorted, 95), None);
+        let shuffled: Vec<Value> = [50, 10, 90, 30, 70, 20]
+            .iter()
+            .map(|i| json!({"id": i}))
+            .collect();
+        for (at, r) in shuffled.iter().enumerate() {
+            assert_eq!(position(&shuffled, r["id"].as_i64().unwrap()), Some(at));
+        }
+        assert_eq!(position(&shuffled, 40), None);
+        assert_eq!(position(&[json!({"name": "no id"})], 1), None);
+    }
+
+    #[test]
+    fn lists_page_in_id_order_even_from_a_table_out_of_order() {
+        let mut st = state();
+        let users = st.halo_records_mut("Users");
+        users.reverse();
+        let mut ids: Vec<i64> = users.iter().filter_map(|r| r["id"].as_i64()).collect();
+        assert!(ids.len() >= 3 && !ids.is_sorted());
+        ids.sort();
+        let page = |q: &str| {
+            let r = list(&st, "Users", &Req::for_test("GET", "/api/Users", q));
+            assert_eq!(r.status, 200);
+            r.body_json()
+        };
+        let all = page("includeinactive=true");
+        let got: Vec<i64> = all["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .collect();
+        assert_eq!(got, ids);
+        let second = page("includeinactive=true&pageinate=true&page_size=2&page_no=2");
+        assert_eq!(second["record_count"], json!(ids.len()));
+        assert_eq!(second["users"][0]["id"], json!(ids[2]));
+        let beyond = page("includeinactive=true&pageinate=true&page_size=2&page_no=999");
+        assert_eq!(beyond["users"], json!([]));
+        let first = ids[0];
+        assert_eq!(find(&st, "Users", first).unwrap()["id"], json!(first));
+    }
+
+    #[test]
+    fn next_ids_count_on_from_the_highest_id_once_per_table() {
+        let st = state();
+        let max = st.halo["Users"]
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .max()
+            .unwrap();
+        let mut ids = NextIds::default();
+        assert_eq!(ids.take(&st, "Users"), max + 1);
+        assert_eq!(ids.take(&st, "Users"), max + 2);
+        assert!(ids.take(&st, "Asset") > 0);
+        assert_eq!(ids.take(&st, "Users"), max + 3);
+    }
 }

@@ -822,25 +822,29 @@ fn typed(v: Option<&Value>, ty: SqlType) -> Value {
 }
 
 fn table_rows(st: &State, table: &Table) -> Vec<Vec<Value>> {
-    let records: Vec<Value> = match table.rows {
-        Rows::Entity(e) => st.halo.get(e).cloned().unwrap_or_default(),
-        Rows::ClientTenants => st
-            .halo
-            .get("Client")
-            .into_iter()
-            .flatten()
-            .flat_map(|c| {
-                c["azure_tenants"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |mut t| {
-                        t["client_id"] = c["id"].clone();
-                        t
-                    })
-            })
-            .collect(),
+    let tenants: Vec<Value>;
+    let records: &[Value] = match table.rows {
+        Rows::Entity(e) => st.halo.get(e).map_or(&[], Vec::as_slice),
+        Rows::ClientTenants => {
+            tenants = st
+                .halo
+                .get("Client")
+                .into_iter()
+                .flatten()
+                .flat_map(|c| {
+                    c["azure_tenants"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |mut t| {
+                            t["client_id"] = c["id"].clone();
+                            t
+                        })
+                })
+                .collect();
+            &tenants
+        }
     };
     // `Udepartment` holds a department id: number the distinct department texts.
     let mut departments: Vec<String> = records
