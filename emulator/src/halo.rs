@@ -613,13 +613,9 @@ fn derive(st: &State, entity: &str, mut rec: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Scenario;
 
     fn state() -> State {
-        State {
-            scenario: Scenario::small_at("2026-11-27T09:00:00Z".parse().unwrap()),
-            rt: crate::server::Runtime::default(),
-        }
+        State::for_test()
     }
 
     #[test]

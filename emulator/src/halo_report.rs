@@ -1011,13 +1011,9 @@ fn eval(st: &State, q: &Select) -> Result<(Vec<String>, Vec<Value>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Scenario;
 
     fn state() -> State {
-        State {
-            scenario: Scenario::small_at("2026-11-27T09:00:00Z".parse().unwrap()),
-            rt: crate::server::Runtime::default(),
-        }
+        State::for_test()
     }
 
     #[test]

@@ -237,6 +237,15 @@ impl std::ops::DerefMut for State {
 }
 
 impl State {
+    /// The small scenario at a fixed time with a fresh runtime (unit tests of handlers).
+    #[cfg(test)]
+    pub(crate) fn for_test() -> State {
+        State {
+            scenario: Scenario::small_at("2026-11-27T09:00:00Z".parse().unwrap()),
+            rt: crate::server::Runtime::default(),
+        }
+    }
+
     /// Forgets every delta token: the next `/users/delta?$deltatoken=` answers 410 `syncStateNotFound`.
     pub fn expire_delta_tokens(&mut self) {
         self.rt.delta_tokens.clear();
