@@ -698,23 +698,27 @@ fn graph_batch_and_devices() {
         },
     ));
     let body = json!({"requests": [{"id": "1", "method": "GET", "url": "/users?$select=id"}, {"id": "2", "method": "GET", "url": "/subscribedSkus"}]});
-    let v = http(
-        "POST",
-        &format!("{g}/v1.0/$batch"),
-        &[
-            ("Authorization", &tok),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .json();
-    let r2 = v["responses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "2")
-        .unwrap()
-        .clone();
+    // The batch's second item, as answered.
+    let item2 = || {
+        let v = http(
+            "POST",
+            &format!("{g}/v1.0/$batch"),
+            &[
+                ("Authorization", &tok),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .json();
+        v["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "2")
+            .unwrap()
+            .clone()
+    };
+    let r2 = item2();
     assert_eq!(r2["status"], 429);
     assert_eq!(r2["headers"]["Retry-After"], "1.5");
     // A 503 with Retry-After (reference 3.9): on an item of a batch, and on a request of its own.
@@ -728,23 +732,7 @@ fn graph_batch_and_devices() {
         unavailable.clone(),
     ));
     emu.inject(Fault::new(Api::Graph, "/deviceManagement", unavailable));
-    let v = http(
-        "POST",
-        &format!("{g}/v1.0/$batch"),
-        &[
-            ("Authorization", &tok),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .json();
-    let r2 = v["responses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "2")
-        .unwrap()
-        .clone();
+    let r2 = item2();
     assert_eq!(r2["status"], 503);
     assert_eq!(r2["headers"]["Retry-After"], "2");
     assert_eq!(r2["body"]["error"]["code"], "serviceNotAvailable");
