@@ -267,16 +267,7 @@ fn allow_deactivations_says_it_cannot_lift_the_empty_source_guard() {
     env.em.with_state(|s| {
         // Fabrikam's Intune answers no device while Halo holds its synced assets.
         s.tenant_mut(FABRIKAM).devices.clear();
-        let upns: Vec<String> = s
-            .customer(FABRIKAM)
-            .unwrap()
-            .users
-            .iter()
-            .map(|u| u["userPrincipalName"].as_str().unwrap().to_string())
-            .collect();
-        for upn in upns {
-            assert!(s.remove_user(FABRIKAM, &upn));
-        }
+        support::remove_every_user(s, FABRIKAM);
     });
     // 40 days on: Fabrikam's assets are past stale_after_days (30), so their deactivations are due.
     let later = (support::now_ts() + jiff::SignedDuration::from_hours(40 * 24)).to_string();

@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use csp_sync_emulator::{Api, Emulator, Scenario};
+use csp_sync_emulator::{Api, Emulator, Scenario, State};
 
 use crate::estate;
 
@@ -26,6 +26,20 @@ pub fn now() -> String {
 /// [`now`] as a timestamp.
 pub fn now_ts() -> jiff::Timestamp {
     now().parse().expect("checked in now()")
+}
+
+/// Empties a customer's directory: every user of `customer` is removed (each one found and removed).
+pub fn remove_every_user(s: &mut State, customer: &str) {
+    let upns: Vec<String> = s
+        .customer(customer)
+        .unwrap()
+        .users
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_string())
+        .collect();
+    for upn in upns {
+        assert!(s.remove_user(customer, &upn));
+    }
 }
 
 /// The small estate dated from [`now`].
