@@ -265,7 +265,7 @@ fn a_resumed_export_past_its_sas_is_replaced_once_and_read() {
     r.em.with_state(|s| s.billing.export.sas_lifetime_secs = 0);
     r.em.finish_exports();
     r.em.with_state(|s| {
-        s.billing.export.sas_lifetime_secs = 60;
+        s.billing.export.sas_lifetime_secs = 3600;
         s.billing.export.running_polls = 0;
     });
     let t = usage(r.read(&mut st, 5));
