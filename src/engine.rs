@@ -526,6 +526,7 @@ pub async fn plan(
         config,
         apis,
         targets,
+        state,
         now,
     };
     let partner_fut = futures_util::future::join_all(run.iter().map(|m| m.read_partner(&pcx)));

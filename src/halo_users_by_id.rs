@@ -37,38 +37,9 @@ pub async fn complete(
     let Some(query) = query else {
         return Ok((fill_azureoid_models(apis, users, memory).await?, false));
     };
-    let by_id = match apis.halo.report(&query.sql(None)).await {
-        Ok(rows) => {
-            let rows: Vec<Value> = rows.into_iter().map(|r| query.record(r)).collect();
-            match parse_records::<HaloUserRecord>("Users", rows) {
-                Ok(records) => records
-                    .iter()
-                    .map(|r| {
-                        let u = r.to_model();
-                        (u.id, (u.azureoid, u.azure_tenant_id))
-                    })
-                    .collect::<BTreeMap<_, _>>(),
-                Err(e) => {
-                    tracing::debug!(
-                        "the users report could not be read ({e}); reading users by id"
-                    );
-                    return Ok((fill_azureoid_models(apis, users, memory).await?, false));
-                }
-            }
-        }
-        Err(e) => {
-            tracing::debug!("the users report failed ({e}); reading users by id");
-            return Ok((fill_azureoid_models(apis, users, memory).await?, false));
-        }
-    };
-    // A report that lacks users the list showed is not trusted: read by id instead.
-    if let Some(u) = users.iter().find(|u| !by_id.contains_key(&u.id)) {
-        tracing::debug!(
-            user = u.id,
-            "the users report lacks a listed user; reading users by id"
-        );
+    let Some(by_id) = report_ids(apis, query, users).await else {
         return Ok((fill_azureoid_models(apis, users, memory).await?, false));
-    }
+    };
     memory.azureoid.clear();
     for u in users.iter_mut() {
         let Some((oid, tenant)) = by_id.get(&u.id) else {
@@ -92,6 +63,45 @@ pub async fn complete(
         ),
         true,
     ))
+}
+
+/// The users report's `azureoid` and `azure_tenant_id` by user id; none (the reason logged) when it fails,
+/// does not parse, or lacks a user the list showed (then it is not trusted).
+async fn report_ids(
+    apis: &Apis,
+    query: &crate::api::halo_report::ReportQuery,
+    users: &[HaloUser],
+) -> Option<BTreeMap<i64, (Option<String>, Option<String>)>> {
+    let rows = match apis.halo.report(&query.sql(None)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!("the users report failed ({e}); reading users by id");
+            return None;
+        }
+    };
+    let rows: Vec<Value> = rows.into_iter().map(|r| query.record(r)).collect();
+    let records = match parse_records::<HaloUserRecord>("Users", rows) {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::debug!("the users report could not be read ({e}); reading users by id");
+            return None;
+        }
+    };
+    let by_id: BTreeMap<_, _> = records
+        .iter()
+        .map(|r| {
+            let u = r.to_model();
+            (u.id, (u.azureoid, u.azure_tenant_id))
+        })
+        .collect();
+    if let Some(u) = users.iter().find(|u| !by_id.contains_key(&u.id)) {
+        tracing::debug!(
+            user = u.id,
+            "the users report lacks a listed user; reading users by id"
+        );
+        return None;
+    }
+    Some(by_id)
 }
 
 /// Fills `azureoid` into the users of a list that lacks it, from the memory or, for users it does not

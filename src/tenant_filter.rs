@@ -94,25 +94,11 @@ fn near_names(wanted: &str, config: &Config, customers: &[Customer]) -> Vec<Stri
     scored.into_iter().take(5).map(|(_, n)| n).collect()
 }
 
-/// Levenshtein distance over characters, bounded inputs (names and one command-line value).
+/// Levenshtein distance over characters ([`strsim::levenshtein`]), bounded inputs (names and one
+/// command-line value).
 fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().take(200).collect();
-    let b: Vec<char> = b.chars().take(200).collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    let bounded = |s: &str| s.chars().take(200).collect::<String>();
+    strsim::levenshtein(&bounded(a), &bounded(b))
 }
 
 /// The message for a `--tenant` value that names no customer to sync: an error (exit 1) for an

@@ -19,7 +19,6 @@ use crate::plan::billing::{
     self as planner, BillingPolicy, BillingTarget, HaloInvoice, Mapping, PeriodSource,
 };
 use crate::plan::{Module, TenantPlan};
-use crate::state::StateDir;
 
 pub struct Billing;
 
@@ -65,9 +64,10 @@ fn halo_invoice(v: &Value) -> Option<HaloInvoice> {
 }
 
 async fn read(cx: &PartnerCx<'_>) -> BillingRead {
-    let mut out = BillingRead::default();
-    let state_dir = StateDir::new(cx.config.sync.state_dir.clone());
-    out.state = BillingState::load(&state_dir);
+    let mut out = BillingRead {
+        state: BillingState::load(cx.state),
+        ..BillingRead::default()
+    };
     let exports = Exports {
         http: &cx.apis.http,
         creds: &cx.apis.creds,

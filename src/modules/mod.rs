@@ -63,6 +63,7 @@ pub struct PartnerCx<'a> {
     pub config: &'a Config,
     pub apis: &'a Apis,
     pub targets: &'a [Target],
+    pub state: &'a StateDir,
     pub now: jiff::Timestamp,
 }
 
